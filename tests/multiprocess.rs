@@ -1,1 +1,496 @@
-fn main() {}
+//! Tests with real processes: the test binary re-executes itself with a
+//! role (environment variable `SHMPI_TEST_ROLE`), so parent and children
+//! run the same code. A custom harness (libtest-mimic, which nextest
+//! understands) lets a role run instead of the tests, and lets tests that
+//! need root (mount namespaces, other uids) be reported as ignored when the
+//! suite runs unprivileged.
+//!
+//! Cleanup: the parent creates every segment, so its `Segment` handle
+//! unlinks the name on drop, also while unwinding from a failed assertion;
+//! children are killed and reaped by [`ChildProcess`]'s drop and by a
+//! watchdog timeout.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use shmpi::segment::{Segment, SegmentName};
+use shmpi::sync::{Barrier, LockError, RobustMutex, Semaphore};
+use shmpi::{SegmentError, SpaceResource, SyncError};
+
+const ROLE: &str = "SHMPI_TEST_ROLE";
+const SEG: &str = "SHMPI_TEST_SEGMENT";
+const ID: &str = "SHMPI_TEST_ID";
+const PROCS: &str = "SHMPI_TEST_PROCS";
+
+/// How long any child may run before the watchdog kills it.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a role waits on a peer before it reports a hang.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        let code = match run_role(&role) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!(
+                    "role {role} (pid {}): {}",
+                    std::process::id(),
+                    e.message().unwrap_or("failed")
+                );
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let root_only = |t: Trial| if root { t } else { t.with_ignored_flag(true) };
+    let trials = vec![
+        Trial::test("segment_shared_by_2_processes", || shared_by(2)),
+        Trial::test("segment_shared_by_4_processes", || shared_by(4)),
+        Trial::test(
+            "semaphore_100k_round_trips_between_processes",
+            semaphore_round_trips,
+        ),
+        Trial::test("barrier_4_processes_1000_rounds", barrier_rounds),
+        Trial::test("robust_mutex_owner_sigkilled", robust_mutex_owner_killed),
+        root_only(Trial::test(
+            "full_dev_shm_is_no_space_and_leaves_nothing",
+            full_dev_shm,
+        )),
+        root_only(Trial::test("default_mode_denies_another_uid", another_uid)),
+        root_only(Trial::test(
+            "object_owned_by_another_uid_is_refused",
+            foreign_owner,
+        )),
+    ];
+    libtest_mimic::run(&Arguments::from_args(), trials).exit();
+}
+
+// ---------------------------------------------------------------- harness
+
+/// A child process that is killed and reaped if still running on drop.
+struct ChildProcess {
+    child: std::process::Child,
+    role: String,
+}
+
+impl ChildProcess {
+    fn spawn(mut cmd: Command, role: &str) -> ChildProcess {
+        cmd.env(ROLE, role).stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning role {role}: {e}"));
+        ChildProcess {
+            child,
+            role: role.to_owned(),
+        }
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits for a successful exit, killing the child at the deadline.
+    fn wait_ok(mut self) -> Result<(), Failed> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("role {} exited with {status}", self.role).into())
+                };
+            }
+            if start.elapsed() > CHILD_TIMEOUT {
+                return Err(format!(
+                    "role {} still running after {CHILD_TIMEOUT:?}; killed",
+                    self.role
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The test binary itself, set up to run `role` on segment `seg`.
+fn role_command(seg: &SegmentName, id: usize, procs: usize) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.env(SEG, seg.as_str())
+        .env(ID, id.to_string())
+        .env(PROCS, procs.to_string());
+    cmd
+}
+
+fn spawn(role: &str, seg: &SegmentName, id: usize, procs: usize) -> ChildProcess {
+    ChildProcess::spawn(role_command(seg, id, procs), role)
+}
+
+fn wait_all(children: Vec<ChildProcess>) -> Result<(), Failed> {
+    children.into_iter().try_for_each(ChildProcess::wait_ok)
+}
+
+fn env_usize(key: &str) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg().into())
+    }
+}
+
+fn run_role(role: &str) -> Result<(), Failed> {
+    if role == "no-space" {
+        return role_no_space();
+    }
+    let name = SegmentName::new(&std::env::var(SEG)?)?;
+    let (id, procs) = (env_usize(ID), env_usize(PROCS));
+    match role {
+        "share" => role_share(&name, id, procs),
+        "pong" => role_pong(&name),
+        "barrier" => role_barrier(&name, id, procs),
+        "hold-mutex" => role_hold_mutex(&name),
+        "other-uid" => role_other_uid(&name),
+        other => Err(format!("unknown role {other}").into()),
+    }
+}
+
+// ------------------------------------------- N processes share one segment
+
+const BLOCK: usize = 1000;
+const ARRAY_AT: usize = 64; // after a Barrier
+
+fn value(id: usize, i: usize) -> u64 {
+    (id as u64) << 32 | i as u64 * 7919
+}
+
+fn shared_by(procs: usize) -> Result<(), Failed> {
+    let name = SegmentName::unique("mp-share");
+    let seg = Segment::create(&name, ARRAY_AT + procs * BLOCK * 8)?;
+    Barrier::create_in(&seg, 0, procs as u32)?;
+    let children = (0..procs)
+        .map(|id| spawn("share", &name, id, procs))
+        .collect();
+    wait_all(children)?;
+    let all = seg.slice::<u64>(ARRAY_AT, procs * BLOCK)?.to_vec();
+    for (k, v) in all.iter().enumerate() {
+        ensure(*v == value(k / BLOCK, k % BLOCK), || {
+            format!("parent: element {k} is {v:#x}")
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes its own block, waits for everyone, checks everyone's blocks.
+fn role_share(name: &SegmentName, id: usize, procs: usize) -> Result<(), Failed> {
+    let seg = Segment::open(name)?;
+    let all = seg.slice::<u64>(ARRAY_AT, procs * BLOCK)?;
+    for i in 0..BLOCK {
+        all.set(id * BLOCK + i, value(id, i));
+    }
+    Barrier::open_in(&seg, 0)?.wait_timeout(WAIT)?;
+    for (k, v) in all.to_vec().iter().enumerate() {
+        ensure(*v == value(k / BLOCK, k % BLOCK), || {
+            format!("process {id}: element {k} is {v:#x}")
+        })?;
+    }
+    println!(
+        "process {id} of {procs}: wrote {BLOCK} values, read all {}",
+        procs * BLOCK
+    );
+    Ok(())
+}
+
+// ------------------------------------- semaphore hand-off between processes
+
+const ROUND_TRIPS: u64 = 100_000;
+
+fn semaphore_round_trips() -> Result<(), Failed> {
+    let name = SegmentName::unique("mp-sem");
+    let seg = Segment::create(&name, 3 * 64)?;
+    let ping = Semaphore::create_in(&seg, 0, 0)?;
+    let pong = Semaphore::create_in(&seg, 64, 0)?;
+    let slot = seg.atomic_u64(128)?;
+    let child = spawn("pong", &name, 1, 2);
+    for i in 0..ROUND_TRIPS {
+        slot.store(2 * i, Ordering::Relaxed);
+        ping.post()?;
+        pong.wait_timeout(WAIT)?;
+        let got = slot.load(Ordering::Relaxed);
+        ensure(got == 2 * i + 1, || {
+            format!("round {i}: expected {}, read {got}", 2 * i + 1)
+        })?;
+    }
+    child.wait_ok()
+}
+
+fn role_pong(name: &SegmentName) -> Result<(), Failed> {
+    let seg = Segment::open(name)?;
+    let ping = Semaphore::open_in(&seg, 0)?;
+    let pong = Semaphore::open_in(&seg, 64)?;
+    let slot = seg.atomic_u64(128)?;
+    for i in 0..ROUND_TRIPS {
+        ping.wait_timeout(WAIT)?;
+        let got = slot.load(Ordering::Relaxed);
+        ensure(got == 2 * i, || format!("pong round {i}: read {got}"))?;
+        slot.store(got + 1, Ordering::Relaxed);
+        pong.post()?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------ 4-process barrier
+
+const BARRIER_ROUNDS: u64 = 1000;
+
+fn barrier_rounds() -> Result<(), Failed> {
+    let procs = 4;
+    let name = SegmentName::unique("mp-barrier");
+    let seg = Segment::create(&name, ARRAY_AT + procs * 8)?;
+    Barrier::create_in(&seg, 0, procs as u32)?;
+    let children = (0..procs)
+        .map(|id| spawn("barrier", &name, id, procs))
+        .collect();
+    wait_all(children)
+}
+
+/// Each round: publish the round number, barrier, check that every process
+/// published it, barrier (so nobody runs ahead into the next round).
+fn role_barrier(name: &SegmentName, id: usize, procs: usize) -> Result<(), Failed> {
+    let seg = Segment::open(name)?;
+    let barrier = Barrier::open_in(&seg, 0)?;
+    let slots = seg.slice::<u64>(ARRAY_AT, procs)?;
+    let mut leaders = 0;
+    for round in 1..=BARRIER_ROUNDS {
+        slots.set(id, round);
+        leaders += u32::from(barrier.wait_timeout(WAIT)?.is_leader());
+        for k in 0..procs {
+            let v = slots.get(k).unwrap_or(0);
+            ensure(v == round, || {
+                format!("process {id} round {round}: slot {k} holds {v}")
+            })?;
+        }
+        barrier.wait_timeout(WAIT)?;
+    }
+    println!("process {id}: {BARRIER_ROUNDS} rounds, leader {leaders} times");
+    Ok(())
+}
+
+// ------------------------------------------------- robust mutex, owner dies
+
+fn mutex_layout() -> (usize, usize) {
+    let sem_at = RobustMutex::<u64>::SIZE.next_multiple_of(Semaphore::ALIGN);
+    (sem_at, sem_at + Semaphore::SIZE)
+}
+
+fn robust_mutex_owner_killed() -> Result<(), Failed> {
+    let (sem_at, size) = mutex_layout();
+    let name = SegmentName::unique("mp-mutex");
+    let seg = Segment::create(&name, size)?;
+    let mutex = RobustMutex::<u64>::create_in(&seg, 0, 0)?;
+    let locked = Semaphore::create_in(&seg, sem_at, 0)?;
+
+    let kill_holder = || -> Result<ChildProcess, Failed> {
+        let child = spawn("hold-mutex", &name, 1, 2);
+        locked.wait_timeout(WAIT)?;
+        // Killed, not reaped: the kernel releases the robust futex at exit.
+        nix::sys::signal::kill(child.pid(), nix::sys::signal::Signal::SIGKILL)?;
+        Ok(child)
+    };
+
+    // 1. Owner dies; we are told, repair, mark consistent, carry on.
+    let _first = kill_holder()?;
+    match mutex.lock_timeout(WAIT) {
+        Err(LockError::OwnerDied(recovered)) => {
+            ensure(recovered.get() == 41, || {
+                format!("value after crash: {}", recovered.get())
+            })?;
+            recovered.set(42);
+            drop(recovered.make_consistent()?);
+        }
+        Ok(_) => return Err("lock succeeded without reporting the dead owner".into()),
+        Err(LockError::Sync(e)) => return Err(e.into()),
+    }
+    let g = mutex
+        .lock_timeout(WAIT)
+        .map_err(LockError::into_sync_error)?;
+    ensure(g.get() == 42, || {
+        format!("value after recovery: {}", g.get())
+    })?;
+    drop(g);
+
+    // 2. Owner dies again; this time the state is not made consistent.
+    let _second = kill_holder()?;
+    match mutex.lock_timeout(WAIT) {
+        Err(LockError::OwnerDied(recovered)) => drop(recovered),
+        other => return Err(format!("expected OwnerDied, got {:?}", other.err()).into()),
+    }
+    match mutex.lock_timeout(WAIT) {
+        Err(LockError::Sync(SyncError::NotRecoverable)) => {}
+        other => return Err(format!("expected NotRecoverable, got {:?}", other.err()).into()),
+    }
+    // Re-creating resets it.
+    let mutex = RobustMutex::<u64>::create_in(&seg, 0, 7)?;
+    let g = mutex.try_lock().map_err(LockError::into_sync_error)?;
+    ensure(g.get() == 7, || "value after re-creation".into())?;
+    Ok(())
+}
+
+fn role_hold_mutex(name: &SegmentName) -> Result<(), Failed> {
+    let (sem_at, _) = mutex_layout();
+    let seg = Segment::open(name)?;
+    let mutex = RobustMutex::<u64>::open_in(&seg, 0)?;
+    let locked = Semaphore::open_in(&seg, sem_at)?;
+    let guard = mutex
+        .lock_timeout(WAIT)
+        .map_err(LockError::into_sync_error)?;
+    guard.set(41);
+    locked.post()?;
+    std::thread::sleep(CHILD_TIMEOUT); // until SIGKILL
+    Err("holder was not killed".into())
+}
+
+// --------------------------------------------- a full /dev/shm (root only)
+
+fn full_dev_shm() -> Result<(), Failed> {
+    // A private mount namespace with a 1 MiB tmpfs on /dev/shm; the role
+    // runs inside it. The namespace (and its tmpfs) vanish with the child.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=1m shmpi-test /dev/shm && exec \"$0\"")
+        .arg(std::env::current_exe()?);
+    ChildProcess::spawn(cmd, "no-space").wait_ok()
+}
+
+fn shm_entries() -> Result<Vec<String>, Failed> {
+    Ok(std::fs::read_dir("/dev/shm")?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect())
+}
+
+fn role_no_space() -> Result<(), Failed> {
+    let total = nix::sys::statvfs::statvfs("/dev/shm")?;
+    let size = total.blocks() as u64 * total.fragment_size() as u64;
+    ensure(size <= 1 << 20, || {
+        format!("/dev/shm is {size} bytes: not the test's tmpfs")
+    })?;
+    let big = Segment::create(&SegmentName::unique("nospace"), 4 << 20);
+    ensure(
+        matches!(
+            big,
+            Err(SegmentError::NoSpace {
+                resource: SpaceResource::Filesystem,
+                ..
+            })
+        ),
+        || format!("4 MiB in a 1 MiB /dev/shm: {big:?}"),
+    )?;
+    let first = Segment::create(&SegmentName::unique("nospace"), 600 << 10)?;
+    let second = Segment::create(&SegmentName::unique("nospace"), 600 << 10);
+    ensure(matches!(second, Err(SegmentError::NoSpace { .. })), || {
+        format!("second 600 KiB: {second:?}")
+    })?;
+    let left = shm_entries()?;
+    ensure(left == [first.name().file_name()], || {
+        format!("after failures: {left:?}")
+    })?;
+    drop(first);
+    let left = shm_entries()?;
+    ensure(left.is_empty(), || format!("after drop: {left:?}"))?;
+    println!(
+        "1 MiB /dev/shm: 4 MiB and a second 600 KiB refused with NoSpace, nothing left behind"
+    );
+    Ok(())
+}
+
+// ----------------------------------------------- permissions (root only)
+
+const NOBODY: u32 = 65534;
+
+fn another_uid() -> Result<(), Failed> {
+    use std::os::unix::process::CommandExt;
+    let private = Segment::create(&SegmentName::unique("mp-private"), 64)?;
+    let open = Segment::builder(SegmentName::unique("mp-open").as_str())
+        .size(64)
+        .mode(0o666)
+        .create()?;
+    open.atomic_u64(0)?.store(0x5EED, Ordering::Release);
+    let mut cmd = role_command(private.name(), 0, 2);
+    cmd.env("SHMPI_TEST_OPEN_SEGMENT", open.name().as_str())
+        .uid(NOBODY)
+        .gid(NOBODY);
+    ChildProcess::spawn(cmd, "other-uid").wait_ok()
+}
+
+fn role_other_uid(private: &SegmentName) -> Result<(), Failed> {
+    let me = nix::unistd::geteuid().as_raw();
+    ensure(me == NOBODY, || format!("running as uid {me}"))?;
+    let denied = Segment::open(private);
+    ensure(
+        matches!(denied, Err(SegmentError::PermissionDenied { .. })),
+        || format!("mode 0600 segment of another uid: {denied:?}"),
+    )?;
+    let open = SegmentName::new(&std::env::var("SHMPI_TEST_OPEN_SEGMENT")?)?;
+    let refused = Segment::open(&open);
+    ensure(
+        matches!(refused, Err(SegmentError::ForeignOwner { owner: 0, .. })),
+        || format!("mode 0666 segment owned by root, no opt-in: {refused:?}"),
+    )?;
+    let trusted = Segment::builder(open.as_str())
+        .allow_foreign_owner(true)
+        .open()?;
+    let v = trusted.atomic_u64(0)?.load(Ordering::Acquire);
+    ensure(v == 0x5EED, || {
+        format!("read {v:#x} through the opted-in mapping")
+    })?;
+    println!(
+        "uid {me}: 0600 segment denied, foreign 0666 segment refused without opt-in, read with it"
+    );
+    Ok(())
+}
+
+fn foreign_owner() -> Result<(), Failed> {
+    let name = SegmentName::unique("mp-chown");
+    let seg = Segment::create(&name, 64)?;
+    nix::unistd::fchown(seg.fd(), Some(NOBODY.into()), Some(NOBODY.into()))?;
+    let refused = Segment::open(&name);
+    ensure(
+        matches!(
+            refused,
+            Err(SegmentError::ForeignOwner {
+                owner: NOBODY,
+                expected: 0,
+                ..
+            })
+        ),
+        || format!("planted object: {refused:?}"),
+    )?;
+    ensure(
+        matches!(
+            Segment::open_raw(&name),
+            Err(SegmentError::ForeignOwner { .. })
+        ),
+        || "open_raw must refuse it too".into(),
+    )?;
+    Segment::builder(name.as_str())
+        .allow_foreign_owner(true)
+        .open()?;
+    Ok(())
+}
