@@ -53,3 +53,8 @@ pub mod segment;
 pub mod sync;
 
 pub use error::{Error, NameError, PlacementError, Result, SegmentError, SpaceResource, SyncError};
+
+/// The README's examples, compiled and run as doctests so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

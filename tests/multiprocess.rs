@@ -178,7 +178,7 @@ const BLOCK: usize = 1000;
 const ARRAY_AT: usize = 64; // after a Barrier
 
 fn value(id: usize, i: usize) -> u64 {
-    (id as u64) << 32 | i as u64 * 7919
+    ((id as u64) << 32) | (i as u64 * 7919)
 }
 
 fn shared_by(procs: usize) -> Result<(), Failed> {

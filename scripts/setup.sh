@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what shmpi's build, tests and demo need, and only what is missing:
+# on a warm machine this costs a few dpkg queries. Run by test.sh and
+# demo.sh; can be run on its own.
+#
+#   Debian packages: an MPI (Open MPI), libclang for rsmpi's bindgen,
+#   pkg-config, a C compiler, util-linux (unshare) and valgrind.
+#   Rust: rustfmt, clippy, cargo-nextest.
+set -euo pipefail
+
+SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev pkg-config build-essential util-linux valgrind)
+
+shmpi_missing_packages() {
+  local p
+  for p in "${SHMPI_APT_PACKAGES[@]}"; do
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || echo "$p"
+  done
+}
+
+shmpi_setup() {
+  local missing sudo=""
+  mapfile -t missing < <(shmpi_missing_packages)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is missing; install Rust from https://rustup.rs" >&2
+    return 1
+  fi
+  if command -v rustup >/dev/null 2>&1; then
+    local installed
+    installed=$(rustup component list --installed 2>/dev/null || true)
+    for c in rustfmt clippy; do
+      grep -q "^$c" <<<"$installed" || rustup component add "$c"
+    done
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-nextest" >&2
+    cargo install --locked cargo-nextest
+  fi
+}
+
+shmpi_setup

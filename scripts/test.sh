@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# THE test command: installs what is missing, then runs every check of the
+# project. Prints the time of each phase and ends with `N passed, N failed`
+# (N counts tests in test phases and one check for every other phase).
+# Exits non-zero on any failure. An overall watchdog (SHMPI_SUITE_TIMEOUT
+# seconds, default 1800) ends a hung suite.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${SHMPI_SUITE_WATCHDOG:-}" ]; then
+  export SHMPI_SUITE_WATCHDOG=1
+  exec timeout --kill-after=30 "${SHMPI_SUITE_TIMEOUT:-1800}" "$0" "$@"
+fi
+
+scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+export CARGO_TERM_COLOR=never
+passed=0
+failed=0
+report=()
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+# phase NAME KIND COMMAND...: KIND is `tests` (count the tests it reports)
+# or `check` (one check).
+phase() {
+  local name=$1 kind=$2; shift 2
+  local out="$log/$name.log" start=$SECONDS status p=0 f=0
+  echo "=== $name: $*"
+  "$@" 2>&1 | tee "$out"
+  status=${PIPESTATUS[0]}
+  if [ "$kind" = tests ]; then
+    # nextest: "N tests run: N passed, N failed"; libtest: "N passed; N failed".
+    p=$(grep -oE '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -oE '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
+  fi
+  if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  if [ "$kind" = check ] && [ "$status" -eq 0 ]; then p=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  report+=("$(printf '%-28s %5ss  %s' "$name" $((SECONDS - start)) "$([ "$status" -eq 0 ] && echo ok || echo FAILED)")")
+}
+
+shm_objects() { ls -A /dev/shm 2>/dev/null | grep -E '^shmpi\.' | sort; }
+before=$(shm_objects)
+
+no_mpi_in_tree() {
+  if cargo tree --locked --no-default-features -e normal --prefix none | grep -E '^(mpi|mpi-sys|mpi-derive) v'; then
+    echo "the shared-memory half depends on MPI"; return 1
+  fi
+}
+
+leftovers() {
+  local left
+  left=$(comm -13 <(echo "$before") <(shm_objects))
+  if [ -n "$left" ]; then
+    echo "left in /dev/shm by the suite (now removed):"; echo "$left"
+    echo "$left" | while read -r n; do rm -f "/dev/shm/$n"; done
+    return 1
+  fi
+  echo "nothing of shmpi's left in /dev/shm"
+}
+
+phase fmt                check cargo fmt --check
+phase clippy             check cargo clippy --all-targets --locked -- -D warnings
+phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
+phase no-mpi-deps        check no_mpi_in_tree
+phase no-mpi-smoke       check cargo run --locked -q --no-default-features --example shared_array -- 10000
+phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess)'
+phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess)' --test-threads 1
+phase doctests           tests cargo test --locked --doc
+phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+phase shm-leftovers      check leftovers
+
+echo
+echo "phase                         time  result"
+printf '%s\n' "${report[@]}"
+echo "total ${SECONDS}s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
