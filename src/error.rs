@@ -229,6 +229,161 @@ pub enum SyncError {
     },
 }
 
+/// A mailbox group operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailboxError {
+    /// A member id outside `0..size`.
+    #[error("rank {rank} is outside the group of {size}")]
+    InvalidRank {
+        /// The rank given.
+        rank: usize,
+        /// The group size.
+        size: usize,
+    },
+    /// A negative tag.
+    #[error("tag {tag} is invalid: tags are 0..=i32::MAX")]
+    InvalidTag {
+        /// The tag given.
+        tag: i32,
+    },
+    /// A message longer than [`crate::mailbox::MAX_MESSAGE_LEN`].
+    #[error("a message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Bytes given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A loan (or a `try_send`) larger than one record of the ring.
+    #[error(
+        "{len} bytes do not fit one ring record (at most {max}); use send for larger messages"
+    )]
+    RecordTooLarge {
+        /// Bytes asked for.
+        len: usize,
+        /// The largest record payload.
+        max: usize,
+    },
+    /// A `_timeout` call timed out; nothing was consumed or sent.
+    #[error("timed out after {waited:?}")]
+    Timeout {
+        /// The timeout.
+        waited: Duration,
+    },
+    /// A `try_` call would have had to wait; nothing was consumed or sent.
+    #[error("operation would block")]
+    WouldBlock,
+    /// The peer's process died (its liveness lock is gone) and it has no
+    /// more messages for us.
+    #[error("member {id} died")]
+    PeerDied {
+        /// The dead member.
+        id: usize,
+    },
+    /// The peer left the group in an orderly way and has no more messages.
+    #[error("member {id} left the group")]
+    PeerLeft {
+        /// The member that left.
+        id: usize,
+    },
+    /// Every other member has died or left: a receive from any source can
+    /// never complete.
+    #[error("every other member of the group has died or left")]
+    AllPeersGone,
+    /// A message from `id` was cut short because its sender died mid-way
+    /// (and rejoined); the part received was discarded.
+    #[error("a message from member {id} was cut short by its sender's death; the partial message was discarded")]
+    Interrupted {
+        /// The sender.
+        id: usize,
+    },
+    /// A live process already holds this member id.
+    #[error("member id {id} is held by a live process")]
+    AlreadyJoined {
+        /// The id.
+        id: usize,
+    },
+    /// The group's parameters differ from what the caller expects.
+    #[error("{what}: the group has {found}, the caller expects {expected}")]
+    Mismatch {
+        /// What differs.
+        what: &'static str,
+        /// The group's value.
+        found: u64,
+        /// The caller's value.
+        expected: u64,
+    },
+    /// The group's shared memory holds something impossible.
+    #[error("corrupt mailbox group: {0}")]
+    Corrupt(String),
+    /// The group header is invalid.
+    #[error(transparent)]
+    Layout(#[from] crate::mailbox::LayoutError),
+    /// A launcher variable is missing or malformed.
+    #[error("environment variable {var}: {problem}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A launcher could not start a member process.
+    #[error("starting {program}: {errno}")]
+    Launch {
+        /// The program.
+        program: String,
+        /// Why.
+        errno: Errno,
+    },
+    /// The group's segment could not be created or opened.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A doorbell semaphore failed.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// A typed receive or a collective got data it cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The message length is not a multiple of the element size.
+    #[error("a message of {len} bytes is not a whole number of {elem}-byte elements")]
+    TypeMismatch {
+        /// Message bytes.
+        len: usize,
+        /// Element size.
+        elem: usize,
+    },
+    /// The ranks disagree on a collective's element count.
+    #[error("collective: rank {rank} contributed {found} elements, {expected} expected")]
+    CountMismatch {
+        /// The rank.
+        rank: usize,
+        /// Its count.
+        found: usize,
+        /// The expected count.
+        expected: usize,
+    },
+    /// The reduction is not defined for the element type (bitwise on floats).
+    #[error("reduction {op} is not defined for {ty}")]
+    UnsupportedOp {
+        /// The operation.
+        op: &'static str,
+        /// The element type.
+        ty: &'static str,
+    },
+    /// A root rank outside the communicator.
+    #[error("root {root} is outside the {size} ranks")]
+    InvalidRoot {
+        /// The root.
+        root: usize,
+        /// Number of ranks.
+        size: usize,
+    },
+}
+
 /// Any shmpi error. Every area's error converts into it with `?`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -242,6 +397,12 @@ pub enum Error {
     /// A synchronisation primitive failed.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// A mailbox group operation failed.
+    #[error(transparent)]
+    Mailbox(#[from] MailboxError),
+    /// A transport-level (typed or collective) operation failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// `Result` with [`Error`].

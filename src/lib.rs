@@ -19,6 +19,8 @@
 //! |---|---|
 //! | [`segment`] | named POSIX shared-memory objects with a validated header, typed views |
 //! | [`sync`] | process-shared semaphore, robust mutex, barrier, living inside a segment |
+//! | [`mailbox`] | message passing on shared memory: one ring per ordered pair of processes |
+//! | [`transport`] | the `Transport` trait every message path implements, with collectives |
 //!
 //! ## A first example
 //!
@@ -49,10 +51,15 @@
 )]
 
 pub mod error;
+pub mod mailbox;
 pub mod segment;
 pub mod sync;
+pub mod transport;
 
-pub use error::{Error, NameError, PlacementError, Result, SegmentError, SpaceResource, SyncError};
+pub use error::{
+    Error, MailboxError, NameError, PlacementError, Result, SegmentError, SpaceResource, SyncError,
+    TransportError,
+};
 
 /// The README's examples, compiled and run as doctests so it stays true.
 #[cfg(doctest)]

@@ -321,8 +321,9 @@ impl RawHeader {
         }
     }
 
-    /// Writes every field, `ready` last with release ordering.
-    pub(crate) fn publish(&self, h: &HeaderFields) {
+    /// Writes every field but `ready`; [`set_ready`](Self::set_ready)
+    /// publishes them.
+    pub(crate) fn write_fields(&self, h: &HeaderFields) {
         self.magic.store(h.magic, Ordering::Relaxed);
         self.version.store(h.version, Ordering::Relaxed);
         self.kind.store(h.kind, Ordering::Relaxed);
@@ -332,7 +333,12 @@ impl RawHeader {
         self.created_unix_ms
             .store(h.created_unix_ms, Ordering::Relaxed);
         self.creator_uid.store(h.creator_uid, Ordering::Relaxed);
-        self.ready.store(h.ready, Ordering::Release);
+    }
+
+    /// Marks the segment ready (release: everything written before is
+    /// visible to an opener that sees it).
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(READY, Ordering::Release);
     }
 }
 

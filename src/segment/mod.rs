@@ -124,7 +124,40 @@ impl SegmentBuilder {
     /// As [`Segment::create`].
     pub fn create(self) -> Result<Segment, SegmentError> {
         let name = validated(&self.name)?;
-        Segment::create_with(name, &self)
+        Segment::create_with(name, &self, &mut |_| Ok(())).map_err(|e| match e {
+            crate::Error::Segment(e) => e,
+            other => unreachable!("the empty initialiser cannot fail: {other}"),
+        })
+    }
+
+    /// Creates the segment and runs `init` on it BEFORE marking it ready:
+    /// an opener waits (up to its ready timeout) until `init` has finished,
+    /// so it never sees a half-built layout (the creator lays out its
+    /// objects, then opens the segment up). When `init` fails the name is
+    /// removed and its error returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Segment::create`], or `init`'s error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmpi::segment::{Segment, SegmentName};
+    /// use shmpi::sync::Semaphore;
+    ///
+    /// let seg = Segment::builder(SegmentName::unique("doc-init").as_str())
+    ///     .size(Semaphore::SIZE)
+    ///     .create_init(|seg| Ok(Semaphore::create_in(seg, 0, 1).map(drop)?))?;
+    /// assert_eq!(Semaphore::open_in(&seg, 0)?.value()?, 1);
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    pub fn create_init(
+        self,
+        mut init: impl FnMut(&Segment) -> crate::Result<()>,
+    ) -> crate::Result<Segment> {
+        let name = validated(&self.name)?;
+        Segment::create_with(name, &self, &mut init)
     }
 
     /// Opens a shmpi segment; see [`Segment::open`].
@@ -290,14 +323,18 @@ impl Segment {
             .map_err(|e| os_error(name, "fcntl(F_OFD_GETLK)", e))
     }
 
-    fn create_with(name: SegmentName, opts: &SegmentBuilder) -> Result<Segment, SegmentError> {
+    fn create_with(
+        name: SegmentName,
+        opts: &SegmentBuilder,
+        init: &mut dyn FnMut(&Segment) -> crate::Result<()>,
+    ) -> crate::Result<Segment> {
         if opts.size == 0 {
-            return Err(SegmentError::ZeroSize);
+            return Err(SegmentError::ZeroSize.into());
         }
         let limit = isize::MAX as u64 - HEADER_SIZE as u64;
         let requested = opts.size as u64;
         if requested > limit {
-            return Err(SegmentError::TooLarge { requested, limit });
+            return Err(SegmentError::TooLarge { requested, limit }.into());
         }
         let total = requested + HEADER_SIZE as u64;
         check_space(total)?;
@@ -308,6 +345,7 @@ impl Segment {
             Mode::from_bits_truncate(opts.mode),
         )
         .map_err(|e| os_error(&name, "shm_open", e))?;
+        let fd = Self::reserve_and_lock(&name, fd, opts, total)?;
         // From here on the name exists: remove it again on any failure.
         let unlink_guard = UnlinkGuard(Some(&name));
         fchmod(&fd, Mode::from_bits_truncate(opts.mode))
@@ -329,17 +367,39 @@ impl Segment {
         // aligned, so a RawHeader (atomics only, align 8) fits at its start;
         // the reference lives no longer than `map`.
         let raw = unsafe { &*map.as_ptr().cast::<RawHeader>() };
-        raw.publish(&header);
+        raw.write_fields(&header);
         std::mem::forget(unlink_guard);
-        Ok(Segment {
+        let mut seg = Segment {
             name,
             file,
             map,
             data_offset: HEADER_SIZE,
             data_len: opts.size,
             header: Some(header),
-            unlink_on_drop: !opts.persist,
-        })
+            unlink_on_drop: true,
+        };
+        // Until `ready` is set, an opener waits: lay out the contents first.
+        init(&seg)?;
+        // SAFETY: as above; the mapping is still the one the header is in.
+        unsafe { &*seg.map.as_ptr().cast::<RawHeader>() }.set_ready();
+        seg.unlink_on_drop = !opts.persist;
+        Ok(seg)
+    }
+
+    /// Mode, presence lock and reserved pages of a freshly created object.
+    fn reserve_and_lock(
+        name: &SegmentName,
+        fd: OwnedFd,
+        opts: &SegmentBuilder,
+        total: u64,
+    ) -> Result<OwnedFd, SegmentError> {
+        let guard = UnlinkGuard(Some(name));
+        fchmod(&fd, Mode::from_bits_truncate(opts.mode))
+            .map_err(|e| os_error(name, "fchmod", e))?;
+        take_presence_lock(name, &fd)?;
+        reserve(name, &fd, total)?;
+        std::mem::forget(guard);
+        Ok(fd)
     }
 
     fn open_with(name: SegmentName, opts: &SegmentBuilder) -> Result<Segment, SegmentError> {

@@ -31,6 +31,7 @@ use std::time::Duration;
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use mutex::{LockError, MutexGuard, RecoveredGuard, RobustMutex};
 pub use semaphore::Semaphore;
+pub(crate) use semaphore::SemaphoreCell;
 
 use crate::error::SyncError;
 use crate::segment::Segment;

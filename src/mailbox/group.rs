@@ -1,0 +1,1534 @@
+//! `MailboxGroup`: joining, sending, matching receives, waiting, liveness.
+
+use std::collections::VecDeque;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::layout::{
+    state, GroupHeader, GroupLayout, GroupParams, MemberBlock, ShmRing, FLAG_EPHEMERAL,
+    GROUP_HEADER,
+};
+use super::ring::{Consumer, Producer, RecordRef, Reservation, RingError, FLAG_CONT, FLAG_MORE};
+use super::wake::{notify, seq_cst_fence, sleep};
+use super::{
+    default_spin, MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MESSAGE_LEN,
+    RANK_ENV, SIZE_ENV,
+};
+use crate::error::{Error, MailboxError, SegmentError, SyncError};
+use crate::segment::{lock, Segment, SegmentKind, SegmentName};
+use crate::sync::Semaphore;
+use crate::transport::{Message, Source, TagMatch, Transport};
+
+/// A member of a mailbox group: one endpoint of message passing on shared
+/// memory. See the [module docs](super).
+///
+/// `MailboxGroup` is `Send` (move it to the thread that uses it) but not
+/// `Sync`: every operation takes `&mut self`.
+///
+/// # Examples
+///
+/// Two members in one process (normally each is a process of its own, see
+/// [`MailboxGroup::from_env`]):
+///
+/// ```
+/// use shmpi::mailbox::{MailboxGroup, MailboxOptions};
+/// use shmpi::segment::SegmentName;
+/// use shmpi::transport::{Source, TagMatch};
+///
+/// let name = SegmentName::unique("doc-group");
+/// let opts = MailboxOptions::default();
+/// let mut a = MailboxGroup::create_or_join(&name, 0, 2, &opts)?;
+/// let mut b = MailboxGroup::join(&name, 1, &opts)?;
+/// a.send(1, 5, b"hello")?;
+/// a.send(1, 6, b"world")?;
+/// // Matching by tag: the later message first; the other waits in a queue.
+/// assert_eq!(b.recv(0, 6)?.data, b"world");
+/// let m = b.recv(Source::Any, TagMatch::Any)?;
+/// assert_eq!((m.source, m.tag, m.data.as_slice()), (0, 5, &b"hello"[..]));
+/// # Ok::<(), shmpi::Error>(())
+/// ```
+pub struct MailboxGroup {
+    seg: Arc<Segment>,
+    layout: GroupLayout,
+    id: usize,
+    /// Members are threads of this process: liveness by state word only.
+    threads: bool,
+    out: Vec<Option<Outgoing>>,
+    inc: Vec<Option<Incoming>>,
+    unexpected: VecDeque<Message>,
+    next_any: usize,
+    wait: WaitStrategy,
+    spin: Duration,
+    reported_gone: Vec<bool>,
+}
+
+/// A group whose members are the threads of one process: the same rings
+/// and protocol, in a segment that is unlinked at once. Made by
+/// [`MailboxGroup::threads`].
+pub type ThreadMailbox = MailboxGroup;
+
+// SAFETY: the raw pointers inside (rings, member blocks) point into the
+// mapping owned by `seg` (an Arc, kept alive by self); nothing is tied to a
+// thread. Shared-memory accesses go through atomics and the ring protocol.
+unsafe impl Send for MailboxGroup {}
+
+struct Outgoing {
+    ring: ShmRing,
+    prod: Producer,
+}
+
+struct Incoming {
+    ring: ShmRing,
+    cons: Consumer,
+    partial: Option<Partial>,
+}
+
+struct Partial {
+    tag: i32,
+    total: usize,
+    data: Vec<u8>,
+}
+
+/// What a member looks like to its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// Has not joined yet.
+    Vacant,
+    /// Joined and alive.
+    Alive,
+    /// Left in an orderly way.
+    Left,
+    /// Joined, and its process has died.
+    Dead,
+}
+
+/// A snapshot of one ordered pair's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PairCounters {
+    /// Messages sent.
+    pub messages: u64,
+    /// Payload bytes sent.
+    pub bytes: u64,
+    /// Times the sender slept on a full ring.
+    pub sender_sleeps: u64,
+    /// Times the receiver slept waiting for this sender in particular.
+    pub receiver_sleeps: u64,
+    /// Bytes in the ring not yet consumed.
+    pub queued_bytes: u64,
+}
+
+/// What a waiting call waits for, and whose death ends the wait.
+#[derive(Debug, Clone, Copy)]
+enum Watch {
+    Source(usize),
+    AnySource,
+    Dest(usize),
+}
+
+enum Found {
+    Owned(Message),
+    InRing { src: usize, rec: RecordRef },
+}
+
+/// Extends a borrow of memory inside the group's mapping past a borrow of
+/// the group, so that `&mut self` methods can run while it is held.
+///
+/// # Safety
+///
+/// `r` must point into the mapping of a segment that outlives `'a`.
+unsafe fn detach<'a, T>(r: &T) -> &'a T {
+    // SAFETY: caller's contract.
+    unsafe { &*(r as *const T) }
+}
+
+fn ring_error(src: usize, dst: usize, e: RingError) -> MailboxError {
+    MailboxError::Corrupt(format!("ring {src}→{dst}: {e}"))
+}
+
+impl MailboxGroup {
+    /// Creates the segment of a group of `members` (the launcher's job, or
+    /// the first member's through [`create_or_join`](Self::create_or_join)).
+    /// The returned segment removes the name when dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Layout`] for invalid options, or the segment's errors.
+    pub fn create_segment(
+        name: &SegmentName,
+        members: usize,
+        options: &MailboxOptions,
+    ) -> Result<Segment, Error> {
+        let params = GroupParams {
+            members,
+            capacity: options.capacity,
+            granularity: options.granularity,
+            flags: if options.ephemeral { FLAG_EPHEMERAL } else { 0 },
+        };
+        let layout = params.validate(None).map_err(MailboxError::from)?;
+        Segment::builder(name.as_str())
+            .size(layout.total)
+            .kind(SegmentKind::MAILBOX_GROUP)
+            .create_init(|seg| {
+                // SAFETY: the data region is at least layout.total bytes
+                // (sized above), 128-aligned; GroupHeader is atomics only.
+                let header = unsafe { &*seg.as_ptr().cast::<GroupHeader>() };
+                params.write(header);
+                for id in 0..members {
+                    let offset = layout.member_offset(id);
+                    // SAFETY: member blocks lie inside the region (layout);
+                    // nobody can use the doorbells before the segment is
+                    // marked ready, after this initialiser.
+                    unsafe {
+                        let block = &*seg.as_ptr().add(offset).cast::<MemberBlock>();
+                        Semaphore::init(&block.doorbell, 0)?;
+                    }
+                }
+                Ok(())
+            })
+    }
+
+    /// Joins an existing group as member `id`, waiting up to
+    /// `options.join_timeout` for the group to be created.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::AlreadyJoined`] when a live process holds `id`,
+    /// [`MailboxError::InvalidRank`], a corrupt or foreign segment, or
+    /// [`SegmentError::NotFound`] when nobody created it in time.
+    pub fn join(
+        name: &SegmentName,
+        id: usize,
+        options: &MailboxOptions,
+    ) -> Result<MailboxGroup, Error> {
+        let seg = open_group(name, options.join_timeout)?;
+        Self::attach(Arc::new(seg), id, None, options, false)
+    }
+
+    /// Creates the group if it does not exist yet, else joins it: lets N
+    /// symmetric processes start it without a launcher. The name stays until
+    /// the last member leaves (or, ephemeral, until all have joined).
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join), and [`MailboxError::Mismatch`] when an
+    /// existing group has another size.
+    pub fn create_or_join(
+        name: &SegmentName,
+        id: usize,
+        members: usize,
+        options: &MailboxOptions,
+    ) -> Result<MailboxGroup, Error> {
+        let seg = match Self::create_segment(name, members, options) {
+            Ok(mut seg) => {
+                seg.persist();
+                seg
+            }
+            Err(Error::Segment(SegmentError::AlreadyExists { .. })) => {
+                open_group(name, options.join_timeout)?
+            }
+            Err(e) => return Err(e),
+        };
+        Self::attach(Arc::new(seg), id, Some(members), options, false)
+    }
+
+    /// Joins the group a launcher prepared: name, id and size from
+    /// [`GROUP_ENV`], [`RANK_ENV`] and [`SIZE_ENV`] (see [`super::launch`]).
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Env`] for a missing or malformed variable, else as
+    /// [`join`](Self::join), plus [`MailboxError::Mismatch`] when the size
+    /// disagrees with the group's.
+    pub fn from_env() -> Result<MailboxGroup, Error> {
+        Self::from_env_with(&MailboxOptions::default())
+    }
+
+    /// [`from_env`](Self::from_env) with options for this member.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_env_with(options: &MailboxOptions) -> Result<MailboxGroup, Error> {
+        let var = |var: &'static str| {
+            std::env::var(var).map_err(|e| MailboxError::Env {
+                var,
+                problem: e.to_string(),
+            })
+        };
+        let number = |var: &'static str| -> Result<usize, MailboxError> {
+            var_parse(var, &std::env::var(var).unwrap_or_default())
+        };
+        let name = var(GROUP_ENV)?;
+        let name = SegmentName::new(&name).map_err(|e| MailboxError::Env {
+            var: GROUP_ENV,
+            problem: e.to_string(),
+        })?;
+        let (id, size) = (number(RANK_ENV)?, number(SIZE_ENV)?);
+        let seg = open_group(&name, options.join_timeout)?;
+        Self::attach(Arc::new(seg), id, Some(size), options, false)
+    }
+
+    /// A group of `members` endpoints for the threads of this process, in a
+    /// segment that is unlinked at once (nothing can leak). Hand one
+    /// endpoint to each thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_segment`](Self::create_segment).
+    pub fn threads(members: usize, options: &MailboxOptions) -> Result<Vec<MailboxGroup>, Error> {
+        let mut seg = Self::create_segment(&SegmentName::unique("threads"), members, options)?;
+        seg.unlink()?;
+        let seg = Arc::new(seg);
+        (0..members)
+            .map(|id| Self::attach(seg.clone(), id, Some(members), options, true))
+            .collect()
+    }
+
+    fn attach(
+        seg: Arc<Segment>,
+        id: usize,
+        expected_members: Option<usize>,
+        options: &MailboxOptions,
+        threads: bool,
+    ) -> Result<MailboxGroup, Error> {
+        let header_ptr = seg.place("mailbox group header", 0, GROUP_HEADER, 8)?;
+        // SAFETY: in bounds and aligned (place); atomics accept any bits.
+        let header = unsafe { header_ptr.cast::<GroupHeader>().as_ref() };
+        let layout = GroupParams::read(header)
+            .and_then(|p| p.validate(Some(seg.len())))
+            .map_err(MailboxError::from)?;
+        let n = layout.params.members;
+        if let Some(expected) = expected_members {
+            if expected != n {
+                return Err(MailboxError::Mismatch {
+                    what: "group size",
+                    found: n as u64,
+                    expected: expected as u64,
+                }
+                .into());
+            }
+        }
+        if id >= n {
+            return Err(MailboxError::InvalidRank { rank: id, size: n }.into());
+        }
+        if !threads {
+            let byte = lock::MEMBER_BYTE_BASE + id as u64;
+            let locked =
+                lock::try_lock(seg.fd(), lock::LockKind::Exclusive, byte).map_err(|errno| {
+                    SyncError::Os {
+                        op: "fcntl(F_OFD_SETLK) on a member byte",
+                        errno,
+                    }
+                })?;
+            if !locked {
+                return Err(MailboxError::AlreadyJoined { id }.into());
+            }
+        }
+        let ring = |src: usize, dst: usize| -> Result<ShmRing, Error> {
+            let ptr = seg.place("ring", layout.ring_offset(src, dst), layout.ring_stride, 64)?;
+            // SAFETY: the block (control + capacity bytes) is inside the
+            // mapping and 64-aligned (place); `seg` is kept by the group.
+            Ok(unsafe { ShmRing::new(ptr, layout.geometry) })
+        };
+        let mut out = Vec::with_capacity(n);
+        let mut inc = Vec::with_capacity(n);
+        for peer in 0..n {
+            if peer == id {
+                out.push(None);
+                inc.push(None);
+                continue;
+            }
+            let o = ring(id, peer)?;
+            let prod = Producer::recover(&o).map_err(|e| ring_error(id, peer, e))?;
+            out.push(Some(Outgoing { ring: o, prod }));
+            let i = ring(peer, id)?;
+            inc.push(Some(Incoming {
+                cons: Consumer::recover(&i),
+                ring: i,
+                partial: None,
+            }));
+        }
+        let group = MailboxGroup {
+            layout,
+            id,
+            threads,
+            out,
+            inc,
+            unexpected: VecDeque::new(),
+            next_any: (id + 1) % n,
+            wait: options.wait,
+            spin: options.spin.unwrap_or_else(|| default_spin(n)),
+            reported_gone: vec![false; n],
+            seg,
+        };
+        group.doorbell(id)?;
+        let me = group.member(id);
+        let previous = me.state.swap(state::JOINED, Ordering::AcqRel);
+        me.pid.store(std::process::id(), Ordering::Relaxed);
+        me.incarnation.fetch_add(1, Ordering::Relaxed);
+        let header = group.header();
+        if previous == state::LEFT {
+            header.left.fetch_sub(1, Ordering::AcqRel);
+        }
+        if previous == state::VACANT {
+            let joined = header.joined.fetch_add(1, Ordering::AcqRel) + 1;
+            if joined as usize == n && layout.params.flags & FLAG_EPHEMERAL != 0 && !threads {
+                // Everyone is attached: the memory lives while mapped.
+                let _ = Segment::remove(group.seg.name());
+            }
+        }
+        Ok(group)
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Number of members.
+    pub fn members(&self) -> usize {
+        self.layout.params.members
+    }
+
+    /// The group's layout (capacity, granularity, offsets).
+    pub fn layout(&self) -> &GroupLayout {
+        &self.layout
+    }
+
+    /// The largest payload of one record: the limit of [`loan`](Self::loan)
+    /// and [`try_send`](Self::try_send).
+    pub fn max_record_payload(&self) -> usize {
+        self.layout.geometry.max_payload()
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &SegmentName {
+        self.seg.name()
+    }
+
+    /// This member's wait strategy.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// This member's spin budget.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    fn header(&self) -> &GroupHeader {
+        // SAFETY: validated at attach: the header is at the start of the
+        // data region, which the Arc'd segment keeps mapped.
+        unsafe { &*self.seg.as_ptr().cast::<GroupHeader>() }
+    }
+
+    fn member(&self, id: usize) -> &MemberBlock {
+        // SAFETY: id < members (callers check); the layout was validated
+        // against the segment's length, member blocks are 64-aligned.
+        unsafe {
+            &*self
+                .seg
+                .as_ptr()
+                .add(self.layout.member_offset(id))
+                .cast::<MemberBlock>()
+        }
+    }
+
+    fn doorbell(&self, id: usize) -> Result<Semaphore<'_>, SyncError> {
+        Semaphore::from_cell(&self.member(id).doorbell, self.layout.member_offset(id))
+    }
+
+    /// Rings `peer`'s doorbell if it announced that it sleeps.
+    fn notify(&self, peer: usize) {
+        notify(&self.member(peer).sleeping, seq_cst_fence, || {
+            // A corrupt doorbell is the sleeper's problem: it fails when it
+            // waits on it; the message itself is already published.
+            if let Ok(bell) = self.doorbell(peer) {
+                let _ = bell.post();
+            }
+        });
+    }
+
+    /// What `peer` looks like now.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::InvalidRank`], [`MailboxError::Corrupt`] for an
+    /// impossible state word, or the `fcntl` error of the liveness check.
+    pub fn peer_status(&self, peer: usize) -> Result<PeerStatus, MailboxError> {
+        self.check_rank(peer)?;
+        match self.member(peer).state.load(Ordering::Acquire) {
+            state::VACANT => Ok(PeerStatus::Vacant),
+            state::LEFT => Ok(PeerStatus::Left),
+            state::JOINED if self.threads || peer == self.id => Ok(PeerStatus::Alive),
+            state::JOINED => {
+                let byte = lock::MEMBER_BYTE_BASE + peer as u64;
+                match lock::is_held_by_other(self.seg.fd(), lock::LockKind::Exclusive, byte) {
+                    Ok(true) => Ok(PeerStatus::Alive),
+                    Ok(false) => Ok(PeerStatus::Dead),
+                    Err(errno) => Err(SyncError::Os {
+                        op: "fcntl(F_OFD_GETLK) on a member byte",
+                        errno,
+                    }
+                    .into()),
+                }
+            }
+            other => Err(MailboxError::Corrupt(format!(
+                "member {peer} has state word {other:#x}"
+            ))),
+        }
+    }
+
+    /// Counters of the ring `src → dst`, `None` for `src == dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::InvalidRank`].
+    pub fn counters(&self, src: usize, dst: usize) -> Result<Option<PairCounters>, MailboxError> {
+        self.check_rank(src)?;
+        self.check_rank(dst)?;
+        if src == dst {
+            return Ok(None);
+        }
+        let ptr = self
+            .seg
+            .as_ptr()
+            .wrapping_add(self.layout.ring_offset(src, dst));
+        // SAFETY: a validated ring block inside the mapping; `ShmRing` only
+        // reads its control block here.
+        let ring = unsafe { ShmRing::new(NonNull::new_unchecked(ptr), self.layout.geometry) };
+        let c = ring.control();
+        let (head, tail) = (
+            c.head.load(Ordering::Relaxed),
+            c.tail.load(Ordering::Relaxed),
+        );
+        Ok(Some(PairCounters {
+            messages: c.messages.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            sender_sleeps: c.send_sleeps.load(Ordering::Relaxed),
+            receiver_sleeps: c.recv_sleeps.load(Ordering::Relaxed),
+            queued_bytes: tail.saturating_sub(head),
+        }))
+    }
+
+    fn check_rank(&self, rank: usize) -> Result<(), MailboxError> {
+        if rank < self.members() {
+            Ok(())
+        } else {
+            Err(MailboxError::InvalidRank {
+                rank,
+                size: self.members(),
+            })
+        }
+    }
+
+    fn check_send(&self, dest: usize, tag: i32, len: usize) -> Result<(), MailboxError> {
+        self.check_rank(dest)?;
+        if tag < 0 {
+            return Err(MailboxError::InvalidTag { tag });
+        }
+        if len > MAX_MESSAGE_LEN {
+            return Err(MailboxError::TooLarge {
+                len,
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ waiting
+
+    /// Polls until `poll` yields, following the wait strategy; ends with
+    /// `Timeout` at the deadline, or with the watched peer's death.
+    fn wait_for<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        watch: Watch,
+        mut poll: impl FnMut(&mut Self) -> Result<Option<T>, MailboxError>,
+    ) -> Result<T, MailboxError> {
+        if let Some(v) = poll(self)? {
+            return Ok(v);
+        }
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let timed_out = || MailboxError::Timeout {
+            waited: timeout.unwrap_or_default(),
+        };
+        let mut next_check = start + LIVENESS_SLICE;
+        let spin_until = match self.wait {
+            WaitStrategy::Spin => None,
+            WaitStrategy::Block => Some(start),
+            WaitStrategy::SpinThenBlock => Some(start + self.spin),
+        };
+        if spin_until.is_none_or(|t| t > start) {
+            loop {
+                for _ in 0..32 {
+                    std::hint::spin_loop();
+                    if let Some(v) = poll(self)? {
+                        return Ok(v);
+                    }
+                }
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(timed_out());
+                }
+                if now >= next_check {
+                    next_check = now + LIVENESS_SLICE;
+                    if let Some(e) = self.gone(watch)? {
+                        return poll(self)?.ok_or(e);
+                    }
+                }
+                if spin_until.is_some_and(|t| now >= t) {
+                    break;
+                }
+            }
+        }
+        let sleep_counter = self.sleep_counter(watch);
+        loop {
+            let now = Instant::now();
+            let slice = deadline.map_or(LIVENESS_SLICE, |d| {
+                d.saturating_duration_since(now).min(LIVENESS_SLICE)
+            });
+            // SAFETY: the member block and its doorbell are in the mapping
+            // that `self.seg` keeps alive for the whole call.
+            let me = unsafe { detach(self.member(self.id)) };
+            let bell = Semaphore::from_cell(&me.doorbell, self.layout.member_offset(self.id))?;
+            let mut bell_error = None;
+            let found = sleep(
+                &me.sleeping,
+                seq_cst_fence,
+                || poll(self).transpose(),
+                || {
+                    sleep_counter.fetch_add(1, Ordering::Relaxed);
+                    match bell.wait_timeout(slice) {
+                        Ok(()) | Err(SyncError::Timeout { .. }) => {}
+                        Err(e) => bell_error = Some(e),
+                    }
+                },
+            );
+            if let Some(result) = found {
+                return result;
+            }
+            if let Some(e) = bell_error {
+                return Err(e.into());
+            }
+            if let Some(v) = poll(self)? {
+                return Ok(v);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(timed_out());
+            }
+            if now >= next_check {
+                next_check = now + LIVENESS_SLICE;
+                if let Some(e) = self.gone(watch)? {
+                    return poll(self)?.ok_or(e);
+                }
+            }
+        }
+    }
+
+    fn sleep_counter(&self, watch: Watch) -> &'static AtomicU64 {
+        let counter = match watch {
+            Watch::AnySource => &self.member(self.id).recv_sleeps,
+            Watch::Source(s) => {
+                &self.inc[s]
+                    .as_ref()
+                    .map(|i| &i.ring)
+                    .expect("peer ring")
+                    .control()
+                    .recv_sleeps
+            }
+            Watch::Dest(d) => {
+                &self.out[d]
+                    .as_ref()
+                    .map(|o| &o.ring)
+                    .expect("peer ring")
+                    .control()
+                    .send_sleeps
+            }
+        };
+        // SAFETY: the counter lives in the mapping kept by `self.seg`; the
+        // reference is used only inside `wait_for`, while `self` is alive.
+        unsafe { detach(counter) }
+    }
+
+    /// The error that ends a wait on `watch`, if its peer(s) are gone.
+    fn gone(&mut self, watch: Watch) -> Result<Option<MailboxError>, MailboxError> {
+        let error = |peer: usize, status: PeerStatus| match status {
+            PeerStatus::Dead => Some(MailboxError::PeerDied { id: peer }),
+            PeerStatus::Left => Some(MailboxError::PeerLeft { id: peer }),
+            PeerStatus::Vacant | PeerStatus::Alive => None,
+        };
+        match watch {
+            Watch::Dest(d) => Ok(error(d, self.peer_status(d)?)),
+            Watch::Source(s) => {
+                let e = error(s, self.peer_status(s)?);
+                if e.is_some() {
+                    if let Some(inc) = self.inc[s].as_mut() {
+                        inc.partial = None;
+                    }
+                }
+                Ok(e)
+            }
+            Watch::AnySource => {
+                let mut all_gone = true;
+                for peer in (0..self.members()).filter(|&p| p != self.id) {
+                    let status = self.peer_status(peer)?;
+                    match error(peer, status) {
+                        None => {
+                            self.reported_gone[peer] = false;
+                            all_gone = false;
+                        }
+                        Some(e) if !self.reported_gone[peer] => {
+                            self.reported_gone[peer] = true;
+                            if let Some(inc) = self.inc[peer].as_mut() {
+                                inc.partial = None;
+                            }
+                            return Ok(Some(e));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(all_gone.then_some(MailboxError::AllPeersGone))
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- sending
+
+    /// Sends `data` to member `dest` with `tag` (≥ 0), waiting while the
+    /// mailbox is full. A message larger than one record streams through the
+    /// ring in chunks. Sending to yourself queues the message locally.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::InvalidRank`], [`MailboxError::InvalidTag`],
+    /// [`MailboxError::TooLarge`], [`MailboxError::PeerDied`] /
+    /// [`MailboxError::PeerLeft`] when the receiver is gone while we wait,
+    /// [`MailboxError::Corrupt`].
+    pub fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MailboxError> {
+        self.send_inner(dest, tag, data, None)
+    }
+
+    /// Like [`send`](Self::send), giving up when the first record cannot be
+    /// placed within `timeout` (nothing is sent then). Once a streamed
+    /// message has begun it is completed, unless the receiver dies or leaves:
+    /// a half-sent message is never left behind by a timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), plus [`MailboxError::Timeout`].
+    pub fn send_timeout(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), MailboxError> {
+        self.send_inner(dest, tag, data, Some(timeout))
+    }
+
+    /// Sends without waiting: a message of at most one record
+    /// ([`max_record_payload`](Self::max_record_payload)) when the mailbox
+    /// has room for it now.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::WouldBlock`] when it is full (nothing sent),
+    /// [`MailboxError::RecordTooLarge`] for a longer message, or as
+    /// [`send`](Self::send).
+    pub fn try_send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MailboxError> {
+        self.check_send(dest, tag, data.len())?;
+        if dest == self.id {
+            return self.send_inner(dest, tag, data, None);
+        }
+        let max = self.max_record_payload();
+        if data.len() > max {
+            return Err(MailboxError::RecordTooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        let r = self
+            .try_reserve(dest, data.len())?
+            .ok_or(MailboxError::WouldBlock)?;
+        self.write_commit(dest, r, &[data], 0, tag);
+        self.count_sent(dest, data.len());
+        Ok(())
+    }
+
+    fn send_inner(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<(), MailboxError> {
+        self.check_send(dest, tag, data.len())?;
+        if dest == self.id {
+            self.unexpected.push_back(Message {
+                source: self.id,
+                tag,
+                data: data.to_vec(),
+            });
+            return Ok(());
+        }
+        let g = self.layout.geometry;
+        if data.len() <= g.max_payload() {
+            let r = self.reserve(dest, data.len(), timeout)?;
+            self.write_commit(dest, r, &[data], 0, tag);
+        } else {
+            // First record: total length, then as much data as fits a chunk.
+            let first = g.chunk_payload() - 8;
+            let r = self.reserve(dest, g.chunk_payload(), timeout)?;
+            let total = (data.len() as u64).to_ne_bytes();
+            self.write_commit(dest, r, &[&total, &data[..first]], FLAG_MORE, tag);
+            let mut sent = first;
+            while sent < data.len() {
+                let n = g.chunk_payload().min(data.len() - sent);
+                let more = if sent + n < data.len() { FLAG_MORE } else { 0 };
+                let r = self.reserve(dest, n, None)?;
+                self.write_commit(dest, r, &[&data[sent..sent + n]], FLAG_CONT | more, tag);
+                sent += n;
+            }
+        }
+        self.count_sent(dest, data.len());
+        Ok(())
+    }
+
+    fn try_reserve(
+        &mut self,
+        dest: usize,
+        len: usize,
+    ) -> Result<Option<Reservation>, MailboxError> {
+        let id = self.id;
+        let o = self.out[dest]
+            .as_mut()
+            .expect("a ring to every other member");
+        o.prod
+            .try_reserve(&o.ring, len)
+            .map_err(|e| ring_error(id, dest, e))
+    }
+
+    /// Waits for room in `dest`'s mailbox. Meanwhile it keeps receiving
+    /// into the local queue, so two members that send each other large
+    /// messages at once both make progress (a send never waits on a peer
+    /// that waits on us).
+    fn reserve(
+        &mut self,
+        dest: usize,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Reservation, MailboxError> {
+        self.wait_for(timeout, Watch::Dest(dest), |s| {
+            match s.try_reserve(dest, len)? {
+                Some(r) => Ok(Some(r)),
+                None => {
+                    s.drain_incoming()?;
+                    s.try_reserve(dest, len)
+                }
+            }
+        })
+    }
+
+    /// Moves every complete message that has arrived into the local queue.
+    fn drain_incoming(&mut self) -> Result<(), MailboxError> {
+        let me = self.id;
+        for peer in (0..self.members()).filter(|&p| p != me) {
+            while let Some(m) = self.progress(peer)? {
+                self.unexpected.push_back(m);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_commit(&mut self, dest: usize, r: Reservation, parts: &[&[u8]], flags: u32, tag: i32) {
+        let o = self.out[dest]
+            .as_mut()
+            .expect("a ring to every other member");
+        let mut at = Producer::payload_ptr(&o.ring, &r);
+        for part in parts {
+            // SAFETY: the reservation holds r.payload_len() bytes and the
+            // parts add up to it (callers size them so); the source is our
+            // own memory, the destination the reserved record.
+            unsafe {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
+                at = at.add(part.len());
+            }
+        }
+        o.prod.commit(&o.ring, r, flags, tag as u32);
+        self.notify(dest);
+    }
+
+    fn count_sent(&self, dest: usize, len: usize) {
+        let c = self.out[dest].as_ref().expect("ring").ring.control();
+        // Single writer (this producer): load + store, no atomic RMW.
+        c.messages
+            .store(c.messages.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        c.bytes.store(
+            c.bytes.load(Ordering::Relaxed) + len as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Reserves space for a `len`-byte message to `dest` directly in its
+    /// mailbox: write the payload in place, then [`Loan::commit`]. Dropping
+    /// the loan sends nothing. `len` is at most
+    /// [`max_record_payload`](Self::max_record_payload) (half the ring minus
+    /// the 16-byte record header: 131,056 bytes with the default 256 KiB ring).
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::RecordTooLarge`], [`MailboxError::InvalidRank`] (also
+    /// for `dest == self.id()`: a loan needs a ring), or as
+    /// [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use shmpi::mailbox::{MailboxGroup, MailboxOptions};
+    /// let mut m = MailboxGroup::threads(2, &MailboxOptions::default())?;
+    /// let mut b = m.pop().unwrap();
+    /// let mut a = m.pop().unwrap();
+    /// let mut loan = a.loan(1, 3, 16)?;
+    /// loan.write_pod(0, 7u64);
+    /// loan.write_pod(1, 9u64);
+    /// loan.commit();
+    /// let msg = b.recv_ref(0, 3)?;            // by reference, in the ring
+    /// assert_eq!(msg.read_pod::<u64>(8), Some(9));
+    /// drop(msg);                               // releases the space
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    pub fn loan(&mut self, dest: usize, tag: i32, len: usize) -> Result<Loan<'_>, MailboxError> {
+        self.loan_inner(dest, tag, len, None)
+    }
+
+    /// [`loan`](Self::loan) with a timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`loan`](Self::loan), plus [`MailboxError::Timeout`].
+    pub fn loan_timeout(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Loan<'_>, MailboxError> {
+        self.loan_inner(dest, tag, len, Some(timeout))
+    }
+
+    fn loan_inner(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Loan<'_>, MailboxError> {
+        self.check_send(dest, tag, len)?;
+        if dest == self.id {
+            return Err(MailboxError::InvalidRank {
+                rank: dest,
+                size: self.members(),
+            });
+        }
+        let max = self.max_record_payload();
+        if len > max {
+            return Err(MailboxError::RecordTooLarge { len, max });
+        }
+        let reservation = self.reserve(dest, len, timeout)?;
+        let o = self.out[dest].as_ref().expect("ring");
+        let ptr = Producer::payload_ptr(&o.ring, &reservation);
+        Ok(Loan {
+            group: self,
+            dest,
+            tag,
+            reservation,
+            ptr,
+        })
+    }
+
+    // ------------------------------------------------------------ receiving
+
+    /// Receives the first message matching `source` and `tag`, waiting as
+    /// long as it takes (or until the source — for [`Source::Any`]: every
+    /// member — is gone).
+    ///
+    /// A receive from yourself finds only messages you sent yourself.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::PeerDied`], [`MailboxError::PeerLeft`] (for
+    /// `Source::Any`: once per member that is gone, then
+    /// [`MailboxError::AllPeersGone`]), [`MailboxError::Interrupted`],
+    /// [`MailboxError::Corrupt`], [`MailboxError::WouldBlock`] for a receive
+    /// from yourself with nothing queued.
+    pub fn recv(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Message, MailboxError> {
+        self.recv_inner(source.into(), tag.into(), None)
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout` (nothing is
+    /// consumed then).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), plus [`MailboxError::Timeout`].
+    pub fn recv_timeout(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        timeout: Duration,
+    ) -> Result<Message, MailboxError> {
+        self.recv_inner(source.into(), tag.into(), Some(timeout))
+    }
+
+    /// Receives a matching message if one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv), except that nothing waits.
+    pub fn try_recv(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Option<Message>, MailboxError> {
+        let (source, tag) = (source.into(), tag.into());
+        self.check_source(source)?;
+        self.poll_match(source, tag)
+    }
+
+    fn check_source(&self, source: Source) -> Result<(), MailboxError> {
+        match source {
+            Source::Rank(r) => self.check_rank(r),
+            Source::Any => Ok(()),
+        }
+    }
+
+    fn watch_for(&self, source: Source) -> Watch {
+        match source {
+            Source::Rank(s) => Watch::Source(s),
+            Source::Any => Watch::AnySource,
+        }
+    }
+
+    fn recv_inner(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        timeout: Option<Duration>,
+    ) -> Result<Message, MailboxError> {
+        self.check_source(source)?;
+        if source == Source::Rank(self.id) || self.members() == 1 {
+            return self
+                .poll_match(source, tag)?
+                .ok_or(MailboxError::WouldBlock);
+        }
+        let watch = self.watch_for(source);
+        self.wait_for(timeout, watch, |s| s.poll_match(source, tag))
+    }
+
+    fn queued_match(&mut self, source: Source, tag: TagMatch) -> Option<Message> {
+        let i = self
+            .unexpected
+            .iter()
+            .position(|m| source.accepts(m.source) && tag.accepts(m.tag))?;
+        self.unexpected.remove(i)
+    }
+
+    /// The peers to look at for `source`, round-robin for `Any`.
+    fn candidates(&self, source: Source) -> impl Iterator<Item = usize> {
+        let (n, id, start) = (self.members(), self.id, self.next_any);
+        let (from, count) = match source {
+            Source::Rank(s) => (s, 1),
+            Source::Any => (start, n),
+        };
+        (0..count)
+            .map(move |k| (from + k) % n)
+            .filter(move |&p| p != id)
+    }
+
+    fn poll_match(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+    ) -> Result<Option<Message>, MailboxError> {
+        if let Some(m) = self.queued_match(source, tag) {
+            return Ok(Some(m));
+        }
+        for peer in self.candidates(source).collect::<Vec<_>>() {
+            while let Some(m) = self.progress(peer)? {
+                if tag.accepts(m.tag) {
+                    self.next_any = (peer + 1) % self.members();
+                    return Ok(Some(m));
+                }
+                self.unexpected.push_back(m);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Consumes what ring `src → self` holds until one message is complete.
+    fn progress(&mut self, src: usize) -> Result<Option<Message>, MailboxError> {
+        let id = self.id;
+        loop {
+            let Some(inc) = self.inc[src].as_mut() else {
+                return Ok(None);
+            };
+            let Some(rec) = inc
+                .cons
+                .peek(&inc.ring)
+                .map_err(|e| ring_error(src, id, e))?
+            else {
+                return Ok(None);
+            };
+            let corrupt = |what| ring_error(src, id, RingError::Corrupt(what));
+            let tag = i32::try_from(rec.tag()).map_err(|_| corrupt("negative tag"))?;
+            let payload = Consumer::payload_ptr(&inc.ring, &rec);
+            let cont = rec.flags() & FLAG_CONT != 0;
+            let more = rec.flags() & FLAG_MORE != 0;
+            let complete = match (inc.partial.take(), cont) {
+                // A whole message in one record.
+                (None, false) if !more => {
+                    let mut data = Vec::with_capacity(rec.len());
+                    // SAFETY: the record's payload is rec.len() bytes.
+                    unsafe { append(&mut data, payload, rec.len()) };
+                    Some(Message {
+                        source: src,
+                        tag,
+                        data,
+                    })
+                }
+                // The first record of a streamed message: total, then data.
+                (None, false) => {
+                    if rec.len() < 8 {
+                        return Err(corrupt("first chunk shorter than its length field"));
+                    }
+                    let mut total = [0u8; 8];
+                    // SAFETY: the payload has at least 8 bytes (checked).
+                    unsafe { std::ptr::copy_nonoverlapping(payload, total.as_mut_ptr(), 8) };
+                    let total = u64::from_ne_bytes(total);
+                    if total > MAX_MESSAGE_LEN as u64 || (total as usize) < rec.len() - 8 {
+                        return Err(corrupt("streamed message length out of range"));
+                    }
+                    let mut data = Vec::with_capacity(total as usize);
+                    // SAFETY: rec.len() - 8 payload bytes follow the length.
+                    unsafe { append(&mut data, payload.add(8), rec.len() - 8) };
+                    inc.partial = Some(Partial {
+                        tag,
+                        total: total as usize,
+                        data,
+                    });
+                    None
+                }
+                // The next chunk of the message being assembled.
+                (Some(mut p), true) => {
+                    if tag != p.tag || p.data.len() + rec.len() > p.total {
+                        return Err(corrupt("continuation does not fit its message"));
+                    }
+                    // SAFETY: the payload is rec.len() bytes.
+                    unsafe { append(&mut p.data, payload, rec.len()) };
+                    if more {
+                        inc.partial = Some(p);
+                        None
+                    } else if p.data.len() == p.total {
+                        Some(Message {
+                            source: src,
+                            tag,
+                            data: p.data,
+                        })
+                    } else {
+                        return Err(corrupt("streamed message ended short"));
+                    }
+                }
+                // The rest of a message our predecessor (before a rejoin)
+                // had begun to consume: not ours to deliver.
+                (None, true) => None,
+                // A new message while one was being streamed: the sender died
+                // mid-message and a new incarnation sends afresh. The record
+                // stays for the next call.
+                (Some(_), false) => return Err(MailboxError::Interrupted { id: src }),
+            };
+            inc.cons.release(&inc.ring, rec);
+            self.notify(src);
+            if complete.is_some() {
+                return Ok(complete);
+            }
+        }
+    }
+
+    /// Receives by reference: a message that fits one record is read in
+    /// place, in the sender's ring, and its space is released when the
+    /// returned guard is dropped. (A streamed or queued message is handed
+    /// over as an owned buffer through the same guard.)
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn recv_ref(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<RecvRef<'_>, MailboxError> {
+        self.recv_ref_inner(source.into(), tag.into(), None)
+    }
+
+    /// [`recv_ref`](Self::recv_ref) with a timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_ref_timeout(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        timeout: Duration,
+    ) -> Result<RecvRef<'_>, MailboxError> {
+        self.recv_ref_inner(source.into(), tag.into(), Some(timeout))
+    }
+
+    fn recv_ref_inner(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        timeout: Option<Duration>,
+    ) -> Result<RecvRef<'_>, MailboxError> {
+        self.check_source(source)?;
+        let found = if source == Source::Rank(self.id) || self.members() == 1 {
+            Found::Owned(
+                self.poll_match(source, tag)?
+                    .ok_or(MailboxError::WouldBlock)?,
+            )
+        } else {
+            let watch = self.watch_for(source);
+            self.wait_for(timeout, watch, |s| s.poll_ref(source, tag))?
+        };
+        Ok(RecvRef { group: self, found })
+    }
+
+    fn poll_ref(&mut self, source: Source, tag: TagMatch) -> Result<Option<Found>, MailboxError> {
+        if let Some(m) = self.queued_match(source, tag) {
+            return Ok(Some(Found::Owned(m)));
+        }
+        let id = self.id;
+        for peer in self.candidates(source).collect::<Vec<_>>() {
+            loop {
+                let inc = self.inc[peer].as_mut().expect("ring");
+                if inc.partial.is_none() {
+                    if let Some(rec) = inc
+                        .cons
+                        .peek(&inc.ring)
+                        .map_err(|e| ring_error(peer, id, e))?
+                    {
+                        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
+                        if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
+                            self.next_any = (peer + 1) % self.members();
+                            return Ok(Some(Found::InRing { src: peer, rec }));
+                        }
+                    }
+                }
+                match self.progress(peer)? {
+                    None => break,
+                    Some(m) if tag.accepts(m.tag) => return Ok(Some(Found::Owned(m))),
+                    Some(m) => self.unexpected.push_back(m),
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Appends `len` bytes from shared memory to `v`.
+///
+/// # Safety
+///
+/// `src` must be valid for `len` reads.
+unsafe fn append(v: &mut Vec<u8>, src: *const u8, len: usize) {
+    v.reserve(len);
+    // SAFETY: reserve made room for len more bytes; src is valid (caller)
+    // and does not overlap our own allocation; u8 needs no initialisation
+    // beyond the bytes copied.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src, v.as_mut_ptr().add(v.len()), len);
+        v.set_len(v.len() + len);
+    }
+}
+
+fn var_parse(var: &'static str, value: &str) -> Result<usize, MailboxError> {
+    value.trim().parse().map_err(|_| MailboxError::Env {
+        var,
+        problem: format!("{value:?} is not a non-negative integer"),
+    })
+}
+
+/// Opens a group's segment, waiting for its creator up to `timeout`.
+fn open_group(name: &SegmentName, timeout: Duration) -> Result<Segment, Error> {
+    let start = Instant::now();
+    loop {
+        match Segment::builder(name.as_str())
+            .expect_kind(SegmentKind::MAILBOX_GROUP)
+            .ready_timeout(timeout)
+            .open()
+        {
+            Err(SegmentError::NotFound { .. }) if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+impl Drop for MailboxGroup {
+    fn drop(&mut self) {
+        let n = self.members();
+        self.member(self.id)
+            .state
+            .store(state::LEFT, Ordering::Release);
+        for peer in (0..n).filter(|&p| p != self.id) {
+            self.notify(peer);
+        }
+        let left = self.header().left.fetch_add(1, Ordering::AcqRel) + 1;
+        if left as usize == n && !self.threads {
+            // The last member out removes a name nobody needs any more (it
+            // may be gone already: ephemeral, or removed by a launcher).
+            let _ = Segment::remove(self.seg.name());
+        }
+    }
+}
+
+impl std::fmt::Debug for MailboxGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxGroup")
+            .field("name", self.seg.name())
+            .field("id", &self.id)
+            .field("members", &self.members())
+            .field("wait", &self.wait)
+            .field("spin", &self.spin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Space in a receiver's mailbox, lent for writing a message in place.
+/// Commit to send; drop to abandon.
+pub struct Loan<'a> {
+    group: &'a mut MailboxGroup,
+    dest: usize,
+    tag: i32,
+    reservation: Reservation,
+    ptr: *mut u8,
+}
+
+impl Loan<'_> {
+    /// Bytes lent.
+    pub fn len(&self) -> usize {
+        self.reservation.payload_len()
+    }
+
+    /// True for a zero-byte loan.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first lent byte, for writing in place (e.g. from C or by a
+    /// solver that produces its output there). The receiver reads nothing
+    /// before [`commit`](Self::commit).
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Copies `data` to byte `offset` of the loan; false (nothing written)
+    /// when it does not fit.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        if offset
+            .checked_add(data.len())
+            .is_none_or(|end| end > self.len())
+        {
+            return false;
+        }
+        // SAFETY: offset + len <= loan length (checked); the loan is ours
+        // until commit.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), data.len()) };
+        true
+    }
+
+    /// Writes element `index` of a `T` array laid over the loan; false when
+    /// it does not fit.
+    pub fn write_pod<T: bytemuck::Pod>(&mut self, index: usize, value: T) -> bool {
+        let size = std::mem::size_of::<T>();
+        index
+            .checked_mul(size)
+            .is_some_and(|o| self.write(o, bytemuck::bytes_of(&value)))
+    }
+
+    /// Publishes the message.
+    pub fn commit(self) {
+        let Loan {
+            group,
+            dest,
+            tag,
+            reservation,
+            ..
+        } = self;
+        group.write_commit(dest, reservation, &[], 0, tag);
+        group.count_sent(dest, reservation.payload_len());
+    }
+}
+
+/// A received message, read in place in the sender's ring (or owned, when it
+/// was streamed or queued). Dropping it frees the ring space.
+pub struct RecvRef<'a> {
+    group: &'a mut MailboxGroup,
+    found: Found,
+}
+
+impl RecvRef<'_> {
+    fn ring_payload(&self) -> (*const u8, usize) {
+        match &self.found {
+            Found::Owned(m) => (m.data.as_ptr(), m.data.len()),
+            Found::InRing { src, rec } => {
+                let inc = self.group.inc[*src].as_ref().expect("ring");
+                (Consumer::payload_ptr(&inc.ring, rec), rec.len())
+            }
+        }
+    }
+
+    /// The sender.
+    pub fn source(&self) -> usize {
+        match &self.found {
+            Found::Owned(m) => m.source,
+            Found::InRing { src, .. } => *src,
+        }
+    }
+
+    /// The tag.
+    pub fn tag(&self) -> i32 {
+        match &self.found {
+            Found::Owned(m) => m.tag,
+            Found::InRing { rec, .. } => rec.tag() as i32,
+        }
+    }
+
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        self.ring_payload().1
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the payload is read in place in shared memory.
+    pub fn is_in_place(&self) -> bool {
+        matches!(self.found, Found::InRing { .. })
+    }
+
+    /// The first payload byte. Valid while the guard lives; the memory may
+    /// be shared with the sender, so read it, do not keep references.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ring_payload().0
+    }
+
+    /// Reads a `T` at byte `offset` (unaligned), or `None` past the end.
+    pub fn read_pod<T: bytemuck::Pod>(&self, offset: usize) -> Option<T> {
+        let (ptr, len) = self.ring_payload();
+        let end = offset.checked_add(std::mem::size_of::<T>())?;
+        (end <= len).then(|| {
+            // SAFETY: offset + size_of::<T>() <= len: inside the payload;
+            // T is Pod, any bits are valid.
+            unsafe { ptr.add(offset).cast::<T>().read_unaligned() }
+        })
+    }
+
+    /// Copies the payload into `dst` (whose length must equal
+    /// [`len`](Self::len)); false, copying nothing, otherwise.
+    pub fn copy_to_slice(&self, dst: &mut [u8]) -> bool {
+        let (ptr, len) = self.ring_payload();
+        if dst.len() != len {
+            return false;
+        }
+        // SAFETY: the payload is len bytes; dst is distinct local memory.
+        unsafe { std::ptr::copy_nonoverlapping(ptr, dst.as_mut_ptr(), len) };
+        true
+    }
+
+    /// Copies the payload out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len()];
+        self.copy_to_slice(&mut v);
+        v
+    }
+}
+
+impl Drop for RecvRef<'_> {
+    fn drop(&mut self) {
+        if let Found::InRing { src, rec } = self.found {
+            let inc = self.group.inc[src].as_mut().expect("ring");
+            inc.cons.release(&inc.ring, rec);
+            self.group.notify(src);
+        }
+    }
+}
+
+impl Transport for MailboxGroup {
+    fn rank(&self) -> usize {
+        self.id
+    }
+
+    fn size(&self) -> usize {
+        self.members()
+    }
+
+    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
+        Ok(MailboxGroup::send(self, dest, tag, data)?)
+    }
+
+    fn recv_matching(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        timeout: Option<Duration>,
+    ) -> Result<Message, Error> {
+        Ok(self.recv_inner(source, tag, timeout)?)
+    }
+
+    fn try_recv_matching(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+    ) -> Result<Option<Message>, Error> {
+        Ok(self.try_recv(source, tag)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn env_numbers() {
+        assert_eq!(var_parse("X", " 3 "), Ok(3));
+        assert!(matches!(
+            var_parse("X", "-1"),
+            Err(MailboxError::Env { var: "X", .. })
+        ));
+    }
+
+    #[test]
+    fn flags_of_the_wake_flag_type() {
+        let f = AtomicU32::new(0);
+        let mut rang = false;
+        notify(&f, seq_cst_fence, || rang = true);
+        assert!(!rang, "nobody sleeps: no doorbell");
+        f.store(1, Ordering::Relaxed);
+        notify(&f, seq_cst_fence, || rang = true);
+        assert!(rang && f.load(Ordering::Relaxed) == 0);
+    }
+}

@@ -1,0 +1,424 @@
+//! Where everything of a mailbox group lies in its segment, and the
+//! validation of what another process wrote there.
+//!
+//! Data region of a group segment (all offsets 64-byte aligned):
+//!
+//! | offset | size | what |
+//! |---|---|---|
+//! | 0 | 128 | group header: magic, version, members, flags, ring capacity, granularity, joined/left counts |
+//! | 128 | 128 × N | member blocks: doorbell semaphore (one cache line), sleeping flag, state, pid, incarnation, counters |
+//! | 128 + 128N | (128 + C) × N(N−1) | rings, one per ordered pair (no ring from a member to itself): a control block (consumer line: head, receiver sleeps; producer line: tail, messages, bytes, sender sleeps), then C ring bytes |
+//!
+//! The parameters are checked by [`GroupParams::validate`], a pure
+//! function (unit-tested, property-tested and fuzzed): a joiner never
+//! computes an address from a value it has not bounded.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use super::ring::{Geometry, RingError, RingMemory};
+use crate::sync::SemaphoreCell;
+
+/// Magic of a group header: `MBG1`.
+pub const GROUP_MAGIC: u32 = u32::from_le_bytes(*b"MBG1");
+/// Version of this layout.
+pub const GROUP_VERSION: u32 = 1;
+/// Bytes of the group header.
+pub const GROUP_HEADER: usize = 128;
+/// Bytes of one member block.
+pub const MEMBER_BLOCK: usize = 128;
+/// Bytes of a ring's control block.
+pub const RING_CONTROL: usize = 128;
+/// Largest group.
+pub const MAX_MEMBERS: usize = 1024;
+
+/// Group flag: unlink the name once every member has joined.
+pub const FLAG_EPHEMERAL: u32 = 1;
+
+/// The group header as it lives in shared memory.
+#[repr(C)]
+pub(crate) struct GroupHeader {
+    pub magic: AtomicU32,
+    pub version: AtomicU32,
+    pub members: AtomicU32,
+    pub flags: AtomicU32,
+    pub capacity: AtomicU64,
+    pub granularity: AtomicU32,
+    pub joined: AtomicU32,
+    pub left: AtomicU32,
+    _reserved: [AtomicU32; 23],
+}
+
+const _: () = assert!(std::mem::size_of::<GroupHeader>() == GROUP_HEADER);
+
+/// Member states.
+pub(crate) mod state {
+    /// Never joined.
+    pub const VACANT: u32 = 0;
+    /// Joined (alive while its liveness lock is held).
+    pub const JOINED: u32 = 1;
+    /// Left in an orderly way.
+    pub const LEFT: u32 = 2;
+}
+
+/// One member's block.
+#[repr(C, align(64))]
+pub(crate) struct MemberBlock {
+    pub doorbell: SemaphoreCell,
+    pub sleeping: AtomicU32,
+    pub state: AtomicU32,
+    pub pid: AtomicU32,
+    pub incarnation: AtomicU32,
+    pub recv_sleeps: AtomicU64,
+    _reserved: [AtomicU64; 5],
+}
+
+const _: () = assert!(std::mem::size_of::<MemberBlock>() == MEMBER_BLOCK);
+
+/// A ring's control block: one cache line per writer.
+#[repr(C, align(64))]
+pub(crate) struct RingControl {
+    // Written by the consumer.
+    pub head: AtomicU64,
+    pub recv_sleeps: AtomicU64,
+    _consumer_pad: [AtomicU64; 6],
+    // Written by the producer.
+    pub tail: AtomicU64,
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub send_sleeps: AtomicU64,
+    _producer_pad: [AtomicU64; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<RingControl>() == RING_CONTROL);
+
+/// A group's parameters, as chosen at creation or read from a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupParams {
+    /// Number of members.
+    pub members: usize,
+    /// Ring capacity in bytes.
+    pub capacity: usize,
+    /// Record granularity in bytes.
+    pub granularity: usize,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+}
+
+/// The validated layout of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupLayout {
+    /// The parameters.
+    pub params: GroupParams,
+    /// Ring geometry.
+    pub geometry: Geometry,
+    /// Offset of the first ring block.
+    pub rings_offset: usize,
+    /// Bytes from one ring block to the next.
+    pub ring_stride: usize,
+    /// Bytes the whole group needs.
+    pub total: usize,
+}
+
+/// What is wrong with a group's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// Not a mailbox group header.
+    #[error("not a mailbox group (magic {found:#010x})")]
+    BadMagic {
+        /// The magic found.
+        found: u32,
+    },
+    /// Another layout version.
+    #[error(
+        "mailbox group layout version {found} is not supported (this build reads {GROUP_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// Member count out of range.
+    #[error("a group has 1 to {MAX_MEMBERS} members, not {0}")]
+    Members(usize),
+    /// Unknown flags.
+    #[error("unknown group flags {0:#x}")]
+    Flags(u32),
+    /// Capacity or granularity out of range.
+    #[error(transparent)]
+    Geometry(RingError),
+    /// The layout does not fit the segment (or the address space).
+    #[error("the group needs {needed} bytes but the segment has {available}")]
+    TooSmall {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+}
+
+impl GroupParams {
+    /// Reads the parameters from the first bytes of a group header
+    /// (native endianness) and checks magic and version. Never panics.
+    ///
+    /// # Errors
+    ///
+    /// [`LayoutError`] for a short buffer, bad magic or version.
+    pub fn from_bytes(bytes: &[u8]) -> Result<GroupParams, LayoutError> {
+        let h = bytes.get(..GROUP_HEADER).ok_or(LayoutError::TooSmall {
+            needed: GROUP_HEADER as u64,
+            available: bytes.len() as u64,
+        })?;
+        let u32_at = |o: usize| u32::from_ne_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+        let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
+        Self::from_fields(
+            u32_at(0),
+            u32_at(4),
+            u32_at(8),
+            u32_at(12),
+            u64_at(16),
+            u32_at(24),
+        )
+    }
+
+    pub(crate) fn read(h: &GroupHeader) -> Result<GroupParams, LayoutError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self::from_fields(
+            h.magic.load(Relaxed),
+            h.version.load(Relaxed),
+            h.members.load(Relaxed),
+            h.flags.load(Relaxed),
+            h.capacity.load(Relaxed),
+            h.granularity.load(Relaxed),
+        )
+    }
+
+    fn from_fields(
+        magic: u32,
+        version: u32,
+        members: u32,
+        flags: u32,
+        capacity: u64,
+        granularity: u32,
+    ) -> Result<GroupParams, LayoutError> {
+        if magic != GROUP_MAGIC {
+            return Err(LayoutError::BadMagic { found: magic });
+        }
+        if version != GROUP_VERSION {
+            return Err(LayoutError::UnsupportedVersion { found: version });
+        }
+        Ok(GroupParams {
+            members: members as usize,
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            granularity: granularity as usize,
+            flags,
+        })
+    }
+
+    pub(crate) fn write(&self, h: &GroupHeader) {
+        use std::sync::atomic::Ordering::Relaxed;
+        h.magic.store(GROUP_MAGIC, Relaxed);
+        h.version.store(GROUP_VERSION, Relaxed);
+        h.members.store(self.members as u32, Relaxed);
+        h.flags.store(self.flags, Relaxed);
+        h.capacity.store(self.capacity as u64, Relaxed);
+        h.granularity.store(self.granularity as u32, Relaxed);
+        h.joined.store(0, Relaxed);
+        h.left.store(0, Relaxed);
+    }
+
+    /// Checks the parameters and computes the layout; with `segment_len`,
+    /// also checks that it fits.
+    ///
+    /// # Errors
+    ///
+    /// [`LayoutError`] naming the first violated rule.
+    pub fn validate(&self, segment_len: Option<usize>) -> Result<GroupLayout, LayoutError> {
+        if !(1..=MAX_MEMBERS).contains(&self.members) {
+            return Err(LayoutError::Members(self.members));
+        }
+        if self.flags & !FLAG_EPHEMERAL != 0 {
+            return Err(LayoutError::Flags(self.flags));
+        }
+        let geometry =
+            Geometry::new(self.capacity, self.granularity).map_err(LayoutError::Geometry)?;
+        let n = self.members as u64;
+        let rings_offset = GROUP_HEADER as u64 + n * MEMBER_BLOCK as u64;
+        let ring_stride = RING_CONTROL as u64 + self.capacity as u64;
+        let total = rings_offset + n * (n - 1) * ring_stride;
+        let available = segment_len.map_or(isize::MAX as u64, |l| l as u64);
+        if total > available.min(isize::MAX as u64) {
+            return Err(LayoutError::TooSmall {
+                needed: total,
+                available,
+            });
+        }
+        Ok(GroupLayout {
+            params: *self,
+            geometry,
+            rings_offset: rings_offset as usize,
+            ring_stride: ring_stride as usize,
+            total: total as usize,
+        })
+    }
+}
+
+impl GroupLayout {
+    /// Offset of member `id`'s block.
+    pub fn member_offset(&self, id: usize) -> usize {
+        debug_assert!(id < self.params.members);
+        GROUP_HEADER + id * MEMBER_BLOCK
+    }
+
+    /// Offset of the ring carrying messages from `src` to `dst` (`src != dst`).
+    pub fn ring_offset(&self, src: usize, dst: usize) -> usize {
+        let n = self.params.members;
+        debug_assert!(src < n && dst < n && src != dst);
+        let index = src * (n - 1) + dst - usize::from(dst > src);
+        self.rings_offset + index * self.ring_stride
+    }
+}
+
+/// A ring inside a mapped group segment.
+pub(crate) struct ShmRing {
+    control: NonNull<RingControl>,
+    geometry: Geometry,
+}
+
+impl ShmRing {
+    /// # Safety
+    ///
+    /// `control` must point to a ring block of a mapping that outlives the
+    /// returned value: RING_CONTROL bytes followed by `geometry.capacity()`
+    /// ring bytes, 64-byte aligned.
+    pub(crate) unsafe fn new(control: NonNull<u8>, geometry: Geometry) -> ShmRing {
+        ShmRing {
+            control: control.cast(),
+            geometry,
+        }
+    }
+
+    pub(crate) fn control(&self) -> &RingControl {
+        // SAFETY: constructor contract; RingControl is atomics only.
+        unsafe { self.control.as_ref() }
+    }
+}
+
+// SAFETY: `bytes()` is the `capacity` bytes after the control block (the
+// constructor's contract), and `stamp(o)` the aligned 8-byte word at byte o
+// of them, viewed as an atomic.
+unsafe impl RingMemory for ShmRing {
+    type Word = AtomicU64;
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+    fn head(&self) -> &AtomicU64 {
+        &self.control().head
+    }
+    fn tail(&self) -> &AtomicU64 {
+        &self.control().tail
+    }
+    fn stamp(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(
+            offset % self.geometry.granularity() == 0 && offset < self.geometry.capacity()
+        );
+        // SAFETY: offset < capacity and 16-aligned, the ring is 64-aligned:
+        // an aligned word inside the mapping; atomics accept any bits.
+        unsafe { &*self.bytes().add(offset).cast::<AtomicU64>() }
+    }
+    fn bytes(&self) -> *mut u8 {
+        // SAFETY: the ring bytes follow the control block (contract).
+        unsafe { self.control.as_ptr().cast::<u8>().add(RING_CONTROL) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn params(members: usize) -> GroupParams {
+        GroupParams {
+            members,
+            capacity: 1 << 16,
+            granularity: 64,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn rings_do_not_overlap_and_fit() {
+        for n in 1..=6 {
+            let l = params(n).validate(None).unwrap();
+            let mut offsets: Vec<usize> = (0..n)
+                .flat_map(|s| (0..n).filter(move |&d| d != s).map(move |d| (s, d)))
+                .map(|(s, d)| l.ring_offset(s, d))
+                .collect();
+            offsets.sort_unstable();
+            offsets.dedup();
+            assert_eq!(offsets.len(), n * (n - 1));
+            if let Some(last) = offsets.last() {
+                assert_eq!(last + l.ring_stride, l.total);
+                assert_eq!(offsets[0], l.rings_offset);
+            }
+            assert!(l.member_offset(n - 1) + MEMBER_BLOCK <= l.rings_offset);
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        assert_eq!(params(0).validate(None), Err(LayoutError::Members(0)));
+        assert_eq!(params(5000).validate(None), Err(LayoutError::Members(5000)));
+        assert!(matches!(
+            GroupParams {
+                capacity: 1000,
+                ..params(2)
+            }
+            .validate(None),
+            Err(LayoutError::Geometry(_))
+        ));
+        assert!(matches!(
+            GroupParams {
+                flags: 8,
+                ..params(2)
+            }
+            .validate(None),
+            Err(LayoutError::Flags(8))
+        ));
+        assert!(matches!(
+            params(4).validate(Some(4096)),
+            Err(LayoutError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            GroupParams::from_bytes(&[0; 128]),
+            Err(LayoutError::BadMagic { found: 0 })
+        ));
+    }
+
+    proptest! {
+        /// Any header bytes and segment size: no panic, and an accepted
+        /// layout fits the segment.
+        #[test]
+        fn arbitrary_headers_validate_or_fail_cleanly(
+            mut bytes in proptest::collection::vec(any::<u8>(), 128),
+            members in any::<u32>(),
+            capacity in any::<u64>(),
+            granularity in any::<u32>(),
+            len in any::<usize>(),
+        ) {
+            bytes[0..4].copy_from_slice(&GROUP_MAGIC.to_ne_bytes());
+            bytes[4..8].copy_from_slice(&GROUP_VERSION.to_ne_bytes());
+            bytes[8..12].copy_from_slice(&(members % 2048).to_ne_bytes());
+            bytes[16..24].copy_from_slice(&(1u64 << (capacity % 40)).to_ne_bytes());
+            bytes[24..28].copy_from_slice(&(1u32 << (granularity % 16)).to_ne_bytes());
+            if let Ok(p) = GroupParams::from_bytes(&bytes) {
+                if let Ok(l) = p.validate(Some(len)) {
+                    prop_assert!(l.total <= len);
+                    let n = l.params.members;
+                    if n > 1 {
+                        prop_assert!(l.ring_offset(n - 1, n - 2) + l.ring_stride <= len);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Message passing emulated on shared memory: one mailbox per ordered pair
+//! of processes.
+//!
+//! A [`MailboxGroup`] of N members lives in one segment holding an N×(N−1)
+//! matrix of single-producer/single-consumer byte [rings](ring): the ring
+//! `src → dst` is `dst`'s mailbox for messages from `src`. Sending writes a
+//! record into the receiver's mailbox; receiving reads your own. Matching
+//! follows MPI (a source or any, a tag or any; messages that do not match
+//! wait in a local queue, and order is preserved per source and tag).
+//! Messages larger than a record stream through the ring in chunks.
+//!
+//! # Waiting
+//!
+//! A member that must wait — a receiver with nothing to read, a sender
+//! facing a full ring — spins for a bounded time, then sleeps on its own
+//! doorbell semaphore after announcing it with a flag; a peer posts the
+//! doorbell only when the flag is set ([`wake`]), so the fast path makes no
+//! system call. [`WaitStrategy`] chooses spin, block, or spin-then-block (the
+//! default). The spin budget defaults to [`DEFAULT_SPIN`], drops to zero when
+//! the group has more members than the machine has online CPUs (processes
+//! that spin while others need the core only delay them), and is overridden
+//! by the environment variable [`SPIN_ENV`] (microseconds).
+//!
+//! # Dead peers
+//!
+//! Each member holds an exclusive OFD lock on its own byte of the segment
+//! (see [`crate::segment::lock`]); the kernel drops it the moment the process
+//! dies. A wait on, or a send to, a member whose lock is gone ends with
+//! [`MailboxError::PeerDied`] once its remaining messages are delivered (a
+//! waiting call checks every [`LIVENESS_SLICE`]). A send that finds room does
+//! not check: the fast path makes no system call, and the message waits in
+//! the ring like a letter in the box of someone who moved out.
+//!
+//! A member that died may **rejoin** under its id (named groups only: an
+//! ephemeral group's name is gone). It resumes where its predecessor's
+//! shared positions stand: messages already in its mailboxes are delivered
+//! to it, the tail of a streamed message whose beginning its predecessor had
+//! consumed is discarded, and a message its predecessor was streaming when it
+//! died is discarded by the receiver with [`MailboxError::Interrupted`].
+//! Peers that had been told `PeerDied` see it alive again.
+//!
+//! [`MailboxError::PeerDied`]: crate::MailboxError::PeerDied
+//! [`MailboxError::Interrupted`]: crate::MailboxError::Interrupted
+
+mod group;
+pub mod launch;
+mod layout;
+pub mod ring;
+pub mod wake;
+
+use std::time::Duration;
+
+pub use group::{Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox};
+pub use layout::{GroupLayout, GroupParams, LayoutError, FLAG_EPHEMERAL, MAX_MEMBERS};
+
+/// The largest message: 4 GiB.
+pub const MAX_MESSAGE_LEN: usize = 1 << 32;
+
+/// Default ring capacity: 256 KiB per ordered pair, so a zero-copy loan can
+/// reach 128 KiB − 16 bytes.
+pub const DEFAULT_CAPACITY: usize = 256 << 10;
+
+/// Default record granularity: one cache line.
+pub const DEFAULT_GRANULARITY: usize = 64;
+
+/// Default spin budget before sleeping, when the group fits the CPUs: about
+/// twice what waking a sleeping process costs here (~25 µs).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// How often a waiting call checks that its peers are alive.
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(10);
+
+/// Environment variable overriding the spin budget, in microseconds.
+pub const SPIN_ENV: &str = "SHMPI_SPIN_US";
+
+/// Launcher variable: the group's segment name.
+pub const GROUP_ENV: &str = "SHMPI_GROUP";
+/// Launcher variable: this process's member id.
+pub const RANK_ENV: &str = "SHMPI_RANK";
+/// Launcher variable: the number of members.
+pub const SIZE_ENV: &str = "SHMPI_SIZE";
+
+/// How a member waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitStrategy {
+    /// Poll until done: lowest latency, burns a core; only sensible when
+    /// every member has a core of its own.
+    Spin,
+    /// Sleep on the doorbell at once: no CPU burnt, a wake-up costs a
+    /// scheduler round trip.
+    Block,
+    /// Spin for the spin budget, then sleep (the default).
+    #[default]
+    SpinThenBlock,
+}
+
+/// Options of a group: fixed at creation (capacity, granularity, ephemeral)
+/// or chosen by each member (wait strategy, spin budget, timeouts).
+#[derive(Debug, Clone)]
+pub struct MailboxOptions {
+    /// Bytes per ring (a power of two, 1 KiB to 1 GiB).
+    pub capacity: usize,
+    /// Record alignment (a power of two, 16 bytes to capacity/16).
+    pub granularity: usize,
+    /// Unlink the name as soon as every member has joined.
+    pub ephemeral: bool,
+    /// How this member waits.
+    pub wait: WaitStrategy,
+    /// Spin budget; `None`: [`default_spin`] for the group's size.
+    pub spin: Option<Duration>,
+    /// How long `join` waits for the group to be created.
+    pub join_timeout: Duration,
+}
+
+impl Default for MailboxOptions {
+    fn default() -> Self {
+        MailboxOptions {
+            capacity: DEFAULT_CAPACITY,
+            granularity: DEFAULT_GRANULARITY,
+            ephemeral: false,
+            wait: WaitStrategy::default(),
+            spin: None,
+            join_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Number of CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`): not the affinity
+/// mask, which under `mpirun` holds one core per rank.
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// The spin budget for `parties` processes or threads that share this
+/// machine: [`SPIN_ENV`] if set, zero when they outnumber the online CPUs,
+/// else [`DEFAULT_SPIN`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmpi::mailbox::{default_spin, online_cpus};
+///
+/// if std::env::var_os("SHMPI_SPIN_US").is_none() {
+///     assert_eq!(default_spin(online_cpus() + 1), Duration::ZERO);
+/// }
+/// ```
+pub fn default_spin(parties: usize) -> Duration {
+    if let Some(us) = std::env::var(SPIN_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Duration::from_micros(us);
+    }
+    if parties > online_cpus() {
+        Duration::ZERO
+    } else {
+        DEFAULT_SPIN
+    }
+}

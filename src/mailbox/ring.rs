@@ -1,0 +1,698 @@
+//! The single-producer/single-consumer byte ring behind every mailbox.
+//!
+//! Pure algorithm, no system calls: it works on any memory that implements
+//! [`RingMemory`] — a shared-memory segment in production, a heap buffer
+//! with loom's atomics in the model checks (`tests/loom_ring.rs`).
+//!
+//! # Format
+//!
+//! The ring is `capacity` bytes (a power of two) cut into granules of
+//! `granularity` bytes (a power of two, at least 16; 64 by default so that a
+//! record never shares a cache line with another). A record starts on a
+//! granule and is contiguous (never wraps), so a loan is one pointer:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8   | stamp: `position + 1`, stored last with release ordering |
+//! | 8..12  | meta: payload length (bits 0..=28) and flags |
+//! | 12..16 | tag |
+//! | 16..   | payload, padded to the granule |
+//!
+//! A record that does not fit before the end of the ring is preceded by a
+//! *pad* record that covers the rest of it.
+//!
+//! The consumer polls the stamp of the record at its head — the record's
+//! own cache line, not a separate index — so a small message costs one cache
+//! line transfer. Stamps cannot be confused with payload: after consuming a
+//! record the consumer zeroes the stamp word of every granule it covered, so
+//! every granule start the producer has not yet written holds 0, never a
+//! `position + 1`. The consumer publishes its head for flow control; the
+//! producer reads it only when its cached copy says the ring is full.
+//!
+//! # Trust
+//!
+//! The other side may be buggy or hostile. Every length, flag and index read
+//! from the ring is validated against the geometry; a violation is
+//! [`RingError::Corrupt`], never an out-of-bounds access or a panic.
+
+use std::sync::atomic::Ordering;
+
+/// Bytes of the record header.
+pub const RECORD_HEADER: usize = 16;
+
+/// Meta flag: a pad record; the rest of the ring is skipped.
+pub const FLAG_PAD: u32 = 1 << 31;
+/// Meta flag: another record of the same message follows.
+pub const FLAG_MORE: u32 = 1 << 30;
+/// Meta flag: this record continues a message begun in an earlier record.
+pub const FLAG_CONT: u32 = 1 << 29;
+/// Mask of the payload length in `meta`.
+pub const LEN_MASK: u32 = (1 << 29) - 1;
+
+/// A 64-bit atomic word: `std`'s in shared memory, loom's in the models.
+pub trait RingWord {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u64;
+    /// Atomic store.
+    fn store(&self, value: u64, order: Ordering);
+}
+
+impl RingWord for std::sync::atomic::AtomicU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        std::sync::atomic::AtomicU64::load(self, order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        std::sync::atomic::AtomicU64::store(self, value, order)
+    }
+}
+
+/// The memory a ring lives in.
+///
+/// # Safety
+///
+/// Implementations promise that `bytes()` points to `geometry().capacity`
+/// bytes valid for reads and writes for the lifetime of `self`, and that
+/// `stamp(o)` for every granule offset `o < capacity` returns the word whose
+/// storage is (or stands for) bytes `o..o + 8`.
+pub unsafe trait RingMemory {
+    /// The atomic word type.
+    type Word: RingWord;
+    /// Capacity and granularity.
+    fn geometry(&self) -> Geometry;
+    /// The consumer's published position (bytes consumed, monotonic).
+    fn head(&self) -> &Self::Word;
+    /// The producer's published position (bytes produced, monotonic).
+    fn tail(&self) -> &Self::Word;
+    /// The stamp word of the granule at byte `offset` (a multiple of the
+    /// granularity, below the capacity).
+    fn stamp(&self, offset: usize) -> &Self::Word;
+    /// The first byte of the ring.
+    fn bytes(&self) -> *mut u8;
+}
+
+/// Something in a ring is impossible: corrupted by another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// A field read from shared memory is out of range.
+    #[error("corrupt ring: {0}")]
+    Corrupt(&'static str),
+    /// A record of this payload size can never fit the ring.
+    #[error("a record of {len} payload bytes exceeds the ring's limit of {max}")]
+    TooLarge {
+        /// Payload bytes requested.
+        len: usize,
+        /// The largest payload a record can carry.
+        max: usize,
+    },
+}
+
+/// A ring's capacity and record granularity, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    capacity: usize,
+    granularity: usize,
+}
+
+impl Geometry {
+    /// Smallest capacity accepted.
+    pub const MIN_CAPACITY: usize = 1024;
+    /// Largest capacity accepted (1 GiB).
+    pub const MAX_CAPACITY: usize = 1 << 30;
+
+    /// Checks the parameters: both powers of two, granularity at least
+    /// [`RECORD_HEADER`] and at most capacity / 16, capacity within
+    /// [`MIN_CAPACITY`](Self::MIN_CAPACITY)..=[`MAX_CAPACITY`](Self::MAX_CAPACITY).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Corrupt`] naming the violated rule (the same check serves
+    /// a caller's options and a header read from shared memory).
+    pub fn new(capacity: usize, granularity: usize) -> Result<Geometry, RingError> {
+        if !capacity.is_power_of_two()
+            || !(Self::MIN_CAPACITY..=Self::MAX_CAPACITY).contains(&capacity)
+        {
+            return Err(RingError::Corrupt(
+                "ring capacity must be a power of two from 1 KiB to 1 GiB",
+            ));
+        }
+        if !granularity.is_power_of_two()
+            || granularity < RECORD_HEADER
+            || granularity > capacity / 16
+        {
+            return Err(RingError::Corrupt(
+                "record granularity must be a power of two from 16 bytes to capacity/16",
+            ));
+        }
+        Ok(Geometry {
+            capacity,
+            granularity,
+        })
+    }
+
+    /// Ring bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Record alignment in bytes.
+    pub fn granularity(&self) -> usize {
+        self.granularity
+    }
+
+    /// Largest record (header included): half the ring, so a record always
+    /// fits after at most one pad.
+    pub fn max_record(&self) -> usize {
+        self.capacity / 2
+    }
+
+    /// Largest payload one record carries: the limit of a zero-copy loan.
+    pub fn max_payload(&self) -> usize {
+        self.max_record() - RECORD_HEADER
+    }
+
+    /// Payload of one chunk when a message streams through the ring in
+    /// several records: a quarter ring, so chunks pipeline.
+    pub fn chunk_payload(&self) -> usize {
+        self.capacity / 4 - RECORD_HEADER
+    }
+
+    /// Bytes a record with `payload` bytes occupies.
+    pub fn record_len(&self, payload: usize) -> usize {
+        (RECORD_HEADER + payload).next_multiple_of(self.granularity)
+    }
+}
+
+/// Space reserved for one record, not yet visible to the consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pos: u64,
+    offset: usize,
+    payload_len: usize,
+    record_len: usize,
+}
+
+impl Reservation {
+    /// Payload bytes reserved.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+}
+
+/// The producer's private state.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    tail: u64,
+    head_cache: u64,
+}
+
+impl Producer {
+    /// Resumes from the published tail, stepping over records that were
+    /// published but whose tail update was lost (a producer that died in
+    /// between): this makes a restarted producer safe.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Corrupt`] when the published indices are inconsistent.
+    pub fn recover<M: RingMemory>(mem: &M) -> Result<Producer, RingError> {
+        let g = mem.geometry();
+        let head = mem.head().load(Ordering::Acquire);
+        let mut tail = mem.tail().load(Ordering::Acquire);
+        if tail < head || tail - head > g.capacity as u64 {
+            return Err(RingError::Corrupt("ring indices out of range"));
+        }
+        loop {
+            let offset = (tail % g.capacity as u64) as usize;
+            if mem.stamp(offset).load(Ordering::Acquire) != tail + 1 {
+                break;
+            }
+            // SAFETY: offset is a granule inside the ring (RingMemory contract);
+            // the header is 16 bytes and granules are at least 16.
+            let meta = unsafe { read_u32(mem.bytes().add(offset + 8)) };
+            let record = validated_record_len(&g, offset, meta)?;
+            tail += record as u64;
+            if tail - head > g.capacity as u64 {
+                return Err(RingError::Corrupt("published records exceed the ring"));
+            }
+        }
+        mem.tail().store(tail, Ordering::Release);
+        Ok(Producer {
+            tail,
+            head_cache: head,
+        })
+    }
+
+    /// Reserves a contiguous record for `payload_len` bytes, writing a pad
+    /// first when the ring's end is too close. `Ok(None)` when the consumer
+    /// has not freed enough space yet.
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::TooLarge`] when the payload exceeds
+    /// [`Geometry::max_payload`]; [`RingError::Corrupt`] when the consumer's
+    /// published head is impossible.
+    pub fn try_reserve<M: RingMemory>(
+        &mut self,
+        mem: &M,
+        payload_len: usize,
+    ) -> Result<Option<Reservation>, RingError> {
+        let g = mem.geometry();
+        if payload_len > g.max_payload() {
+            return Err(RingError::TooLarge {
+                len: payload_len,
+                max: g.max_payload(),
+            });
+        }
+        let record_len = g.record_len(payload_len);
+        let offset = (self.tail % g.capacity as u64) as usize;
+        let to_end = g.capacity - offset;
+        let pad = if record_len > to_end { to_end } else { 0 };
+        let need = (pad + record_len) as u64;
+        if self.tail + need - self.head_cache > g.capacity as u64 {
+            let head = mem.head().load(Ordering::Acquire);
+            if head > self.tail || self.tail - head > g.capacity as u64 || head < self.head_cache {
+                return Err(RingError::Corrupt("consumer position out of range"));
+            }
+            self.head_cache = head;
+            if self.tail + need - head > g.capacity as u64 {
+                return Ok(None);
+            }
+        }
+        if pad > 0 {
+            // SAFETY: offset is a granule inside the ring with 16 header
+            // bytes; the space is free (checked against the head above).
+            unsafe { write_u32(mem.bytes().add(offset + 8), FLAG_PAD) };
+            mem.stamp(offset).store(self.tail + 1, Ordering::Release);
+            self.tail += pad as u64;
+        }
+        Ok(Some(Reservation {
+            pos: self.tail,
+            offset: (self.tail % g.capacity as u64) as usize,
+            payload_len,
+            record_len,
+        }))
+    }
+
+    /// Where the reserved payload goes (`payload_len` bytes, contiguous).
+    pub fn payload_ptr<M: RingMemory>(mem: &M, r: &Reservation) -> *mut u8 {
+        // SAFETY: offset + record_len <= capacity (a record never wraps), and
+        // RECORD_HEADER + payload_len <= record_len.
+        unsafe { mem.bytes().add(r.offset + RECORD_HEADER) }
+    }
+
+    /// Publishes the record with `flags` (of [`FLAG_MORE`], [`FLAG_CONT`])
+    /// and `tag`: header fields, then the stamp (release), then the tail.
+    pub fn commit<M: RingMemory>(&mut self, mem: &M, r: Reservation, flags: u32, tag: u32) {
+        debug_assert_eq!(r.pos, self.tail, "reservations commit in order");
+        let meta = (r.payload_len as u32 & LEN_MASK) | (flags & (FLAG_MORE | FLAG_CONT));
+        // SAFETY: the header lies inside the reserved record.
+        unsafe {
+            write_u32(mem.bytes().add(r.offset + 8), meta);
+            write_u32(mem.bytes().add(r.offset + 12), tag);
+        }
+        mem.stamp(r.offset).store(r.pos + 1, Ordering::Release);
+        self.tail = r.pos + r.record_len as u64;
+        mem.tail().store(self.tail, Ordering::Release);
+    }
+
+    /// Bytes produced so far.
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+}
+
+/// A published record at the consumer's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef {
+    offset: usize,
+    record_len: usize,
+    len: usize,
+    flags: u32,
+    tag: u32,
+}
+
+impl RecordRef {
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// [`FLAG_MORE`] / [`FLAG_CONT`] bits.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+    /// The tag word.
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
+}
+
+/// The consumer's private state.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    head: u64,
+}
+
+impl Consumer {
+    /// Resumes from the published head.
+    pub fn recover<M: RingMemory>(mem: &M) -> Consumer {
+        Consumer {
+            head: mem.head().load(Ordering::Acquire),
+        }
+    }
+
+    /// The record at the head, if one is published; pads are consumed on
+    /// the way. The record stays in the ring until [`release`](Self::release).
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Corrupt`] when the record's header is impossible.
+    pub fn peek<M: RingMemory>(&mut self, mem: &M) -> Result<Option<RecordRef>, RingError> {
+        let g = mem.geometry();
+        loop {
+            let offset = (self.head % g.capacity as u64) as usize;
+            if mem.stamp(offset).load(Ordering::Acquire) != self.head + 1 {
+                return Ok(None);
+            }
+            // SAFETY: offset is a granule inside the ring; the header's 16
+            // bytes fit in it.
+            let (meta, tag) = unsafe {
+                (
+                    read_u32(mem.bytes().add(offset + 8)),
+                    read_u32(mem.bytes().add(offset + 12)),
+                )
+            };
+            let record_len = validated_record_len(&g, offset, meta)?;
+            let rec = RecordRef {
+                offset,
+                record_len,
+                len: (meta & LEN_MASK) as usize,
+                flags: meta & (FLAG_MORE | FLAG_CONT),
+                tag,
+            };
+            if meta & FLAG_PAD != 0 {
+                self.release(mem, rec);
+                continue;
+            }
+            return Ok(Some(rec));
+        }
+    }
+
+    /// The payload of a peeked record (`rec.len()` bytes).
+    pub fn payload_ptr<M: RingMemory>(mem: &M, rec: &RecordRef) -> *const u8 {
+        // SAFETY: validated: offset + record_len <= capacity and the payload
+        // lies inside the record.
+        unsafe { mem.bytes().add(rec.offset + RECORD_HEADER) }
+    }
+
+    /// Frees a peeked record: zeroes the stamp words it covered (so stale
+    /// payload can never look like a stamp), then publishes the new head.
+    pub fn release<M: RingMemory>(&mut self, mem: &M, rec: RecordRef) {
+        let g = mem.geometry();
+        mem.stamp(rec.offset).store(0, Ordering::Relaxed);
+        if rec.flags & FLAG_PAD == 0 {
+            // Only real records put payload into later granules; a pad's
+            // inner granules hold zeros from their previous release.
+            for o in
+                (rec.offset + g.granularity..rec.offset + rec.record_len).step_by(g.granularity)
+            {
+                mem.stamp(o).store(0, Ordering::Relaxed);
+            }
+        }
+        self.head += rec.record_len as u64;
+        mem.head().store(self.head, Ordering::Release);
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+}
+
+/// The length of the record at `offset` whose meta word is `meta`, checked
+/// against the geometry.
+fn validated_record_len(g: &Geometry, offset: usize, meta: u32) -> Result<usize, RingError> {
+    // Every bit of `meta` is a flag or length bit: no unknown bits exist.
+    if meta & FLAG_PAD != 0 {
+        if meta != FLAG_PAD {
+            return Err(RingError::Corrupt("pad record with length or flags"));
+        }
+        return Ok(g.capacity - offset);
+    }
+    let len = (meta & LEN_MASK) as usize;
+    if len > g.max_payload() {
+        return Err(RingError::Corrupt("record length exceeds the ring's limit"));
+    }
+    let record_len = g.record_len(len);
+    if offset + record_len > g.capacity {
+        return Err(RingError::Corrupt("record runs past the end of the ring"));
+    }
+    Ok(record_len)
+}
+
+/// # Safety
+///
+/// `p` must be valid for a 4-byte read.
+unsafe fn read_u32(p: *const u8) -> u32 {
+    // SAFETY: caller's contract; unaligned read allowed, volatile because
+    // another process may write the memory.
+    unsafe { p.cast::<u32>().read_volatile() }
+}
+
+/// # Safety
+///
+/// `p` must be valid for a 4-byte write.
+unsafe fn write_u32(p: *mut u8, v: u32) {
+    // SAFETY: caller's contract.
+    unsafe { p.cast::<u32>().write_volatile(v) }
+}
+
+/// A ring on the heap with `std` atomics: for threads of one process, unit
+/// tests and property tests.
+pub struct HeapRing {
+    geometry: Geometry,
+    head: std::sync::atomic::AtomicU64,
+    tail: std::sync::atomic::AtomicU64,
+    words: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+impl HeapRing {
+    /// A zeroed ring.
+    pub fn new(geometry: Geometry) -> HeapRing {
+        HeapRing {
+            geometry,
+            head: 0.into(),
+            tail: 0.into(),
+            words: (0..geometry.capacity / 8).map(|_| 0.into()).collect(),
+        }
+    }
+}
+
+// SAFETY: `words` is `capacity` bytes of 8-byte words; `bytes()` points at
+// them and `stamp(o)` is the word at byte o, so both views are the same
+// storage. Non-stamp bytes are accessed through raw pointers only.
+unsafe impl RingMemory for HeapRing {
+    type Word = std::sync::atomic::AtomicU64;
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+    fn head(&self) -> &Self::Word {
+        &self.head
+    }
+    fn tail(&self) -> &Self::Word {
+        &self.tail
+    }
+    fn stamp(&self, offset: usize) -> &Self::Word {
+        &self.words[offset / 8]
+    }
+    fn bytes(&self) -> *mut u8 {
+        self.words.as_ptr().cast::<u8>().cast_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ring(cap: usize) -> HeapRing {
+        HeapRing::new(Geometry::new(cap, 64).unwrap())
+    }
+
+    fn push(p: &mut Producer, m: &HeapRing, data: &[u8], tag: u32) -> bool {
+        match p.try_reserve(m, data.len()).unwrap() {
+            None => false,
+            Some(r) => {
+                // SAFETY: the reservation has data.len() payload bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        data.as_ptr(),
+                        Producer::payload_ptr(m, &r),
+                        data.len(),
+                    )
+                };
+                p.commit(m, r, 0, tag);
+                true
+            }
+        }
+    }
+
+    fn pop(c: &mut Consumer, m: &HeapRing) -> Option<(Vec<u8>, u32)> {
+        let rec = c.peek(m).unwrap()?;
+        let mut v = vec![0; rec.len()];
+        // SAFETY: the record has rec.len() payload bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(Consumer::payload_ptr(m, &rec), v.as_mut_ptr(), v.len())
+        };
+        c.release(m, rec);
+        Some((v, rec.tag()))
+    }
+
+    #[test]
+    fn geometry_rules() {
+        assert!(Geometry::new(1 << 16, 64).is_ok());
+        assert!(Geometry::new(1000, 64).is_err());
+        assert!(Geometry::new(1 << 16, 8).is_err());
+        assert!(Geometry::new(1 << 16, 1 << 13).is_err());
+        let g = Geometry::new(1 << 18, 64).unwrap();
+        assert_eq!(g.max_payload(), (1 << 17) - 16);
+        assert_eq!(g.record_len(0), 64);
+        assert_eq!(g.record_len(48), 64);
+        assert_eq!(g.record_len(49), 128);
+    }
+
+    #[test]
+    fn push_pop_full_empty_and_wrap() {
+        let m = ring(1024);
+        let mut p = Producer::recover(&m).unwrap();
+        let mut c = Consumer::recover(&m);
+        assert!(pop(&mut c, &m).is_none());
+        let mut n = 0u32;
+        while push(&mut p, &m, &n.to_le_bytes(), n) {
+            n += 1;
+        }
+        assert_eq!(n, 16, "1024 / 64-byte records");
+        for i in 0..n {
+            assert_eq!(pop(&mut c, &m), Some((i.to_le_bytes().to_vec(), i)));
+        }
+        // Many laps with sizes that force pads.
+        for i in 0..10_000u32 {
+            let data = vec![i as u8; (i as usize * 37) % 400];
+            assert!(push(&mut p, &m, &data, i));
+            assert_eq!(pop(&mut c, &m), Some((data, i)));
+        }
+        assert!(push(&mut p, &m, &[], 1) && pop(&mut c, &m) == Some((vec![], 1)));
+        assert!(matches!(
+            p.try_reserve(&m, 512),
+            Err(RingError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn payload_that_looks_like_a_stamp_is_not_a_record() {
+        let m = ring(1024);
+        let mut p = Producer::recover(&m).unwrap();
+        let mut c = Consumer::recover(&m);
+        // A 200-byte payload full of words equal to future stamps.
+        let words: Vec<u8> = (0..25u64)
+            .flat_map(|k| (64 * k + 1).to_le_bytes())
+            .collect();
+        for _ in 0..50 {
+            assert!(push(&mut p, &m, &words, 0));
+            assert_eq!(pop(&mut c, &m).unwrap().0, words);
+            assert!(pop(&mut c, &m).is_none(), "stale payload read as a record");
+        }
+    }
+
+    #[test]
+    fn corrupt_headers_are_errors() {
+        let m = ring(1024);
+        let mut p = Producer::recover(&m).unwrap();
+        let mut c = Consumer::recover(&m);
+        assert!(push(&mut p, &m, b"hello", 1));
+        // SAFETY: offset 8 is inside the ring's first granule.
+        unsafe { write_u32(m.bytes().add(8), 5000) };
+        assert_eq!(
+            c.peek(&m),
+            Err(RingError::Corrupt("record length exceeds the ring's limit"))
+        );
+        // SAFETY: as above.
+        unsafe { write_u32(m.bytes().add(8), FLAG_PAD | 3) };
+        assert!(c.peek(&m).is_err());
+        m.head.store(9999, Ordering::Release);
+        let mut p2 = Producer {
+            tail: 64,
+            head_cache: 0,
+        };
+        assert!(p2.try_reserve(&m, 2000).is_err());
+        assert!(Producer::recover(&m).is_err());
+    }
+
+    #[test]
+    fn recover_steps_over_a_record_whose_tail_update_was_lost() {
+        let m = ring(1024);
+        let mut p = Producer::recover(&m).unwrap();
+        assert!(push(&mut p, &m, b"one", 1));
+        assert!(push(&mut p, &m, b"two", 2));
+        m.tail.store(64, Ordering::Release); // "died" before storing the second tail
+        let mut p2 = Producer::recover(&m).unwrap();
+        assert_eq!(p2.position(), 128);
+        assert!(push(&mut p2, &m, b"three", 3));
+        let mut c = Consumer::recover(&m);
+        let got: Vec<u32> = std::iter::from_fn(|| pop(&mut c, &m).map(|(_, t)| t)).collect();
+        assert_eq!(got, [1, 2, 3]);
+    }
+
+    proptest! {
+        /// Arbitrary bytes written over the ring never make the consumer
+        /// panic or read out of bounds: it returns records or Corrupt.
+        #[test]
+        fn consumer_survives_arbitrary_ring_contents(
+            bytes in proptest::collection::vec(any::<u8>(), 1024),
+            head in 0u64..4096,
+        ) {
+            let m = ring(1024);
+            // SAFETY: the ring has exactly 1024 bytes.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.bytes(), 1024) };
+            // Make the record at the head look published half of the time.
+            let head = head & !63;
+            if head % 128 == 0 {
+                m.stamp(head as usize % 1024).store(head + 1, Ordering::Relaxed);
+            }
+            let mut c = Consumer { head };
+            for _ in 0..64 {
+                match c.peek(&m) {
+                    Ok(Some(rec)) => {
+                        prop_assert!(rec.offset + RECORD_HEADER + rec.len() <= 1024);
+                        c.release(&m, rec);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// Random interleavings of pushes and pops deliver every message, in
+        /// order, intact.
+        #[test]
+        fn fifo_under_random_sizes(sizes in proptest::collection::vec(0usize..500, 1..200)) {
+            let m = ring(2048);
+            let mut p = Producer::recover(&m).unwrap();
+            let mut c = Consumer::recover(&m);
+            let mut expected = std::collections::VecDeque::new();
+            for (i, &s) in sizes.iter().enumerate() {
+                let data = vec![i as u8; s];
+                while !push(&mut p, &m, &data, i as u32) {
+                    let got = pop(&mut c, &m).expect("full ring has a record");
+                    prop_assert_eq!(Some(got), expected.pop_front());
+                }
+                expected.push_back((data, i as u32));
+            }
+            while let Some(got) = pop(&mut c, &m) {
+                prop_assert_eq!(Some(got), expected.pop_front());
+            }
+            prop_assert!(expected.is_empty());
+        }
+    }
+}

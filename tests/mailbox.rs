@@ -1,0 +1,268 @@
+//! Mailbox groups between the threads of one process: the generic transport
+//! suite, matching, streaming, zero-copy, timeouts and bad input. (Between
+//! processes: tests/multiprocess.rs.)
+
+mod common;
+
+use std::time::Duration;
+
+use shmpi::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy, MAX_MESSAGE_LEN};
+use shmpi::segment::SegmentName;
+use shmpi::transport::{Source, TagMatch};
+use shmpi::MailboxError;
+
+fn small() -> MailboxOptions {
+    MailboxOptions {
+        capacity: 64 << 10,
+        ..MailboxOptions::default()
+    }
+}
+
+fn on_threads(
+    n: usize,
+    options: &MailboxOptions,
+    body: impl Fn(MailboxGroup) -> shmpi::Result<()> + Sync,
+) {
+    let members = MailboxGroup::threads(n, options).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = members.into_iter().map(|m| s.spawn(|| body(m))).collect();
+        for h in handles {
+            h.join()
+                .expect("member thread panicked")
+                .expect("member failed");
+        }
+    });
+}
+
+#[test]
+fn transport_suite_over_thread_mailboxes() {
+    for wait in [
+        WaitStrategy::SpinThenBlock,
+        WaitStrategy::Block,
+        WaitStrategy::Spin,
+    ] {
+        for n in [2, 3] {
+            let options = MailboxOptions { wait, ..small() };
+            on_threads(n, &options, |mut m| common::transport_suite::run(&mut m));
+        }
+    }
+}
+
+#[test]
+fn large_messages_stream_through_a_small_ring() {
+    on_threads(2, &small(), |mut m| {
+        let sizes = [65_536usize, 1 << 20, 32 << 20];
+        if m.id() == 0 {
+            for (seq, &len) in sizes.iter().enumerate() {
+                m.send(
+                    1,
+                    seq as i32,
+                    &common::transport_suite::pattern(0, 1, seq, len),
+                )?;
+            }
+        } else {
+            for (seq, &len) in sizes.iter().enumerate() {
+                let got = m.recv(0, seq as i32)?;
+                assert!(
+                    got.data == common::transport_suite::pattern(0, 1, seq, len),
+                    "size {len}"
+                );
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn zero_copy_loan_and_receive_by_reference() {
+    on_threads(2, &small(), |mut m| {
+        let max = m.max_record_payload();
+        assert_eq!(max, (32 << 10) - 16);
+        if m.id() == 0 {
+            assert!(matches!(
+                m.loan(1, 0, max + 1),
+                Err(MailboxError::RecordTooLarge { .. })
+            ));
+            for round in 0..100u64 {
+                let mut loan = m.loan(1, 4, max)?;
+                assert!(loan.write_pod(0, round));
+                assert!(loan.write(max - 3, b"end"));
+                assert!(!loan.write(max - 2, b"end"), "past the end");
+                loan.commit();
+            }
+            let abandoned = m.loan(1, 5, 64)?; // dropped uncommitted: sends nothing
+            assert_eq!(abandoned.len(), 64);
+            m.send(1, 6, b"after")?;
+        } else {
+            for round in 0..100u64 {
+                let r = m.recv_ref(0, 4)?;
+                assert!(r.is_in_place());
+                assert_eq!((r.source(), r.tag(), r.len()), (0, 4, max));
+                assert_eq!(r.read_pod::<u64>(0), Some(round));
+                assert_eq!(r.read_pod::<[u8; 3]>(max - 3), Some(*b"end"));
+                assert_eq!(r.read_pod::<u64>(max - 4), None);
+            }
+            assert_eq!(m.recv(0, TagMatch::Any)?.data, b"after");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn timeouts_try_forms_and_full_rings() {
+    let mut m = MailboxGroup::threads(2, &small()).unwrap();
+    let mut b = m.pop().unwrap();
+    let mut a = m.pop().unwrap();
+    assert!(matches!(b.try_recv(0, 1), Ok(None)));
+    assert!(matches!(
+        b.recv_timeout(0, 1, Duration::from_millis(20)),
+        Err(MailboxError::Timeout { .. })
+    ));
+    // Fill the ring: try_send says WouldBlock, send_timeout times out.
+    let chunk = vec![7u8; 1000];
+    let mut sent = 0;
+    while a.try_send(1, 1, &chunk).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 10);
+    assert!(matches!(
+        a.try_send(1, 1, &chunk),
+        Err(MailboxError::WouldBlock)
+    ));
+    assert!(matches!(
+        a.send_timeout(1, 1, &chunk, Duration::from_millis(20)),
+        Err(MailboxError::Timeout { .. })
+    ));
+    for _ in 0..sent {
+        assert_eq!(b.try_recv(Source::Any, 1).unwrap().unwrap().data, chunk);
+    }
+    assert!(
+        b.try_recv(0, 1).unwrap().is_none(),
+        "nothing duplicated by the failed sends"
+    );
+    let c = a.counters(0, 1).unwrap().unwrap();
+    assert_eq!(
+        (c.messages, c.bytes, c.queued_bytes),
+        (sent, sent * 1000, 0)
+    );
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let mut m = MailboxGroup::threads(2, &small()).unwrap();
+    let mut a = m.remove(0);
+    assert!(matches!(
+        a.send(2, 0, b""),
+        Err(MailboxError::InvalidRank { rank: 2, size: 2 })
+    ));
+    assert!(matches!(
+        a.send(1, -1, b""),
+        Err(MailboxError::InvalidTag { tag: -1 })
+    ));
+    assert!(matches!(
+        a.recv(5, 0),
+        Err(MailboxError::InvalidRank { .. })
+    ));
+    let huge = vec![0u8; MAX_MESSAGE_LEN + 1]; // zero pages: never touched
+    assert!(matches!(
+        a.send(1, 0, &huge),
+        Err(MailboxError::TooLarge { .. })
+    ));
+    // Self-sends queue locally; a self-receive with nothing queued cannot wait.
+    a.send(0, 3, b"me").unwrap();
+    assert_eq!(a.recv(0, 3).unwrap().data, b"me");
+    assert!(matches!(a.recv(0, 3), Err(MailboxError::WouldBlock)));
+    assert!(matches!(
+        MailboxGroup::threads(
+            2,
+            &MailboxOptions {
+                capacity: 1000,
+                ..small()
+            }
+        ),
+        Err(shmpi::Error::Mailbox(MailboxError::Layout(_)))
+    ));
+}
+
+#[test]
+fn a_departed_peer_ends_waits_after_its_messages() {
+    let mut m = MailboxGroup::threads(3, &small()).unwrap();
+    let c = m.pop().unwrap();
+    let mut b = m.pop().unwrap();
+    let mut a = m.pop().unwrap();
+    b.send(0, 1, b"last words").unwrap();
+    drop(b);
+    assert_eq!(a.recv(1, 1).unwrap().data, b"last words");
+    assert!(matches!(
+        a.recv(1, 1),
+        Err(MailboxError::PeerLeft { id: 1 })
+    ));
+    assert!(matches!(
+        a.send(1, 1, &vec![0; 100_000]),
+        Err(MailboxError::PeerLeft { id: 1 })
+    ));
+    assert!(matches!(
+        a.recv(Source::Any, TagMatch::Any),
+        Err(MailboxError::PeerLeft { id: 1 })
+    ));
+    drop(c);
+    assert!(matches!(
+        a.recv(Source::Any, TagMatch::Any),
+        Err(MailboxError::PeerLeft { id: 2 })
+    ));
+    assert!(matches!(
+        a.recv(Source::Any, TagMatch::Any),
+        Err(MailboxError::AllPeersGone)
+    ));
+}
+
+#[test]
+fn named_groups_join_create_and_clean_up() {
+    let name = SegmentName::unique("mbx-named");
+    let opts = small();
+    let a = MailboxGroup::create_or_join(&name, 0, 2, &opts).unwrap();
+    assert!(matches!(
+        MailboxGroup::create_or_join(&name, 1, 3, &opts),
+        Err(shmpi::Error::Mailbox(MailboxError::Mismatch {
+            what: "group size",
+            ..
+        }))
+    ));
+    assert!(matches!(
+        MailboxGroup::join(&name, 0, &opts),
+        Err(shmpi::Error::Mailbox(MailboxError::AlreadyJoined { id: 0 }))
+    ));
+    assert!(matches!(
+        MailboxGroup::join(&name, 2, &opts),
+        Err(shmpi::Error::Mailbox(MailboxError::InvalidRank {
+            rank: 2,
+            size: 2
+        }))
+    ));
+    let b = MailboxGroup::join(&name, 1, &opts).unwrap();
+    drop(a);
+    assert!(
+        shmpi::segment::Segment::in_use(&name).unwrap(),
+        "b still maps it"
+    );
+    drop(b);
+    assert!(
+        shmpi::segment::Segment::in_use(&name).is_err(),
+        "the last member out removed the name"
+    );
+
+    // Ephemeral: the name goes as soon as everyone has joined.
+    let name = SegmentName::unique("mbx-ephemeral");
+    let opts = MailboxOptions {
+        ephemeral: true,
+        ..small()
+    };
+    let mut a = MailboxGroup::create_or_join(&name, 0, 2, &opts).unwrap();
+    let mut b = MailboxGroup::create_or_join(&name, 1, 2, &opts).unwrap();
+    assert!(
+        shmpi::segment::Segment::in_use(&name).is_err(),
+        "unlinked once all joined"
+    );
+    a.send(1, 0, b"still works").unwrap();
+    assert_eq!(b.recv(0, 0).unwrap().data, b"still works");
+}
