@@ -14,9 +14,15 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use libtest_mimic::{Arguments, Failed, Trial};
+use shmpi::mailbox::launch::GroupLaunch;
+use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 use shmpi::segment::{Segment, SegmentName};
 use shmpi::sync::{Barrier, LockError, RobustMutex, Semaphore};
+use shmpi::transport::Source;
+use shmpi::MailboxError;
 use shmpi::{SegmentError, SpaceResource, SyncError};
 
 const ROLE: &str = "SHMPI_TEST_ROLE";
@@ -55,6 +61,13 @@ fn main() {
         ),
         Trial::test("barrier_4_processes_1000_rounds", barrier_rounds),
         Trial::test("robust_mutex_owner_sigkilled", robust_mutex_owner_killed),
+        Trial::test("mailbox_transport_suite_2_processes", || mailbox_suite(2)),
+        Trial::test("mailbox_transport_suite_4_processes", || mailbox_suite(4)),
+        Trial::test(
+            "mailbox_peer_sigkilled_mid_stream_20_times",
+            mailbox_kill_loop,
+        ),
+        Trial::test("mailbox_member_rejoins_after_crash", mailbox_rejoin),
         root_only(Trial::test(
             "full_dev_shm_is_no_space_and_leaves_nothing",
             full_dev_shm,
@@ -157,8 +170,15 @@ fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
 }
 
 fn run_role(role: &str) -> Result<(), Failed> {
-    if role == "no-space" {
-        return role_no_space();
+    match role {
+        "no-space" => return role_no_space(),
+        "suite" => {
+            return common::transport_suite::run(&mut MailboxGroup::from_env()?).map_err(Into::into)
+        }
+        "stream-victim" => return role_stream_victim(),
+        "stream-survivor" => return role_stream_survivor(),
+        "rejoiner" => return role_rejoiner(),
+        _ => {}
     }
     let name = SegmentName::new(&std::env::var(SEG)?)?;
     let (id, procs) = (env_usize(ID), env_usize(PROCS));
@@ -492,5 +512,170 @@ fn foreign_owner() -> Result<(), Failed> {
     Segment::builder(name.as_str())
         .allow_foreign_owner(true)
         .open()?;
+    Ok(())
+}
+
+// ------------------------------------------------ mailboxes between processes
+
+fn self_command(role: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.env(ROLE, role).stdin(Stdio::null());
+    cmd
+}
+
+fn check_statuses(statuses: Vec<std::process::ExitStatus>) -> Result<(), Failed> {
+    for (rank, status) in statuses.iter().enumerate() {
+        ensure(status.success(), || {
+            format!("member {rank} exited with {status}")
+        })?;
+    }
+    Ok(())
+}
+
+fn mailbox_suite(procs: usize) -> Result<(), Failed> {
+    let options = MailboxOptions {
+        capacity: 64 << 10,
+        ..MailboxOptions::default()
+    };
+    let job = GroupLaunch::spawn(procs, &options, |_| self_command("suite"))?;
+    check_statuses(job.wait(CHILD_TIMEOUT)?)
+}
+
+/// Rank 0 streams messages of random sizes (some larger than the ring) to
+/// ranks 1 and 2 until it is killed; rank 1 receives from 0, rank 2 from any
+/// source. Both must end with PeerDied { id: 0 } — within the 10 s watchdog.
+fn mailbox_kill_loop() -> Result<(), Failed> {
+    let options = MailboxOptions {
+        capacity: 32 << 10,
+        ..MailboxOptions::default()
+    };
+    let mut detection = Vec::new();
+    for round in 0..20 {
+        let mut job = GroupLaunch::spawn(3, &options, |rank| {
+            self_command(if rank == 0 {
+                "stream-victim"
+            } else {
+                "stream-survivor"
+            })
+        })?;
+        std::thread::sleep(Duration::from_millis(30 + 7 * round));
+        ensure(job.kill(0), || "could not kill the victim".into())?;
+        let killed = Instant::now();
+        let statuses = job.wait(Duration::from_secs(10))?;
+        detection.push(killed.elapsed());
+        for rank in 1..3 {
+            ensure(statuses[rank].success(), || {
+                format!(
+                    "round {round}: survivor {rank} exited with {}",
+                    statuses[rank]
+                )
+            })?;
+        }
+    }
+    detection.sort();
+    println!(
+        "death detected and both survivors exited: median {:?}, max {:?} (20 rounds; a figure, not an assertion)",
+        detection[10], detection[19]
+    );
+    Ok(())
+}
+
+fn role_stream_victim() -> Result<(), Failed> {
+    let mut m = MailboxGroup::from_env()?;
+    let mut seq = 0u64;
+    loop {
+        let len = [0usize, 100, 5000, 50_000, 200_000][(seq % 5) as usize];
+        for dest in 1..3 {
+            m.send(dest, 1, &vec![(seq % 251) as u8; len])?;
+        }
+        seq += 1;
+    }
+}
+
+fn role_stream_survivor() -> Result<(), Failed> {
+    let mut m = MailboxGroup::from_env()?;
+    let source = if m.id() == 1 {
+        Source::Rank(0)
+    } else {
+        Source::Any
+    };
+    let mut received = 0u64;
+    loop {
+        match m.recv(source, 1) {
+            Ok(msg) => {
+                let lens = [0usize, 100, 5000, 50_000, 200_000];
+                let expect = lens[(received % 5) as usize];
+                ensure(msg.data.len() == expect, || {
+                    format!("message {received}: {} bytes", msg.data.len())
+                })?;
+                ensure(
+                    msg.data.iter().all(|&b| b == (received % 251) as u8),
+                    || "corrupt payload".into(),
+                )?;
+                received += 1;
+            }
+            Err(MailboxError::PeerDied { id: 0 }) => return Ok(()),
+            Err(e) => return Err(format!("after {received} messages: {e}").into()),
+        }
+    }
+}
+
+/// The parent is member 0; member 1 is a child that dies and is replaced.
+fn mailbox_rejoin() -> Result<(), Failed> {
+    let name = SegmentName::unique("mp-rejoin");
+    let options = MailboxOptions::default();
+    let _segment = MailboxGroup::create_segment(&name, 2, &options)?;
+    let mut me = MailboxGroup::join(&name, 0, &options)?;
+    let spawn_member = |incarnation: &str| {
+        let mut cmd = self_command("rejoiner");
+        cmd.env(shmpi::mailbox::GROUP_ENV, name.as_str())
+            .env(shmpi::mailbox::RANK_ENV, "1")
+            .env(shmpi::mailbox::SIZE_ENV, "2")
+            .env("SHMPI_TEST_INCARNATION", incarnation);
+        ChildProcess::spawn(cmd, "rejoiner")
+    };
+    // First incarnation: sends two messages, then hangs until killed.
+    let first = spawn_member("first");
+    ensure(me.recv(1, 1)?.data == b"first: one", || {
+        "first message".into()
+    })?;
+    // Let its second message arrive, unread, before the crash.
+    while me.counters(1, 0)?.map_or(0, |c| c.messages) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    nix::sys::signal::kill(first.pid(), nix::sys::signal::Signal::SIGKILL)?;
+    ensure(me.recv(1, 1)?.data == b"first: two", || {
+        "the dead member's last message is still delivered".into()
+    })?;
+    match me.recv_timeout(1, 1, Duration::from_secs(10)) {
+        Err(MailboxError::PeerDied { id: 1 }) => {}
+        other => return Err(format!("expected PeerDied, got {other:?}").into()),
+    }
+    // Second incarnation joins under the same id and carries on.
+    let second = spawn_member("second");
+    ensure(me.recv(1, 1)?.data == b"second: one", || {
+        "rejoined member's message".into()
+    })?;
+    me.send(1, 2, b"welcome back")?;
+    match me.recv_timeout(1, 1, Duration::from_secs(10)) {
+        Err(MailboxError::PeerLeft { id: 1 }) => {}
+        other => return Err(format!("expected PeerLeft, got {other:?}").into()),
+    }
+    second.wait_ok()?;
+    drop(first);
+    Ok(())
+}
+
+fn role_rejoiner() -> Result<(), Failed> {
+    let incarnation = std::env::var("SHMPI_TEST_INCARNATION")?;
+    let mut m = MailboxGroup::from_env()?;
+    m.send(0, 1, format!("{incarnation}: one").as_bytes())?;
+    if incarnation == "first" {
+        m.send(0, 1, b"first: two")?;
+        std::thread::sleep(CHILD_TIMEOUT); // until SIGKILL
+        return Err("not killed".into());
+    }
+    let reply = m.recv(0, 2)?;
+    ensure(reply.data == b"welcome back", || "reply".into())?;
     Ok(())
 }
