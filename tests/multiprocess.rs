@@ -563,12 +563,9 @@ fn mailbox_kill_loop() -> Result<(), Failed> {
         let killed = Instant::now();
         let statuses = job.wait(Duration::from_secs(10))?;
         detection.push(killed.elapsed());
-        for rank in 1..3 {
-            ensure(statuses[rank].success(), || {
-                format!(
-                    "round {round}: survivor {rank} exited with {}",
-                    statuses[rank]
-                )
+        for (rank, status) in statuses.iter().enumerate().skip(1) {
+            ensure(status.success(), || {
+                format!("round {round}: survivor {rank} exited with {status}")
             })?;
         }
     }
