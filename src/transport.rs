@@ -46,7 +46,9 @@ impl From<usize> for Source {
 /// Which tags a receive accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TagMatch {
-    /// Any tag (`MPI_ANY_TAG`).
+    /// Any application tag, `0..=TAG_MAX` (`MPI_ANY_TAG`). The reserved
+    /// tags of collectives are never matched by it, as MPI keeps collective
+    /// traffic in a context of its own.
     Any,
     /// One tag.
     Tag(i32),
@@ -62,7 +64,7 @@ impl TagMatch {
     /// Whether `tag` is accepted.
     pub fn accepts(self, tag: i32) -> bool {
         match self {
-            TagMatch::Any => true,
+            TagMatch::Any => (0..=TAG_MAX).contains(&tag),
             TagMatch::Tag(t) => t == tag,
         }
     }
@@ -525,5 +527,6 @@ mod tests {
             Source::Any.accepts(3) && Source::Rank(3).accepts(3) && !Source::Rank(2).accepts(3)
         );
         assert!(TagMatch::Any.accepts(9) && !TagMatch::Tag(1).accepts(9));
+        assert!(!TagMatch::Any.accepts(TAG_BARRIER_IN), "collective traffic is not 'any tag'");
     }
 }

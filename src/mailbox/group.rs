@@ -11,7 +11,7 @@ use super::layout::{
     GROUP_HEADER,
 };
 use super::ring::{Consumer, Producer, RecordRef, Reservation, RingError, FLAG_CONT, FLAG_MORE};
-use super::wake::{notify, seq_cst_fence, sleep};
+use super::wake::{notify, sleep};
 use super::{
     default_spin, MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MESSAGE_LEN,
     RANK_ENV, SIZE_ENV,
@@ -442,7 +442,7 @@ impl MailboxGroup {
 
     /// Rings `peer`'s doorbell if it announced that it sleeps.
     fn notify(&self, peer: usize) {
-        notify(&self.member(peer).sleeping, seq_cst_fence, || {
+        notify(&self.member(peer).sleeping, || {
             // A corrupt doorbell is the sleeper's problem: it fails when it
             // waits on it; the message itself is already published.
             if let Ok(bell) = self.doorbell(peer) {
@@ -598,7 +598,6 @@ impl MailboxGroup {
             let mut bell_error = None;
             let found = sleep(
                 &me.sleeping,
-                seq_cst_fence,
                 || poll(self).transpose(),
                 || {
                     sleep_counter.fetch_add(1, Ordering::Relaxed);
@@ -1525,10 +1524,10 @@ mod tests {
     fn flags_of_the_wake_flag_type() {
         let f = AtomicU32::new(0);
         let mut rang = false;
-        notify(&f, seq_cst_fence, || rang = true);
+        notify(&f, || rang = true);
         assert!(!rang, "nobody sleeps: no doorbell");
         f.store(1, Ordering::Relaxed);
-        notify(&f, seq_cst_fence, || rang = true);
+        notify(&f, || rang = true);
         assert!(rang && f.load(Ordering::Relaxed) == 0);
     }
 }
