@@ -40,8 +40,12 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "-n" => a.procs = value()?.parse().map_err(|e| format!("-n: {e}"))?,
-            "--messages" => a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?,
-            "--capacity" => a.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?,
+            "--messages" => {
+                a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?
+            }
+            "--capacity" => {
+                a.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?
+            }
             "--wait" => {
                 a.wait = match value()?.as_str() {
                     "default" => WaitStrategy::SpinThenBlock,
@@ -109,7 +113,11 @@ fn member(args: &Args) -> Result<(), String> {
             ));
         }
         if msg.data != message(msg.source, me, seq, capacity) {
-            return Err(format!("member {me}: message {seq} from {} is corrupt ({} bytes)", msg.source, msg.data.len()));
+            return Err(format!(
+                "member {me}: message {seq} from {} is corrupt ({} bytes)",
+                msg.source,
+                msg.data.len()
+            ));
         }
         next[msg.source] += 1;
         Ok(())
@@ -118,9 +126,13 @@ fn member(args: &Args) -> Result<(), String> {
         for k in 1..n {
             let dest = (me + k) % n;
             let tag = (seq % (1 << 30)) as i32;
-            m.send(dest, tag, &message(me, dest, seq, capacity)).map_err(|e| e.to_string())?;
+            m.send(dest, tag, &message(me, dest, seq, capacity))
+                .map_err(|e| e.to_string())?;
         }
-        while let Some(msg) = m.try_recv(Source::Any, TagMatch::Any).map_err(|e| e.to_string())? {
+        while let Some(msg) = m
+            .try_recv(Source::Any, TagMatch::Any)
+            .map_err(|e| e.to_string())?
+        {
             verify(msg, &mut next)?;
             received += 1;
         }
@@ -145,8 +157,16 @@ fn launcher(args: &Args) -> Result<(), String> {
     let per_peer = args.messages / (args.procs * (args.procs - 1)) as u64;
     let total = per_peer * (args.procs * (args.procs - 1)) as u64;
     let bytes: u64 = (0..args.procs)
-        .flat_map(|s| (0..args.procs).filter(move |&d| d != s).map(move |d| (s, d)))
-        .map(|(s, d)| (0..per_peer).map(|q| message(s, d, q, args.capacity).len() as u64).sum::<u64>())
+        .flat_map(|s| {
+            (0..args.procs)
+                .filter(move |&d| d != s)
+                .map(move |d| (s, d))
+        })
+        .map(|(s, d)| {
+            (0..per_peer)
+                .map(|q| message(s, d, q, args.capacity).len() as u64)
+                .sum::<u64>()
+        })
         .sum();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -157,7 +177,9 @@ fn launcher(args: &Args) -> Result<(), String> {
         c
     })
     .map_err(|e| e.to_string())?;
-    let statuses = job.wait(Duration::from_secs(600)).map_err(|e| e.to_string())?;
+    let statuses = job
+        .wait(Duration::from_secs(600))
+        .map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
     if let Some((rank, s)) = statuses.iter().enumerate().find(|(_, s)| !s.success()) {
         return Err(format!("member {rank} failed: {s}"));

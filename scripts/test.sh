@@ -60,13 +60,27 @@ leftovers() {
   echo "nothing of shmpi's left in /dev/shm"
 }
 
+# 1,000,000 messages all-to-all, random sizes up to twice the ring (so they
+# stream in chunks), optimised build: 4 processes blocking and default, 2
+# spinning, 16 (8 per core) default. The example checks every message.
+mailbox_stress() {
+  cargo build --locked --release -q --example mailbox_stress || return 1
+  local cfg
+  for cfg in "-n 4 --wait default" "-n 4 --wait block" "-n 2 --wait spin" "-n 16 --wait default"; do
+    # shellcheck disable=SC2086
+    timeout 300 target/release/examples/mailbox_stress $cfg --messages 1000000 || return 1
+  done
+}
+
 phase fmt                check cargo fmt --check
 phase clippy             check cargo clippy --all-targets --locked -- -D warnings
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
 phase no-mpi-deps        check no_mpi_in_tree
 phase no-mpi-smoke       check cargo run --locked -q --no-default-features --example shared_array -- 10000
-phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess)'
+phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess) and not binary(loom_ring)'
+phase loom               tests cargo nextest run --locked --profile ci --release -E 'binary(loom_ring)'
 phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess)' --test-threads 1
+phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 phase shm-leftovers      check leftovers

@@ -527,6 +527,9 @@ mod tests {
             Source::Any.accepts(3) && Source::Rank(3).accepts(3) && !Source::Rank(2).accepts(3)
         );
         assert!(TagMatch::Any.accepts(9) && !TagMatch::Tag(1).accepts(9));
-        assert!(!TagMatch::Any.accepts(TAG_BARRIER_IN), "collective traffic is not 'any tag'");
+        assert!(
+            !TagMatch::Any.accepts(TAG_BARRIER_IN),
+            "collective traffic is not 'any tag'"
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! Starting the N processes of a mailbox group without MPI.
 //!
 //! [`GroupLaunch::spawn`] creates the group's segment, then starts one
-//! process per member with [`GROUP_ENV`](super::GROUP_ENV),
-//! [`RANK_ENV`](super::RANK_ENV) and [`SIZE_ENV`](super::SIZE_ENV) set, so
+//! process per member with [`GROUP_ENV`], [`RANK_ENV`] and [`SIZE_ENV`] set, so
 //! each joins with [`MailboxGroup::from_env`]. The launcher owns the name:
 //! it is removed when the launch is dropped, and any member still running
 //! then is killed and reaped.

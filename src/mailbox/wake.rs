@@ -49,7 +49,11 @@ pub fn notify<F: WakeFlag>(sleeping: &F, doorbell: impl FnOnce()) {
 /// rung or a time slice ends). Returns what `has_work` found, or `None`
 /// after a wait; the caller polls again in any case.
 #[inline]
-pub fn sleep<F: WakeFlag, T>(sleeping: &F, has_work: impl FnOnce() -> Option<T>, wait: impl FnOnce()) -> Option<T> {
+pub fn sleep<F: WakeFlag, T>(
+    sleeping: &F,
+    has_work: impl FnOnce() -> Option<T>,
+    wait: impl FnOnce(),
+) -> Option<T> {
     sleeping.swap(1, Ordering::AcqRel);
     if let Some(found) = has_work() {
         sleeping.store(0, Ordering::Relaxed);
