@@ -265,6 +265,14 @@ pub enum MailboxError {
         /// The largest record payload.
         max: usize,
     },
+    /// A message longer than the caller's buffer; it was kept, not consumed.
+    #[error("a message of {len} bytes does not fit the {capacity}-byte buffer (it is kept)")]
+    MessageTooLong {
+        /// Message bytes.
+        len: usize,
+        /// Buffer bytes.
+        capacity: usize,
+    },
     /// A `_timeout` call timed out; nothing was consumed or sent.
     #[error("timed out after {waited:?}")]
     Timeout {

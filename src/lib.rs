@@ -50,6 +50,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod bench;
 pub mod error;
 pub mod mailbox;
 pub mod segment;

@@ -117,7 +117,7 @@ fn ring_push_pop_full_wrap() {
                 p.commit(ring, r, 0, u32::from(i));
             }
         });
-        let mut c = Consumer::recover(&*ring);
+        let mut c = Consumer::recover(&*ring).unwrap();
         let mut got = 0u8;
         while got < MESSAGES {
             match c.peek(&*ring).unwrap() {

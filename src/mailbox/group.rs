@@ -345,7 +345,7 @@ impl MailboxGroup {
             out.push(Some(Outgoing { ring: o, prod }));
             let i = ring(peer, id)?;
             inc.push(Some(Incoming {
-                cons: Consumer::recover(&i),
+                cons: Consumer::recover(&i).map_err(|e| ring_error(peer, id, e))?,
                 ring: i,
                 partial: None,
             }));
@@ -777,7 +777,10 @@ impl MailboxGroup {
         }
         let g = self.layout.geometry;
         if data.len() <= g.max_payload() {
-            let r = self.reserve(dest, data.len(), timeout)?;
+            let r = match self.try_reserve(dest, data.len())? {
+                Some(r) => r,
+                None => self.reserve(dest, data.len(), timeout)?,
+            };
             self.write_commit(dest, r, &[data], 0, tag);
         } else {
             // First record: total length, then as much data as fits a chunk.
@@ -1041,16 +1044,13 @@ impl MailboxGroup {
         self.unexpected.remove(i)
     }
 
-    /// The peers to look at for `source`, round-robin for `Any`.
-    fn candidates(&self, source: Source) -> impl Iterator<Item = usize> {
-        let (n, id, start) = (self.members(), self.id, self.next_any);
-        let (from, count) = match source {
+    /// The peers to look at for `source` — round-robin from the one after
+    /// the last served for `Any` — as (first, count); skip `self.id`.
+    fn candidates(&self, source: Source) -> (usize, usize) {
+        match source {
             Source::Rank(s) => (s, 1),
-            Source::Any => (start, n),
-        };
-        (0..count)
-            .map(move |k| (from + k) % n)
-            .filter(move |&p| p != id)
+            Source::Any => (self.next_any, self.members()),
+        }
     }
 
     fn poll_match(
@@ -1061,7 +1061,12 @@ impl MailboxGroup {
         if let Some(m) = self.queued_match(source, tag) {
             return Ok(Some(m));
         }
-        for peer in self.candidates(source).collect::<Vec<_>>() {
+        let (first, count) = self.candidates(source);
+        for k in 0..count {
+            let peer = (first + k) % self.members();
+            if peer == self.id {
+                continue;
+            }
             while let Some(m) = self.progress(peer)? {
                 if tag.accepts(m.tag) {
                     self.next_any = (peer + 1) % self.members();
@@ -1192,6 +1197,102 @@ impl MailboxGroup {
         self.recv_ref_inner(source.into(), tag.into(), Some(timeout))
     }
 
+    /// Receives into `buf` without allocating: a message that fits one
+    /// record is copied straight from the ring. Returns (source, tag, length).
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::MessageTooLong`] when the message is longer than
+    /// `buf` — it is kept for a later receive, not consumed; else as
+    /// [`recv`](Self::recv).
+    pub fn recv_into(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        buf: &mut [u8],
+    ) -> Result<(usize, i32, usize), MailboxError> {
+        let (source, tag) = (source.into(), tag.into());
+        self.check_source(source)?;
+        if source == Source::Rank(self.id) || self.members() == 1 {
+            return self
+                .poll_into(source, tag, buf)?
+                .ok_or(MailboxError::WouldBlock);
+        }
+        let watch = self.watch_for(source);
+        self.wait_for(None, watch, |s| s.poll_into(source, tag, buf))
+    }
+
+    /// One matching message into `buf`, if there is one: straight from the
+    /// ring when it is a single record (no allocation), else from the queue.
+    fn poll_into(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, i32, usize)>, MailboxError> {
+        let too_long = |len: usize, buf: &[u8]| MailboxError::MessageTooLong {
+            len,
+            capacity: buf.len(),
+        };
+        let owned = |m: Message, buf: &mut [u8], queue: &mut VecDeque<Message>| {
+            if m.data.len() > buf.len() {
+                let e = too_long(m.data.len(), buf);
+                queue.push_front(m);
+                return Err(e);
+            }
+            buf[..m.data.len()].copy_from_slice(&m.data);
+            Ok(Some((m.source, m.tag, m.data.len())))
+        };
+        if let Some(m) = self.queued_match(source, tag) {
+            return owned(m, buf, &mut self.unexpected);
+        }
+        let id = self.id;
+        let (first, count) = self.candidates(source);
+        for k in 0..count {
+            let peer = (first + k) % self.members();
+            if peer == id {
+                continue;
+            }
+            loop {
+                let inc = self.inc[peer].as_mut().expect("ring");
+                if inc.partial.is_none() {
+                    if let Some(rec) = inc
+                        .cons
+                        .peek(&inc.ring)
+                        .map_err(|e| ring_error(peer, id, e))?
+                    {
+                        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
+                        let tag_of = i32::try_from(rec.tag()).ok().filter(|&t| tag.accepts(t));
+                        if let (true, Some(t)) = (whole, tag_of) {
+                            if rec.len() > buf.len() {
+                                return Err(too_long(rec.len(), buf));
+                            }
+                            // SAFETY: the record's payload is rec.len() bytes
+                            // and buf has room for them (checked).
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    Consumer::payload_ptr(&inc.ring, &rec),
+                                    buf.as_mut_ptr(),
+                                    rec.len(),
+                                )
+                            };
+                            inc.cons.release(&inc.ring, rec);
+                            self.notify(peer);
+                            self.next_any = (peer + 1) % self.members();
+                            return Ok(Some((peer, t, rec.len())));
+                        }
+                    }
+                }
+                match self.progress(peer)? {
+                    None => break,
+                    Some(m) if tag.accepts(m.tag) => return owned(m, buf, &mut self.unexpected),
+                    Some(m) => self.unexpected.push_back(m),
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn recv_ref_inner(
         &mut self,
         source: Source,
@@ -1216,7 +1317,12 @@ impl MailboxGroup {
             return Ok(Some(Found::Owned(m)));
         }
         let id = self.id;
-        for peer in self.candidates(source).collect::<Vec<_>>() {
+        let (first, count) = self.candidates(source);
+        for k in 0..count {
+            let peer = (first + k) % self.members();
+            if peer == id {
+                continue;
+            }
             loop {
                 let inc = self.inc[peer].as_mut().expect("ring");
                 if inc.partial.is_none() {

@@ -217,7 +217,7 @@ impl Producer {
         let g = mem.geometry();
         let head = mem.head().load(Ordering::Acquire);
         let mut tail = mem.tail().load(Ordering::Acquire);
-        if tail < head || tail - head > g.capacity as u64 {
+        if tail < head || tail - head > g.capacity as u64 || tail % g.granularity() as u64 != 0 {
             return Err(RingError::Corrupt("ring indices out of range"));
         }
         loop {
@@ -357,10 +357,19 @@ pub struct Consumer {
 
 impl Consumer {
     /// Resumes from the published head.
-    pub fn recover<M: RingMemory>(mem: &M) -> Consumer {
-        Consumer {
-            head: mem.head().load(Ordering::Acquire),
+    ///
+    /// # Errors
+    ///
+    /// [`RingError::Corrupt`] when the head is not on a granule boundary
+    /// (records start only there).
+    pub fn recover<M: RingMemory>(mem: &M) -> Result<Consumer, RingError> {
+        let head = mem.head().load(Ordering::Acquire);
+        if head % mem.geometry().granularity() as u64 != 0 {
+            return Err(RingError::Corrupt(
+                "consumer position not on a record boundary",
+            ));
         }
+        Ok(Consumer { head })
     }
 
     /// The record at the head, if one is published; pads are consumed on
@@ -567,7 +576,7 @@ mod tests {
     fn push_pop_full_empty_and_wrap() {
         let m = ring(1024);
         let mut p = Producer::recover(&m).unwrap();
-        let mut c = Consumer::recover(&m);
+        let mut c = Consumer::recover(&m).unwrap();
         assert!(pop(&mut c, &m).is_none());
         let mut n = 0u32;
         while push(&mut p, &m, &n.to_le_bytes(), n) {
@@ -594,7 +603,7 @@ mod tests {
     fn payload_that_looks_like_a_stamp_is_not_a_record() {
         let m = ring(1024);
         let mut p = Producer::recover(&m).unwrap();
-        let mut c = Consumer::recover(&m);
+        let mut c = Consumer::recover(&m).unwrap();
         // A 200-byte payload full of words equal to future stamps.
         let words: Vec<u8> = (0..25u64)
             .flat_map(|k| (64 * k + 1).to_le_bytes())
@@ -610,7 +619,7 @@ mod tests {
     fn corrupt_headers_are_errors() {
         let m = ring(1024);
         let mut p = Producer::recover(&m).unwrap();
-        let mut c = Consumer::recover(&m);
+        let mut c = Consumer::recover(&m).unwrap();
         assert!(push(&mut p, &m, b"hello", 1));
         // SAFETY: offset 8 is inside the ring's first granule.
         unsafe { write_u32(m.bytes().add(8), 5000) };
@@ -622,6 +631,7 @@ mod tests {
         unsafe { write_u32(m.bytes().add(8), FLAG_PAD | 3) };
         assert!(c.peek(&m).is_err());
         m.head.store(9999, Ordering::Release);
+        assert!(Consumer::recover(&m).is_err(), "head off a record boundary");
         let mut p2 = Producer {
             tail: 64,
             head_cache: 0,
@@ -640,7 +650,7 @@ mod tests {
         let mut p2 = Producer::recover(&m).unwrap();
         assert_eq!(p2.position(), 128);
         assert!(push(&mut p2, &m, b"three", 3));
-        let mut c = Consumer::recover(&m);
+        let mut c = Consumer::recover(&m).unwrap();
         let got: Vec<u32> = std::iter::from_fn(|| pop(&mut c, &m).map(|(_, t)| t)).collect();
         assert_eq!(got, [1, 2, 3]);
     }
@@ -679,7 +689,7 @@ mod tests {
         fn fifo_under_random_sizes(sizes in proptest::collection::vec(0usize..500, 1..200)) {
             let m = ring(2048);
             let mut p = Producer::recover(&m).unwrap();
-            let mut c = Consumer::recover(&m);
+            let mut c = Consumer::recover(&m).unwrap();
             let mut expected = std::collections::VecDeque::new();
             for (i, &s) in sizes.iter().enumerate() {
                 let data = vec![i as u8; s];
