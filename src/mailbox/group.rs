@@ -1159,8 +1159,7 @@ impl MailboxGroup {
                 // stays for the next call.
                 (Some(_), false) => return Err(MailboxError::Interrupted { id: src }),
             };
-            inc.cons.release(&inc.ring, rec);
-            self.notify(src);
+            self.release(src, rec);
             if complete.is_some() {
                 return Ok(complete);
             }
@@ -1230,67 +1229,45 @@ impl MailboxGroup {
         tag: TagMatch,
         buf: &mut [u8],
     ) -> Result<Option<(usize, i32, usize)>, MailboxError> {
-        let too_long = |len: usize, buf: &[u8]| MailboxError::MessageTooLong {
-            len,
-            capacity: buf.len(),
-        };
-        let owned = |m: Message, buf: &mut [u8], queue: &mut VecDeque<Message>| {
-            if m.data.len() > buf.len() {
-                let e = too_long(m.data.len(), buf);
-                queue.push_front(m);
-                return Err(e);
-            }
-            buf[..m.data.len()].copy_from_slice(&m.data);
-            Ok(Some((m.source, m.tag, m.data.len())))
-        };
-        if let Some(m) = self.queued_match(source, tag) {
-            return owned(m, buf, &mut self.unexpected);
-        }
-        let id = self.id;
-        let (first, count) = self.candidates(source);
-        for k in 0..count {
-            let peer = (first + k) % self.members();
-            if peer == id {
-                continue;
-            }
-            loop {
-                let inc = self.inc[peer].as_mut().expect("ring");
-                if inc.partial.is_none() {
-                    if let Some(rec) = inc
-                        .cons
-                        .peek(&inc.ring)
-                        .map_err(|e| ring_error(peer, id, e))?
-                    {
-                        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
-                        let tag_of = i32::try_from(rec.tag()).ok().filter(|&t| tag.accepts(t));
-                        if let (true, Some(t)) = (whole, tag_of) {
-                            if rec.len() > buf.len() {
-                                return Err(too_long(rec.len(), buf));
-                            }
-                            // SAFETY: the record's payload is rec.len() bytes
-                            // and buf has room for them (checked).
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    Consumer::payload_ptr(&inc.ring, &rec),
-                                    buf.as_mut_ptr(),
-                                    rec.len(),
-                                )
-                            };
-                            inc.cons.release(&inc.ring, rec);
-                            self.notify(peer);
-                            self.next_any = (peer + 1) % self.members();
-                            return Ok(Some((peer, t, rec.len())));
-                        }
-                    }
+        self.poll_first(source, tag, |group, found| {
+            let (source, tag, len, ptr) = match &found {
+                Found::InRing { src, rec } => {
+                    let inc = group.inc[*src].as_ref().expect("ring");
+                    (
+                        *src,
+                        rec.tag() as i32,
+                        rec.len(),
+                        Consumer::payload_ptr(&inc.ring, rec),
+                    )
                 }
-                match self.progress(peer)? {
-                    None => break,
-                    Some(m) if tag.accepts(m.tag) => return owned(m, buf, &mut self.unexpected),
-                    Some(m) => self.unexpected.push_back(m),
+                Found::Owned(m) => (m.source, m.tag, m.data.len(), m.data.as_ptr()),
+            };
+            if len > buf.len() {
+                // Kept: a record stays at the head of its ring, an owned
+                // message goes back to the front of the queue.
+                if let Found::Owned(m) = found {
+                    group.unexpected.push_front(m);
                 }
+                return Err(MailboxError::MessageTooLong {
+                    len,
+                    capacity: buf.len(),
+                });
             }
-        }
-        Ok(None)
+            // SAFETY: `ptr` is valid for `len` bytes (the record's payload or
+            // the owned vector) and buf has room (checked).
+            unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr(), len) };
+            if let Found::InRing { src, rec } = found {
+                group.release(src, rec);
+            }
+            Ok((source, tag, len))
+        })
+    }
+
+    /// Frees a record read in place and tells its producer.
+    fn release(&mut self, src: usize, rec: RecordRef) {
+        let inc = self.inc[src].as_mut().expect("ring");
+        inc.cons.release(&inc.ring, rec);
+        self.notify(src);
     }
 
     fn recv_ref_inner(
@@ -1313,8 +1290,21 @@ impl MailboxGroup {
     }
 
     fn poll_ref(&mut self, source: Source, tag: TagMatch) -> Result<Option<Found>, MailboxError> {
+        self.poll_first(source, tag, |_, found| Ok(found))
+    }
+
+    /// Finds the first message matching `source` and `tag` and hands it to
+    /// `take`: in place when it is a whole record at the head of its ring,
+    /// owned when it was queued or streamed. Non-matching messages met on
+    /// the way go to the queue.
+    fn poll_first<R>(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        mut take: impl FnMut(&mut Self, Found) -> Result<R, MailboxError>,
+    ) -> Result<Option<R>, MailboxError> {
         if let Some(m) = self.queued_match(source, tag) {
-            return Ok(Some(Found::Owned(m)));
+            return take(self, Found::Owned(m)).map(Some);
         }
         let id = self.id;
         let (first, count) = self.candidates(source);
@@ -1334,13 +1324,13 @@ impl MailboxGroup {
                         let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
                         if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
                             self.next_any = (peer + 1) % self.members();
-                            return Ok(Some(Found::InRing { src: peer, rec }));
+                            return take(self, Found::InRing { src: peer, rec }).map(Some);
                         }
                     }
                 }
                 match self.progress(peer)? {
                     None => break,
-                    Some(m) if tag.accepts(m.tag) => return Ok(Some(Found::Owned(m))),
+                    Some(m) if tag.accepts(m.tag) => return take(self, Found::Owned(m)).map(Some),
                     Some(m) => self.unexpected.push_back(m),
                 }
             }
@@ -1574,9 +1564,7 @@ impl RecvRef<'_> {
 impl Drop for RecvRef<'_> {
     fn drop(&mut self) {
         if let Found::InRing { src, rec } = self.found {
-            let inc = self.group.inc[src].as_mut().expect("ring");
-            inc.cons.release(&inc.ring, rec);
-            self.group.notify(src);
+            self.group.release(src, rec);
         }
     }
 }

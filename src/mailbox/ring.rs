@@ -23,11 +23,15 @@
 //!
 //! The consumer polls the stamp of the record at its head — the record's
 //! own cache line, not a separate index — so a small message costs one cache
-//! line transfer. Stamps cannot be confused with payload: after consuming a
-//! record the consumer zeroes the stamp word of every granule it covered, so
-//! every granule start the producer has not yet written holds 0, never a
-//! `position + 1`. The consumer publishes its head for flow control; the
-//! producer reads it only when its cached copy says the ring is full.
+//! line transfer. Stamps cannot be confused with payload: before it
+//! publishes a record, the producer zeroes the stamp word where the NEXT
+//! record will start (one store, whatever the record's size). So the word
+//! the consumer polls at its head holds 0, an old stamp of a smaller
+//! position, or the right stamp — never stale payload. (When the ring is
+//! exactly full that word is the header of the consumer's own head record,
+//! an old stamp, and is left alone.) The consumer writes nothing into the
+//! records: it publishes only its head, for flow control, which the producer
+//! reads only when its cached copy says the ring is full.
 //!
 //! # Trust
 //!
@@ -278,6 +282,10 @@ impl Producer {
             }
         }
         if pad > 0 {
+            // The record follows at the ring's start, which is free (the
+            // space check above covered pad + record): clear its stamp word
+            // before the pad makes the consumer look there.
+            mem.stamp(0).store(0, Ordering::Relaxed);
             // SAFETY: offset is a granule inside the ring with 16 header
             // bytes; the space is free (checked against the head above).
             unsafe { write_u32(mem.bytes().add(offset + 8), FLAG_PAD) };
@@ -300,9 +308,16 @@ impl Producer {
     }
 
     /// Publishes the record with `flags` (of [`FLAG_MORE`], [`FLAG_CONT`])
-    /// and `tag`: header fields, then the stamp (release), then the tail.
+    /// and `tag`: clears the next record's stamp word, writes the header
+    /// fields, then the stamp (release), then the tail.
     pub fn commit<M: RingMemory>(&mut self, mem: &M, r: Reservation, flags: u32, tag: u32) {
         debug_assert_eq!(r.pos, self.tail, "reservations commit in order");
+        let g = mem.geometry();
+        let next = r.pos + r.record_len as u64;
+        if next < self.head_cache + g.capacity as u64 {
+            mem.stamp((next % g.capacity as u64) as usize)
+                .store(0, Ordering::Relaxed);
+        }
         let meta = (r.payload_len as u32 & LEN_MASK) | (flags & (FLAG_MORE | FLAG_CONT));
         // SAFETY: the header lies inside the reserved record.
         unsafe {
