@@ -595,6 +595,10 @@ impl MailboxGroup {
             // that `self.seg` keeps alive for the whole call.
             let me = unsafe { detach(self.member(self.id)) };
             let bell = Semaphore::from_cell(&me.doorbell, self.layout.member_offset(self.id))?;
+            // Drop stale rings: a waker that cleared our flag just as we found
+            // work by ourselves still posts. Left in the count, such posts
+            // would let later sleeps return at once — polling in disguise.
+            while bell.try_wait().is_ok() {}
             let mut bell_error = None;
             let found = sleep(
                 &me.sleeping,
@@ -1063,13 +1067,13 @@ impl MailboxGroup {
         }
         let (first, count) = self.candidates(source);
         for k in 0..count {
-            let peer = (first + k) % self.members();
+            let peer = wrap(first + k, self.members());
             if peer == self.id {
                 continue;
             }
             while let Some(m) = self.progress(peer)? {
                 if tag.accepts(m.tag) {
-                    self.next_any = (peer + 1) % self.members();
+                    self.next_any = wrap(peer + 1, self.members());
                     return Ok(Some(m));
                 }
                 self.unexpected.push_back(m);
@@ -1309,7 +1313,7 @@ impl MailboxGroup {
         let id = self.id;
         let (first, count) = self.candidates(source);
         for k in 0..count {
-            let peer = (first + k) % self.members();
+            let peer = wrap(first + k, self.members());
             if peer == id {
                 continue;
             }
@@ -1323,7 +1327,7 @@ impl MailboxGroup {
                     {
                         let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
                         if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
-                            self.next_any = (peer + 1) % self.members();
+                            self.next_any = wrap(peer + 1, self.members());
                             return take(self, Found::InRing { src: peer, rec }).map(Some);
                         }
                     }
@@ -1336,6 +1340,16 @@ impl MailboxGroup {
             }
         }
         Ok(None)
+    }
+}
+
+/// `i mod n` for `i < 2n`, without a division.
+#[inline]
+fn wrap(i: usize, n: usize) -> usize {
+    if i >= n {
+        i - n
+    } else {
+        i
     }
 }
 

@@ -180,9 +180,17 @@ impl Geometry {
         self.capacity / 4 - RECORD_HEADER
     }
 
+    /// Where position `pos` falls in the ring (a mask: the capacity is a
+    /// power of two; no division on the hot path).
+    #[inline]
+    pub fn offset_of(&self, pos: u64) -> usize {
+        (pos & (self.capacity as u64 - 1)) as usize
+    }
+
     /// Bytes a record with `payload` bytes occupies.
     pub fn record_len(&self, payload: usize) -> usize {
-        (RECORD_HEADER + payload).next_multiple_of(self.granularity)
+        // Granularity is a power of two: round up with a mask, no division.
+        (RECORD_HEADER + payload + self.granularity - 1) & !(self.granularity - 1)
     }
 }
 
@@ -225,7 +233,7 @@ impl Producer {
             return Err(RingError::Corrupt("ring indices out of range"));
         }
         loop {
-            let offset = (tail % g.capacity as u64) as usize;
+            let offset = g.offset_of(tail);
             if mem.stamp(offset).load(Ordering::Acquire) != tail + 1 {
                 break;
             }
@@ -267,7 +275,7 @@ impl Producer {
             });
         }
         let record_len = g.record_len(payload_len);
-        let offset = (self.tail % g.capacity as u64) as usize;
+        let offset = g.offset_of(self.tail);
         let to_end = g.capacity - offset;
         let pad = if record_len > to_end { to_end } else { 0 };
         let need = (pad + record_len) as u64;
@@ -294,7 +302,7 @@ impl Producer {
         }
         Ok(Some(Reservation {
             pos: self.tail,
-            offset: (self.tail % g.capacity as u64) as usize,
+            offset: g.offset_of(self.tail),
             payload_len,
             record_len,
         }))
@@ -315,8 +323,7 @@ impl Producer {
         let g = mem.geometry();
         let next = r.pos + r.record_len as u64;
         if next < self.head_cache + g.capacity as u64 {
-            mem.stamp((next % g.capacity as u64) as usize)
-                .store(0, Ordering::Relaxed);
+            mem.stamp(g.offset_of(next)).store(0, Ordering::Relaxed);
         }
         let meta = (r.payload_len as u32 & LEN_MASK) | (flags & (FLAG_MORE | FLAG_CONT));
         // SAFETY: the header lies inside the reserved record.
@@ -396,7 +403,7 @@ impl Consumer {
     pub fn peek<M: RingMemory>(&mut self, mem: &M) -> Result<Option<RecordRef>, RingError> {
         let g = mem.geometry();
         loop {
-            let offset = (self.head % g.capacity as u64) as usize;
+            let offset = g.offset_of(self.head);
             if mem.stamp(offset).load(Ordering::Acquire) != self.head + 1 {
                 return Ok(None);
             }
@@ -431,20 +438,9 @@ impl Consumer {
         unsafe { mem.bytes().add(rec.offset + RECORD_HEADER) }
     }
 
-    /// Frees a peeked record: zeroes the stamp words it covered (so stale
-    /// payload can never look like a stamp), then publishes the new head.
+    /// Frees a peeked record: publishes the new head (release: the
+    /// producer may overwrite the record once it sees it).
     pub fn release<M: RingMemory>(&mut self, mem: &M, rec: RecordRef) {
-        let g = mem.geometry();
-        mem.stamp(rec.offset).store(0, Ordering::Relaxed);
-        if rec.flags & FLAG_PAD == 0 {
-            // Only real records put payload into later granules; a pad's
-            // inner granules hold zeros from their previous release.
-            for o in
-                (rec.offset + g.granularity..rec.offset + rec.record_len).step_by(g.granularity)
-            {
-                mem.stamp(o).store(0, Ordering::Relaxed);
-            }
-        }
         self.head += rec.record_len as u64;
         mem.head().store(self.head, Ordering::Release);
     }
