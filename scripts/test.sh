@@ -72,14 +72,26 @@ mailbox_stress() {
   done
 }
 
+# The MPI examples assert their own results; run them as users do, through
+# the library's launcher. The C baseline is built with the same MPI.
+mpi_examples() {
+  cargo build --locked --release -q --examples --bin shmpi || return 1
+  make -s -C c_examples || return 1
+  scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_ring 1000 &&
+    scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/mpi_ring 100 &&
+    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_pingpong --quick &&
+    scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick
+}
+
 phase fmt                check cargo fmt --check
 phase clippy             check cargo clippy --all-targets --locked -- -D warnings
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
 phase no-mpi-deps        check no_mpi_in_tree
 phase no-mpi-smoke       check cargo run --locked -q --no-default-features --example shared_array -- 10000
-phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess) and not binary(loom_ring)'
+phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess) and not binary(loom_ring) and not binary(mpi)'
 phase loom               tests cargo nextest run --locked --profile ci --release -E 'binary(loom_ring)'
-phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess)' --test-threads 1
+phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess) or binary(mpi)' --test-threads 1
+phase mpi-examples       check mpi_examples
 phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps

@@ -352,6 +352,80 @@ pub enum MailboxError {
     Sync(#[from] SyncError),
 }
 
+/// An MPI operation failed. MPI's own failures carry its error code, error
+/// class and message (shmpi sets `MPI_ERRORS_RETURN` on the communicators it
+/// uses, so they come back instead of aborting the job).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MpiError {
+    /// MPI is not initialised (and the call needs it).
+    #[error("MPI is not initialised")]
+    NotInitialized,
+    /// MPI has been finalised; it cannot be used again in this process.
+    #[error("MPI has been finalised")]
+    Finalized,
+    /// An `Mpi` handle is alive already in this process.
+    #[error("MPI is already initialised by shmpi in this process (one Mpi handle at a time)")]
+    AlreadyInitialized,
+    /// A rank outside the communicator.
+    #[error("rank {rank} is outside the communicator of {size}")]
+    InvalidRank {
+        /// The rank given.
+        rank: usize,
+        /// The communicator's size.
+        size: usize,
+    },
+    /// A tag outside `0..=MPI_TAG_UB`.
+    #[error("tag {tag} is outside 0..={max} (MPI_TAG_UB)")]
+    InvalidTag {
+        /// The tag given.
+        tag: i32,
+        /// The largest tag.
+        max: i32,
+    },
+    /// A message longer than the receive buffer; it is kept for a later
+    /// receive.
+    #[error("a message of {len} bytes does not fit the {capacity}-byte buffer (it is kept)")]
+    MessageTooLong {
+        /// Message bytes.
+        len: usize,
+        /// Buffer bytes.
+        capacity: usize,
+    },
+    /// The operation needs a higher thread level than MPI granted.
+    #[error("needs MPI thread level {needed}, MPI granted {granted}")]
+    ThreadLevel {
+        /// What the operation needs.
+        needed: &'static str,
+        /// What MPI granted.
+        granted: &'static str,
+    },
+    /// A receive with a timeout timed out (nothing was consumed).
+    #[error("timed out after {waited:?}")]
+    Timeout {
+        /// The timeout.
+        waited: Duration,
+    },
+    /// An element count a collective cannot pass to MPI (above `i32::MAX`).
+    #[error("{count} elements exceed what one MPI collective call takes (i32::MAX)")]
+    CountTooLarge {
+        /// The count.
+        count: usize,
+    },
+    /// MPI returned an error.
+    #[error("{op} failed: {message} (MPI error code {code}, class {class})")]
+    Call {
+        /// The MPI function.
+        op: &'static str,
+        /// The error code returned.
+        code: i32,
+        /// Its error class (`MPI_Error_class`).
+        class: i32,
+        /// `MPI_Error_string`.
+        message: String,
+    },
+}
+
 /// A typed receive or a collective got data it cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -411,6 +485,9 @@ pub enum Error {
     /// A transport-level (typed or collective) operation failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// An MPI operation failed.
+    #[error(transparent)]
+    Mpi(#[from] MpiError),
 }
 
 /// `Result` with [`Error`].

@@ -21,6 +21,8 @@
 //! | [`sync`] | process-shared semaphore, robust mutex, barrier, living inside a segment |
 //! | [`mailbox`] | message passing on shared memory: one ring per ordered pair of processes |
 //! | [`transport`] | the `Transport` trait every message path implements, with collectives |
+//! | `mpi` (feature `mpi`) | MPI point-to-point and collectives with errors returned, not fatal |
+//! | [`mpirun`] | the one place that knows how to launch `mpirun` here |
 //!
 //! ## A first example
 //!
@@ -53,13 +55,16 @@
 pub mod bench;
 pub mod error;
 pub mod mailbox;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod mpirun;
 pub mod segment;
 pub mod sync;
 pub mod transport;
 
 pub use error::{
-    Error, MailboxError, NameError, PlacementError, Result, SegmentError, SpaceResource, SyncError,
-    TransportError,
+    Error, MailboxError, MpiError, NameError, PlacementError, Result, SegmentError, SpaceResource,
+    SyncError, TransportError,
 };
 
 /// The README's examples, compiled and run as doctests so it stays true.

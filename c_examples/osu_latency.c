@@ -1,0 +1,82 @@
+/* OSU-style ping-pong in plain C on the same MPI, as the baseline for
+ * shmpi's bindings (path "mpi.c" in the benchmark records). Same method as
+ * examples/mpi_pingpong.rs: one-way latency = half the round trip, median
+ * of N samples after one warm-up sample.
+ *
+ *   mpicc -O2 -o osu_latency osu_latency.c
+ *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--json FILE]
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    int quick = 0, rank, size, provided;
+    const char *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+    }
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SINGLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size < 2) {
+        fprintf(stderr, "osu_latency needs 2 ranks\n");
+        MPI_Finalize();
+        return 1;
+    }
+    const int sizes[] = {8, 64, 1024, 65536, 1 << 20};
+    const int nsizes = 5, samples = quick ? 3 : 7;
+    char *buf = malloc(1 << 20);
+    memset(buf, 0x5a, 1 << 20);
+    double med[5], lo[5], hi[5];
+    for (int s = 0; s < nsizes; s++) {
+        int iters = (sizes[s] <= 1024 ? 10000 : sizes[s] <= 65536 ? 1000 : 100) / (quick ? 4 : 1);
+        double t[16];
+        for (int k = 0; k <= samples; k++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double start = MPI_Wtime();
+            for (int i = 0; i < iters; i++) {
+                if (rank == 0) {
+                    MPI_Send(buf, sizes[s], MPI_BYTE, 1, 1, MPI_COMM_WORLD);
+                    MPI_Recv(buf, sizes[s], MPI_BYTE, 1, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                } else if (rank == 1) {
+                    MPI_Recv(buf, sizes[s], MPI_BYTE, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                    MPI_Send(buf, sizes[s], MPI_BYTE, 0, 1, MPI_COMM_WORLD);
+                }
+            }
+            t[k] = (MPI_Wtime() - start) * 1e9 / iters / 2.0;
+        }
+        qsort(t + 1, samples, sizeof(double), cmp); /* t[0] is the warm-up */
+        med[s] = samples % 2 ? t[1 + samples / 2] : (t[samples / 2] + t[1 + samples / 2]) / 2.0;
+        lo[s] = t[1];
+        hi[s] = t[samples];
+    }
+    if (rank == 0) {
+        printf("| path | metric | size | median | min–max | n |\n|---|---|---:|---:|---:|---:|\n");
+        for (int s = 0; s < nsizes; s++)
+            printf("| mpi.c | latency_ns | %d B | %.1f | %.1f–%.1f | %d |\n", sizes[s], med[s], lo[s], hi[s], samples);
+        if (json) {
+            FILE *f = fopen(json, "w");
+            if (!f) {
+                perror(json);
+                MPI_Abort(MPI_COMM_WORLD, 1);
+            }
+            fprintf(f, "{\"machine\": {\"cpus\": null, \"mpi\": null, \"host\": null},\n \"records\": [");
+            for (int s = 0; s < nsizes; s++)
+                fprintf(f, "%s\n  {\"path\": \"mpi.c\", \"metric\": \"latency_ns\", \"size\": %d, \"median\": %.3f, \"min\": %.3f, \"max\": %.3f, \"n\": %d}",
+                        s ? "," : "", sizes[s], med[s], lo[s], hi[s], samples);
+            fprintf(f, "\n]}\n");
+            fclose(f);
+        }
+    }
+    free(buf);
+    MPI_Finalize();
+    return 0;
+}

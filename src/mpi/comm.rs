@@ -1,0 +1,827 @@
+//! Communicators and point-to-point messages.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use rsmpi::ffi;
+
+use super::{check, ensure_usable, is_finalized, ThreadLevel};
+use crate::error::MpiError;
+use crate::transport::{Message, Source, TagMatch};
+
+/// Messages above this many bytes travel as blocks of [`BIG_BLOCK`] bytes
+/// plus a remainder message: MPI counts are `int`.
+const BIG_LIMIT: usize = i32::MAX as usize;
+const BIG_BLOCK: usize = 1 << 30;
+
+/// What a receive or probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The sender.
+    pub source: usize,
+    /// The tag.
+    pub tag: i32,
+    /// Payload bytes.
+    pub len: usize,
+}
+
+/// A communicator: a duplicate made by shmpi, with `MPI_ERRORS_RETURN`.
+/// Neither `Send` nor `Sync`; see [`SharedComm`].
+pub struct Comm {
+    raw: ffi::MPI_Comm,
+    rank: usize,
+    size: usize,
+    tag_ub: i32,
+    /// Messages received from MPI but not yet by the caller (too long for
+    /// the buffer it offered): looked at first by every receive.
+    kept: Mutex<VecDeque<Message>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// A [`Comm`] that may be used from several threads at once: only when MPI
+/// granted `MPI_THREAD_MULTIPLE`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use shmpi::mpi::{Mpi, SharedComm, ThreadLevel};
+///
+/// let mpi = Mpi::init(ThreadLevel::Multiple)?;
+/// let world = SharedComm::try_from(mpi.world()?)?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| world.barrier());
+/// });
+/// # Ok::<(), shmpi::Error>(())
+/// ```
+pub struct SharedComm(Comm);
+
+// SAFETY: constructed only when MPI_THREAD_MULTIPLE was granted, so every
+// MPI call on the communicator may come from any thread concurrently; the
+// Rust-side state (the kept queue) is behind a mutex.
+unsafe impl Send for SharedComm {}
+// SAFETY: as above.
+unsafe impl Sync for SharedComm {}
+
+impl TryFrom<Comm> for SharedComm {
+    type Error = MpiError;
+    fn try_from(comm: Comm) -> Result<SharedComm, MpiError> {
+        let granted = ThreadLevel::current()?;
+        if granted == ThreadLevel::Multiple {
+            Ok(SharedComm(comm))
+        } else {
+            Err(MpiError::ThreadLevel {
+                needed: ThreadLevel::Multiple.name(),
+                granted: granted.name(),
+            })
+        }
+    }
+}
+
+impl std::ops::Deref for SharedComm {
+    type Target = Comm;
+    fn deref(&self) -> &Comm {
+        &self.0
+    }
+}
+
+fn statics() -> (ffi::MPI_Datatype, ffi::MPI_Errhandler, i32, i32) {
+    // SAFETY: rsmpi's constant statics, set at load time, never written.
+    unsafe {
+        (
+            ffi::RSMPI_UINT8_T,
+            ffi::RSMPI_ERRORS_RETURN,
+            ffi::RSMPI_ANY_SOURCE,
+            ffi::RSMPI_ANY_TAG,
+        )
+    }
+}
+
+fn byte() -> ffi::MPI_Datatype {
+    statics().0
+}
+
+/// A contiguous datatype of `BIG_BLOCK` bytes, freed on drop.
+struct BigBlock(ffi::MPI_Datatype);
+
+impl BigBlock {
+    fn new() -> Result<BigBlock, MpiError> {
+        let mut t = MaybeUninit::uninit();
+        // SAFETY: out-pointer to a local; count and old type are valid.
+        check("MPI_Type_contiguous", unsafe {
+            ffi::MPI_Type_contiguous(BIG_BLOCK as i32, byte(), t.as_mut_ptr())
+        })?;
+        // SAFETY: initialised by the successful call.
+        let mut t = unsafe { t.assume_init() };
+        // SAFETY: a freshly created datatype.
+        check("MPI_Type_commit", unsafe { ffi::MPI_Type_commit(&mut t) })?;
+        Ok(BigBlock(t))
+    }
+}
+
+impl Drop for BigBlock {
+    fn drop(&mut self) {
+        // SAFETY: a committed datatype we own; pending operations keep their
+        // own reference (MPI 4.0 §5.1.7).
+        unsafe { ffi::MPI_Type_free(&mut self.0) };
+    }
+}
+
+impl Comm {
+    /// Duplicates `raw` and sets `MPI_ERRORS_RETURN` on the duplicate.
+    pub(super) fn duplicate(raw: ffi::MPI_Comm) -> Result<Comm, MpiError> {
+        ensure_usable()?;
+        let mut dup = MaybeUninit::uninit();
+        // SAFETY: `raw` is a valid communicator (world or the caller's);
+        // out-pointer to a local.
+        check("MPI_Comm_dup", unsafe {
+            ffi::MPI_Comm_dup(raw, dup.as_mut_ptr())
+        })?;
+        // SAFETY: initialised by the successful call.
+        let dup = unsafe { dup.assume_init() };
+        let (_, errors_return, _, _) = statics();
+        // SAFETY: `dup` is ours; ERRORS_RETURN is a predefined handler.
+        check("MPI_Comm_set_errhandler", unsafe {
+            ffi::MPI_Comm_set_errhandler(dup, errors_return)
+        })?;
+        let (mut rank, mut size) = (0, 0);
+        // SAFETY: valid communicator, out-pointers to locals.
+        unsafe {
+            check("MPI_Comm_rank", ffi::MPI_Comm_rank(dup, &mut rank))?;
+            check("MPI_Comm_size", ffi::MPI_Comm_size(dup, &mut size))?;
+        }
+        let mut value: *mut i32 = std::ptr::null_mut();
+        let mut flag = 0;
+        // SAFETY: MPI_TAG_UB is a predefined attribute whose value is a
+        // pointer to int (MPI 4.0 §9.1.2); out-pointers to locals.
+        check("MPI_Comm_get_attr", unsafe {
+            ffi::MPI_Comm_get_attr(
+                dup,
+                ffi::MPI_TAG_UB as i32,
+                (&mut value as *mut *mut i32).cast(),
+                &mut flag,
+            )
+        })?;
+        let tag_ub = if flag != 0 && !value.is_null() {
+            // SAFETY: when the flag is set, MPI hands a pointer to a valid
+            // int that lives as long as the communicator.
+            unsafe { *value }
+        } else {
+            32767
+        };
+        Ok(Comm {
+            raw: dup,
+            rank: rank as usize,
+            size: size as usize,
+            tag_ub,
+            kept: Mutex::new(VecDeque::new()),
+            _not_send: PhantomData,
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The largest tag (`MPI_TAG_UB`).
+    pub fn tag_ub(&self) -> i32 {
+        self.tag_ub
+    }
+
+    /// The raw handle, for MPI calls shmpi does not wrap.
+    pub fn as_raw(&self) -> ffi::MPI_Comm {
+        self.raw
+    }
+
+    fn alive(&self) -> Result<(), MpiError> {
+        if is_finalized() {
+            Err(MpiError::Finalized)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_rank(&self, rank: usize) -> Result<i32, MpiError> {
+        if rank < self.size {
+            Ok(rank as i32)
+        } else {
+            Err(MpiError::InvalidRank {
+                rank,
+                size: self.size,
+            })
+        }
+    }
+
+    fn check_tag(&self, tag: i32) -> Result<i32, MpiError> {
+        if (0..=self.tag_ub).contains(&tag) {
+            Ok(tag)
+        } else {
+            Err(MpiError::InvalidTag {
+                tag,
+                max: self.tag_ub,
+            })
+        }
+    }
+
+    fn raw_source(&self, source: Source) -> Result<i32, MpiError> {
+        match source {
+            Source::Any => Ok(statics().2),
+            Source::Rank(r) => self.check_rank(r),
+        }
+    }
+
+    fn raw_tag(&self, tag: TagMatch) -> Result<i32, MpiError> {
+        match tag {
+            TagMatch::Any => Ok(statics().3),
+            TagMatch::Tag(t) => self.check_tag(t),
+        }
+    }
+
+    // ------------------------------------------------------------ sending
+
+    /// Sends `data` to `dest` with `tag` (blocking, `MPI_Send`).
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::InvalidRank`], [`MpiError::InvalidTag`],
+    /// [`MpiError::Finalized`], or MPI's error.
+    pub fn send(&self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MpiError> {
+        self.alive()?;
+        let (dest, tag) = (self.check_rank(dest)?, self.check_tag(tag)?);
+        if data.len() <= BIG_LIMIT {
+            // SAFETY: `data` is valid for len bytes for the call's duration;
+            // the communicator is ours and alive.
+            return check("MPI_Send", unsafe {
+                ffi::MPI_Send(
+                    data.as_ptr().cast(),
+                    data.len() as i32,
+                    byte(),
+                    dest,
+                    tag,
+                    self.raw,
+                )
+            });
+        }
+        let big = BigBlock::new()?;
+        let blocks = data.len() / BIG_BLOCK;
+        let rest = &data[blocks * BIG_BLOCK..];
+        // SAFETY: blocks × BIG_BLOCK bytes from the start of `data`, then the
+        // rest, both inside `data`.
+        unsafe {
+            check(
+                "MPI_Send",
+                ffi::MPI_Send(
+                    data.as_ptr().cast(),
+                    blocks as i32,
+                    big.0,
+                    dest,
+                    tag,
+                    self.raw,
+                ),
+            )?;
+            check(
+                "MPI_Send",
+                ffi::MPI_Send(
+                    rest.as_ptr().cast(),
+                    rest.len() as i32,
+                    byte(),
+                    dest,
+                    tag,
+                    self.raw,
+                ),
+            )
+        }
+    }
+
+    /// Sends a slice of `Pod` values.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_pod<T: Pod>(&self, dest: usize, tag: i32, values: &[T]) -> Result<(), MpiError> {
+        self.send(dest, tag, bytemuck::cast_slice(values))
+    }
+
+    /// Starts a send; the request borrows `data` until it completes (a
+    /// request dropped unfinished waits for completion).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn isend<'a>(
+        &'a self,
+        dest: usize,
+        tag: i32,
+        data: &'a [u8],
+    ) -> Result<SendRequest<'a>, MpiError> {
+        self.alive()?;
+        let (dest, tag) = (self.check_rank(dest)?, self.check_tag(tag)?);
+        let mut reqs = Vec::with_capacity(2);
+        let mut start =
+            |ptr: *const u8, count: usize, ty: ffi::MPI_Datatype| -> Result<(), MpiError> {
+                let mut r = MaybeUninit::uninit();
+                // SAFETY: the buffer is borrowed for 'a by the request, which
+                // waits on drop; out-pointer to a local.
+                check("MPI_Isend", unsafe {
+                    ffi::MPI_Isend(
+                        ptr.cast(),
+                        count as i32,
+                        ty,
+                        dest,
+                        tag,
+                        self.raw,
+                        r.as_mut_ptr(),
+                    )
+                })?;
+                // SAFETY: initialised by the successful call.
+                reqs.push(unsafe { r.assume_init() });
+                Ok(())
+            };
+        if data.len() <= BIG_LIMIT {
+            start(data.as_ptr(), data.len(), byte())?;
+        } else {
+            let big = BigBlock::new()?;
+            let blocks = data.len() / BIG_BLOCK;
+            start(data.as_ptr(), blocks, big.0)?;
+            let rest = &data[blocks * BIG_BLOCK..];
+            start(rest.as_ptr(), rest.len(), byte())?;
+        }
+        Ok(SendRequest {
+            reqs,
+            _borrow: PhantomData,
+        })
+    }
+
+    // ---------------------------------------------------------- receiving
+
+    fn take_kept(&self, source: Source, tag: TagMatch) -> Option<Message> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let i = kept
+            .iter()
+            .position(|m| source.accepts(m.source) && tag.accepts(m.tag))?;
+        kept.remove(i)
+    }
+
+    fn peek_kept(&self, source: Source, tag: TagMatch) -> Option<Status> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter()
+            .find(|m| source.accepts(m.source) && tag.accepts(m.tag))
+            .map(|m| Status {
+                source: m.source,
+                tag: m.tag,
+                len: m.data.len(),
+            })
+    }
+
+    /// Matches a message (`MPI_Mprobe`, or `MPI_Improbe` when not
+    /// blocking): its handle, source, tag and length in bytes.
+    fn matched(
+        &self,
+        source: Source,
+        tag: TagMatch,
+        blocking: bool,
+    ) -> Result<Option<(ffi::MPI_Message, Status)>, MpiError> {
+        let (src, tg) = (self.raw_source(source)?, self.raw_tag(tag)?);
+        let mut msg = MaybeUninit::uninit();
+        let mut status = MaybeUninit::<ffi::MPI_Status>::uninit();
+        if blocking {
+            // SAFETY: out-pointers to locals; communicator alive.
+            check("MPI_Mprobe", unsafe {
+                ffi::MPI_Mprobe(src, tg, self.raw, msg.as_mut_ptr(), status.as_mut_ptr())
+            })?;
+        } else {
+            let mut flag = 0;
+            // SAFETY: as above.
+            check("MPI_Improbe", unsafe {
+                ffi::MPI_Improbe(
+                    src,
+                    tg,
+                    self.raw,
+                    &mut flag,
+                    msg.as_mut_ptr(),
+                    status.as_mut_ptr(),
+                )
+            })?;
+            if flag == 0 {
+                return Ok(None);
+            }
+        }
+        // SAFETY: both initialised by a successful match.
+        let (msg, status) = unsafe { (msg.assume_init(), status.assume_init()) };
+        let mut count: ffi::MPI_Count = 0;
+        // SAFETY: a status from a successful probe; out-pointer to a local.
+        check("MPI_Get_elements_x", unsafe {
+            ffi::MPI_Get_elements_x(&status, byte(), &mut count)
+        })?;
+        Ok(Some((
+            msg,
+            Status {
+                source: status.MPI_SOURCE as usize,
+                tag: status.MPI_TAG,
+                len: usize::try_from(count).unwrap_or(0),
+            },
+        )))
+    }
+
+    /// Receives a matched message of `st.len` bytes into `buf` (at least
+    /// that long): as bytes, or, above `i32::MAX`, as whole blocks.
+    fn mrecv(&self, msg: ffi::MPI_Message, st: Status, buf: &mut [u8]) -> Result<(), MpiError> {
+        debug_assert!(buf.len() >= st.len);
+        let mut msg = msg;
+        let big;
+        let (count, ty) = if st.len <= BIG_LIMIT {
+            (st.len, byte())
+        } else {
+            big = BigBlock::new()?;
+            (st.len / BIG_BLOCK, big.0)
+        };
+        // SAFETY: buf holds st.len bytes = count × the type's size (a big
+        // message is whole blocks by construction); the handle comes from a
+        // successful match and is consumed once.
+        check("MPI_Mrecv", unsafe {
+            ffi::MPI_Mrecv(
+                buf.as_mut_ptr().cast(),
+                count as i32,
+                ty,
+                &mut msg,
+                ffi::RSMPI_STATUS_IGNORE,
+            )
+        })
+    }
+
+    /// After the blocks of a big message, its remainder: the next message
+    /// from the same source and tag (MPI keeps their order).
+    fn remainder(&self, st: Status) -> Result<(ffi::MPI_Message, Status), MpiError> {
+        self.matched(Source::Rank(st.source), TagMatch::Tag(st.tag), true)?
+            .ok_or(MpiError::NotInitialized)
+    }
+
+    fn receive_owned(&self, msg: ffi::MPI_Message, st: Status) -> Result<Message, MpiError> {
+        let mut data = vec![0u8; st.len];
+        self.mrecv(msg, st, &mut data)?;
+        if st.len > BIG_LIMIT {
+            let (rmsg, rst) = self.remainder(st)?;
+            data.resize(st.len + rst.len, 0);
+            self.mrecv(rmsg, rst, &mut data[st.len..])?;
+        }
+        Ok(Message {
+            source: st.source,
+            tag: st.tag,
+            data,
+        })
+    }
+
+    fn take(
+        &self,
+        source: Source,
+        tag: TagMatch,
+        blocking: bool,
+    ) -> Result<Option<Message>, MpiError> {
+        self.alive()?;
+        if let Some(m) = self.take_kept(source, tag) {
+            return Ok(Some(m));
+        }
+        match self.matched(source, tag, blocking)? {
+            Some((msg, st)) => self.receive_owned(msg, st).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Receives the first message matching `source` and `tag`.
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::InvalidRank`], [`MpiError::InvalidTag`], MPI's error.
+    pub fn recv(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Message, MpiError> {
+        self.take(source.into(), tag.into(), true)?
+            .ok_or(MpiError::NotInitialized)
+    }
+
+    /// Receives a matching message if one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn try_recv(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Option<Message>, MpiError> {
+        self.take(source.into(), tag.into(), false)
+    }
+
+    /// Receives, polling with a growing pause (1 µs to 1 ms) up to
+    /// `timeout`: MPI has no timed receive.
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::Timeout`] (nothing consumed), or as [`recv`](Self::recv).
+    pub fn recv_timeout(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        timeout: Duration,
+    ) -> Result<Message, MpiError> {
+        let (source, tag) = (source.into(), tag.into());
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(1);
+        loop {
+            if let Some(m) = self.take(source, tag, false)? {
+                return Ok(m);
+            }
+            if start.elapsed() >= timeout {
+                return Err(MpiError::Timeout { waited: timeout });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    /// Receives into `buf`. A message longer than `buf` is an error naming
+    /// both sizes, and it is kept for a later receive.
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::MessageTooLong`], or as [`recv`](Self::recv).
+    pub fn recv_into(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        buf: &mut [u8],
+    ) -> Result<Status, MpiError> {
+        let (source, tag) = (source.into(), tag.into());
+        self.alive()?;
+        if let Some(st) = self.peek_kept(source, tag) {
+            if st.len > buf.len() {
+                return Err(MpiError::MessageTooLong {
+                    len: st.len,
+                    capacity: buf.len(),
+                });
+            }
+            let m = self
+                .take_kept(source, tag)
+                .ok_or(MpiError::NotInitialized)?;
+            buf[..m.data.len()].copy_from_slice(&m.data);
+            return Ok(st);
+        }
+        let (msg, st) = self
+            .matched(source, tag, true)?
+            .ok_or(MpiError::NotInitialized)?;
+        let capacity = buf.len();
+        let keep = |m: Message| {
+            let len = m.data.len();
+            self.kept
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(m);
+            Err(MpiError::MessageTooLong { len, capacity })
+        };
+        if st.len > buf.len() {
+            return keep(self.receive_owned(msg, st)?);
+        }
+        self.mrecv(msg, st, buf)?;
+        if st.len <= BIG_LIMIT {
+            return Ok(st);
+        }
+        let (rmsg, rst) = self.remainder(st)?;
+        let total = st.len + rst.len;
+        if total > buf.len() {
+            let mut data = buf[..st.len].to_vec();
+            data.resize(total, 0);
+            self.mrecv(rmsg, rst, &mut data[st.len..])?;
+            return keep(Message {
+                source: st.source,
+                tag: st.tag,
+                data,
+            });
+        }
+        self.mrecv(rmsg, rst, &mut buf[st.len..])?;
+        Ok(Status { len: total, ..st })
+    }
+
+    /// Receives `Pod` values.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv); a length that is not a whole number of `T`
+    /// is reported as [`crate::TransportError::TypeMismatch`] through
+    /// [`crate::Error`].
+    pub fn recv_pod<T: Pod>(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Vec<T>, crate::Error> {
+        let m = self.recv(source, tag)?;
+        let elem = std::mem::size_of::<T>();
+        if elem == 0 || m.data.len() % elem != 0 {
+            return Err(crate::TransportError::TypeMismatch {
+                len: m.data.len(),
+                elem,
+            }
+            .into());
+        }
+        Ok(m.data
+            .chunks_exact(elem)
+            .map(bytemuck::pod_read_unaligned)
+            .collect())
+    }
+
+    /// Waits until a matching message is there, without receiving it.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn probe(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Status, MpiError> {
+        let (source, tag) = (source.into(), tag.into());
+        self.alive()?;
+        if let Some(st) = self.peek_kept(source, tag) {
+            return Ok(st);
+        }
+        let (src, tg) = (self.raw_source(source)?, self.raw_tag(tag)?);
+        let mut status = MaybeUninit::<ffi::MPI_Status>::uninit();
+        // SAFETY: out-pointer to a local; communicator alive.
+        check("MPI_Probe", unsafe {
+            ffi::MPI_Probe(src, tg, self.raw, status.as_mut_ptr())
+        })?;
+        // SAFETY: initialised by the successful probe.
+        let status = unsafe { status.assume_init() };
+        let mut count: ffi::MPI_Count = 0;
+        // SAFETY: as in `matched`.
+        check("MPI_Get_elements_x", unsafe {
+            ffi::MPI_Get_elements_x(&status, byte(), &mut count)
+        })?;
+        Ok(Status {
+            source: status.MPI_SOURCE as usize,
+            tag: status.MPI_TAG,
+            len: usize::try_from(count).unwrap_or(0),
+        })
+    }
+
+    /// Receives one message that has arrived, from anyone with any tag,
+    /// into the local queue that receives look at first. Returns whether
+    /// there was one. (Used to make progress while a send waits.)
+    pub(crate) fn progress_incoming(&self) -> Result<bool, MpiError> {
+        match self.matched(Source::Any, TagMatch::Any, false)? {
+            Some((msg, st)) => {
+                let m = self.receive_owned(msg, st)?;
+                self.kept
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(m);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Starts a receive whose completion is polled (`MPI_Improbe` +
+    /// `MPI_Mrecv` when the message is there).
+    pub fn irecv(&self, source: impl Into<Source>, tag: impl Into<TagMatch>) -> RecvRequest<'_> {
+        RecvRequest {
+            comm: self,
+            source: source.into(),
+            tag: tag.into(),
+            done: None,
+        }
+    }
+
+    /// `MPI_Barrier`.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn barrier(&self) -> Result<(), MpiError> {
+        self.alive()?;
+        // SAFETY: communicator alive.
+        check("MPI_Barrier", unsafe { ffi::MPI_Barrier(self.raw) })
+    }
+}
+
+impl Drop for Comm {
+    fn drop(&mut self) {
+        if !is_finalized() {
+            // SAFETY: a communicator we duplicated, freed once.
+            unsafe { ffi::MPI_Comm_free(&mut self.raw) };
+        }
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comm")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .field("tag_ub", &self.tag_ub)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A send in progress; waits for completion when dropped unfinished.
+pub struct SendRequest<'a> {
+    reqs: Vec<ffi::MPI_Request>,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl SendRequest<'_> {
+    /// Waits for completion.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn wait(mut self) -> Result<(), MpiError> {
+        self.wait_all()
+    }
+
+    fn wait_all(&mut self) -> Result<(), MpiError> {
+        for r in self.reqs.iter_mut() {
+            // SAFETY: a request from MPI_Isend (or already null after
+            // completion, which MPI_Wait accepts).
+            check("MPI_Wait", unsafe {
+                ffi::MPI_Wait(r, ffi::RSMPI_STATUS_IGNORE)
+            })?;
+        }
+        self.reqs.clear();
+        Ok(())
+    }
+
+    /// True when the send has completed.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn test(&mut self) -> Result<bool, MpiError> {
+        let mut all = true;
+        for r in self.reqs.iter_mut() {
+            let mut flag = 0;
+            // SAFETY: as in `wait_all`; out-pointer to a local.
+            check("MPI_Test", unsafe {
+                ffi::MPI_Test(r, &mut flag, ffi::RSMPI_STATUS_IGNORE)
+            })?;
+            all &= flag != 0;
+        }
+        if all {
+            self.reqs.clear();
+        }
+        Ok(all)
+    }
+}
+
+impl Drop for SendRequest<'_> {
+    fn drop(&mut self) {
+        if !self.reqs.is_empty() && !is_finalized() {
+            let _ = self.wait_all();
+        }
+    }
+}
+
+/// A receive in progress; [`test`](Self::test) polls it.
+pub struct RecvRequest<'a> {
+    comm: &'a Comm,
+    source: Source,
+    tag: TagMatch,
+    done: Option<Message>,
+}
+
+impl RecvRequest<'_> {
+    /// True when the message has arrived (then [`wait`](Self::wait) returns
+    /// at once).
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn test(&mut self) -> Result<bool, MpiError> {
+        if self.done.is_none() {
+            self.done = self.comm.try_recv(self.source, self.tag)?;
+        }
+        Ok(self.done.is_some())
+    }
+
+    /// Waits for the message.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn wait(self) -> Result<Message, MpiError> {
+        match self.done {
+            Some(m) => Ok(m),
+            None => self.comm.recv(self.source, self.tag),
+        }
+    }
+}
