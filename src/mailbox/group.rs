@@ -1320,16 +1320,20 @@ impl MailboxGroup {
             loop {
                 let inc = self.inc[peer].as_mut().expect("ring");
                 if inc.partial.is_none() {
-                    if let Some(rec) = inc
+                    // Look once: a record that lands after this look waits
+                    // for the next poll, so it is read in place, never
+                    // consumed into an owned copy behind our back.
+                    let Some(rec) = inc
                         .cons
                         .peek(&inc.ring)
                         .map_err(|e| ring_error(peer, id, e))?
-                    {
-                        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
-                        if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
-                            self.next_any = wrap(peer + 1, self.members());
-                            return take(self, Found::InRing { src: peer, rec }).map(Some);
-                        }
+                    else {
+                        break;
+                    };
+                    let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
+                    if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
+                        self.next_any = wrap(peer + 1, self.members());
+                        return take(self, Found::InRing { src: peer, rec }).map(Some);
                     }
                 }
                 match self.progress(peer)? {
