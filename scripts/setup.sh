@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what shmpi's build, tests and demo need, and only what is missing:
+# Installs what shmpi's build, tests and demo need (plus any Debian packages
+# named as arguments), and only what is missing:
 # on a warm machine this costs a few dpkg queries. Run by test.sh and
 # demo.sh; can be run on its own.
 #
@@ -8,7 +9,7 @@
 #   Rust: rustfmt, clippy, cargo-nextest.
 set -euo pipefail
 
-SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev pkg-config build-essential util-linux valgrind)
+SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev pkg-config build-essential util-linux valgrind "$@")
 
 shmpi_missing_packages() {
   local p
@@ -25,6 +26,12 @@ shmpi_setup() {
     echo "setup: installing ${missing[*]}" >&2
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Another MPI (MPICH, for `test.sh --mpich`) must not take over the
+    # default `mpicc`/`mpirun`: Open MPI stays the default.
+    if [ -x /usr/bin/mpicc.openmpi ]; then
+      $sudo update-alternatives --quiet --set mpi /usr/bin/mpicc.openmpi || true
+      $sudo update-alternatives --quiet --set mpirun /usr/bin/mpirun.openmpi || true
+    fi
   fi
   if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is missing; install Rust from https://rustup.rs" >&2
@@ -43,4 +50,4 @@ shmpi_setup() {
   fi
 }
 
-shmpi_setup
+shmpi_setup "$@"

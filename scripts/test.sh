@@ -4,6 +4,10 @@
 # (N counts tests in test phases and one check for every other phase).
 # Exits non-zero on any failure. An overall watchdog (SHMPI_SUITE_TIMEOUT
 # seconds, default 1800) ends a hung suite.
+#   scripts/test.sh           the suite (what CI runs)
+#   scripts/test.sh --mpich   the suite, plus a build against MPICH (its own
+#                             target directory) and a 2-rank smoke test of
+#                             the MPI examples with MPICH's launcher
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +16,9 @@ if [ -z "${SHMPI_SUITE_WATCHDOG:-}" ]; then
   exec timeout --kill-after=30 "${SHMPI_SUITE_TIMEOUT:-1800}" "$0" "$@"
 fi
 
-scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+with_mpich=""
+[ "${1:-}" = "--mpich" ] && with_mpich=1
+scripts/setup.sh ${with_mpich:+mpich libmpich-dev} || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export CARGO_TERM_COLOR=never
 passed=0
@@ -83,6 +89,14 @@ mpi_examples() {
     scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick
 }
 
+# MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.
+mpich_smoke() {
+  MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich cargo build --locked --release -q --examples || return 1
+  cargo build --locked --release -q --bin shmpi || return 1
+  SHMPI_MPIRUN=mpiexec.mpich target/release/shmpi mpirun -n 2 target/mpich/release/examples/mpi_ring 100 &&
+    SHMPI_MPIRUN=mpiexec.mpich target/release/shmpi mpirun -n 2 target/mpich/release/examples/mpi_pingpong --quick
+}
+
 phase fmt                check cargo fmt --check
 phase clippy             check cargo clippy --all-targets --locked -- -D warnings
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
@@ -95,6 +109,7 @@ phase mpi-examples       check mpi_examples
 phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+[ -n "$with_mpich" ] && phase mpich-smoke check mpich_smoke
 phase shm-leftovers      check leftovers
 
 echo

@@ -13,7 +13,8 @@
 //! - `--timeout` ends a hung job with a non-zero exit.
 //!
 //! MPICH's launcher (hydra) takes none of Open MPI's options; with it only
-//! `-n` and the program are passed.
+//! `-n`, the program and `MPIEXEC_TIMEOUT` are passed. `SHMPI_MPIRUN`
+//! names another launcher than `mpirun` (e.g. `mpiexec.mpich`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -170,6 +171,11 @@ impl Mpirun {
                 cmd.env(k, v);
             }
         } else {
+            // Hydra: the timeout is an environment variable; the rest of
+            // Open MPI's options have no equivalent or are not needed.
+            if let Some(t) = self.timeout {
+                cmd.env("MPIEXEC_TIMEOUT", t.as_secs().max(1).to_string());
+            }
             for (k, v) in &self.env {
                 cmd.env(k, v);
             }
