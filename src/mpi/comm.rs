@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ pub struct Comm {
     /// Messages received from MPI but not yet by the caller (too long for
     /// the buffer it offered): looked at first by every receive.
     kept: Mutex<VecDeque<Message>>,
+    /// How many messages `kept` holds: lets the hot path skip the lock.
+    kept_count: AtomicUsize,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -178,6 +181,7 @@ impl Comm {
             size: size as usize,
             tag_ub,
             kept: Mutex::new(VecDeque::new()),
+            kept_count: AtomicUsize::new(0),
             _not_send: PhantomData,
         })
     }
@@ -364,14 +368,28 @@ impl Comm {
     // ---------------------------------------------------------- receiving
 
     fn take_kept(&self, source: Source, tag: TagMatch) -> Option<Message> {
+        if self.kept_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let i = kept
             .iter()
             .position(|m| source.accepts(m.source) && tag.accepts(m.tag))?;
-        kept.remove(i)
+        let m = kept.remove(i);
+        self.kept_count.store(kept.len(), Ordering::Release);
+        m
+    }
+
+    fn keep(&self, m: Message) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.push_back(m);
+        self.kept_count.store(kept.len(), Ordering::Release);
     }
 
     fn peek_kept(&self, source: Source, tag: TagMatch) -> Option<Status> {
+        if self.kept_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.iter()
             .find(|m| source.accepts(m.source) && tag.accepts(m.tag))
@@ -583,10 +601,7 @@ impl Comm {
         let capacity = buf.len();
         let keep = |m: Message| {
             let len = m.data.len();
-            self.kept
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_back(m);
+            self.keep(m);
             Err(MpiError::MessageTooLong { len, capacity })
         };
         if st.len > buf.len() {
@@ -681,10 +696,7 @@ impl Comm {
         match self.matched(Source::Any, TagMatch::Any, false)? {
             Some((msg, st)) => {
                 let m = self.receive_owned(msg, st)?;
-                self.kept
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_back(m);
+                self.keep(m);
                 Ok(true)
             }
             None => Ok(false),

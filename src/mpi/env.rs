@@ -131,6 +131,9 @@ impl Mpi {
                 };
                 check("MPI_Init_thread", rc)?;
             }
+            if owned {
+                super::OWNED_BY_SHMPI.store(true, Ordering::Release);
+            }
             Ok(Mpi {
                 owned,
                 granted: ThreadLevel::current()?,
@@ -194,6 +197,10 @@ impl Drop for Mpi {
             // SAFETY: MPI is initialised by us and not finalised (checked);
             // communicators made by shmpi check `is_finalized` before use.
             unsafe { ffi::MPI_Finalize() };
+            super::FINALIZED_BY_SHMPI.store(true, Ordering::Release);
+        }
+        if self.owned {
+            super::OWNED_BY_SHMPI.store(false, Ordering::Release);
         }
         HANDLE_ALIVE.store(false, Ordering::Release);
     }

@@ -30,6 +30,8 @@ pub use comm::{Comm, RecvRequest, SendRequest, SharedComm, Status};
 pub use env::{Mpi, ThreadLevel};
 pub use transport::MpiTransport;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rsmpi::ffi;
 
 use crate::error::MpiError;
@@ -66,8 +68,21 @@ pub fn is_initialized() -> bool {
     flag != 0
 }
 
+/// Set when shmpi itself finalises MPI; while shmpi owns an initialised
+/// MPI, nobody else may finalise it, so this flag answers without a call
+/// (Open MPI's `MPI_Finalized` takes a lock: too slow for every message).
+static FINALIZED_BY_SHMPI: AtomicBool = AtomicBool::new(false);
+/// Set while an `Mpi` handle that initialised MPI is alive.
+static OWNED_BY_SHMPI: AtomicBool = AtomicBool::new(false);
+
 /// Whether `MPI_Finalize` has been called.
 pub fn is_finalized() -> bool {
+    if FINALIZED_BY_SHMPI.load(Ordering::Acquire) {
+        return true;
+    }
+    if OWNED_BY_SHMPI.load(Ordering::Acquire) {
+        return false;
+    }
     let mut flag = 0;
     // SAFETY: MPI_Finalized may be called at any time.
     unsafe { ffi::MPI_Finalized(&mut flag) };
