@@ -266,3 +266,38 @@ fn named_groups_join_create_and_clean_up() {
     a.send(1, 0, b"still works").unwrap();
     assert_eq!(b.recv(0, 0).unwrap().data, b"still works");
 }
+
+#[test]
+fn a_corrupt_ring_is_an_error_not_a_panic() {
+    use shmpi::segment::{Segment, HEADER_SIZE};
+    let name = SegmentName::unique("mbx-corrupt");
+    let opts = small();
+    let mut a = MailboxGroup::create_or_join(&name, 0, 2, &opts).unwrap();
+    let mut b = MailboxGroup::join(&name, 1, &opts).unwrap();
+    a.send(1, 1, b"fine").unwrap();
+    a.send(1, 1, b"to be scribbled on").unwrap();
+    assert_eq!(b.recv(0, 1).unwrap().data, b"fine");
+    // Another process writes garbage over the next record's meta word (the
+    // ring 0→1: control block of 128 bytes, then the ring; the second record
+    // starts one granule in; meta is at +8).
+    let raw = Segment::open_raw(&name).unwrap();
+    let meta = HEADER_SIZE + a.layout().ring_offset(0, 1) + 128 + 64 + 8;
+    raw.slice::<u32>(meta, 1).unwrap().set(0, u32::MAX);
+    match b.recv(0, 1) {
+        Err(MailboxError::Corrupt(what)) => assert!(what.contains("ring 0→1"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // A member state word that is no state at all.
+    // Group header (128), member block 0 (128), member 1: doorbell (64), sleeping flag (4), state.
+    let state = HEADER_SIZE + 128 + 128 + 64 + 4;
+    raw.slice::<u32>(state, 1).unwrap().set(0, 0xDEAD);
+    assert!(matches!(a.peer_status(1), Err(MailboxError::Corrupt(_))));
+    raw.slice::<u32>(state, 1).unwrap().set(0, 1);
+    // A group header with another member count is refused at join.
+    let members = HEADER_SIZE + 8;
+    raw.slice::<u32>(members, 1).unwrap().set(0, 5000);
+    assert!(matches!(
+        MailboxGroup::join(&name, 1, &opts),
+        Err(shmpi::Error::Mailbox(MailboxError::Layout(_)))
+    ));
+}
