@@ -331,3 +331,31 @@ fn receive_from_any_source_is_fair_and_keeps_per_source_order() {
         "alternating service: {served:?}"
     );
 }
+
+#[test]
+fn recv_into_takes_streamed_messages_and_keeps_those_too_long() {
+    on_threads(2, &small(), |mut m| {
+        let big = common::transport_suite::pattern(0, 1, 7, 300_000); // > the 64 KiB ring
+        if m.id() == 0 {
+            m.send(1, 1, &big)?;
+            m.send(1, 2, &big)?;
+            m.send(1, 3, b"small")?;
+        } else {
+            let mut buf = vec![0u8; 400_000];
+            let (src, tag, len) = m.recv_into(0, 1, &mut buf)?;
+            assert_eq!((src, tag, len), (0, 1, big.len()));
+            assert!(buf[..len] == big[..], "streamed into the buffer intact");
+            let mut small = vec![0u8; 1000];
+            match m.recv_into(0, 2, &mut small) {
+                Err(MailboxError::MessageTooLong { len: 300_000, capacity: 1000 }) => {}
+                other => panic!("expected MessageTooLong, got {other:?}"),
+            }
+            // Kept: the next receive gets it whole.
+            let (_, tag, len) = m.recv_into(0, TagMatch::Any, &mut buf)?;
+            assert_eq!((tag, len), (2, big.len()));
+            assert!(buf[..len] == big[..]);
+            assert_eq!(m.recv(0, 3)?.data, b"small");
+        }
+        Ok(())
+    });
+}

@@ -89,6 +89,19 @@ struct Partial {
     tag: i32,
     total: usize,
     data: Vec<u8>,
+    /// Set while the message streams straight into the buffer of the
+    /// `recv_into` call in progress: how many bytes it holds already.
+    direct: Option<usize>,
+}
+
+/// A message that `progress` completed.
+enum Complete {
+    Owned(Message),
+    /// Assembled in the caller's buffer.
+    Direct {
+        tag: i32,
+        len: usize,
+    },
 }
 
 /// What a member looks like to its peers.
@@ -1084,6 +1097,24 @@ impl MailboxGroup {
 
     /// Consumes what ring `src → self` holds until one message is complete.
     fn progress(&mut self, src: usize) -> Result<Option<Message>, MailboxError> {
+        match self.progress_into(src, None)? {
+            None => Ok(None),
+            Some(Complete::Owned(m)) => Ok(Some(m)),
+            Some(Complete::Direct { .. }) => Err(MailboxError::Corrupt(format!(
+                "ring {src}→{}: a message was streaming into a receive buffer that is gone",
+                self.id
+            ))),
+        }
+    }
+
+    /// [`progress`](Self::progress), and when `sink` is given, a streamed
+    /// message whose tag it accepts and that fits goes straight into its
+    /// buffer instead of an owned vector (one copy instead of two).
+    fn progress_into(
+        &mut self,
+        src: usize,
+        mut sink: Option<(&mut [u8], TagMatch)>,
+    ) -> Result<Option<Complete>, MailboxError> {
         let id = self.id;
         loop {
             let Some(inc) = self.inc[src].as_mut() else {
@@ -1107,11 +1138,11 @@ impl MailboxGroup {
                     let mut data = Vec::with_capacity(rec.len());
                     // SAFETY: the record's payload is rec.len() bytes.
                     unsafe { append(&mut data, payload, rec.len()) };
-                    Some(Message {
+                    Some(Complete::Owned(Message {
                         source: src,
                         tag,
                         data,
-                    })
+                    }))
                 }
                 // The first record of a streamed message: total, then data.
                 (None, false) => {
@@ -1125,34 +1156,77 @@ impl MailboxGroup {
                     if total > MAX_MESSAGE_LEN as u64 || (total as usize) < rec.len() - 8 {
                         return Err(corrupt("streamed message length out of range"));
                     }
-                    let mut data = Vec::with_capacity(total as usize);
-                    // SAFETY: rec.len() - 8 payload bytes follow the length.
-                    unsafe { append(&mut data, payload.add(8), rec.len() - 8) };
+                    let (total, first) = (total as usize, rec.len() - 8);
+                    let direct = match sink.as_mut() {
+                        Some((buf, filter)) if filter.accepts(tag) && total <= buf.len() => {
+                            // SAFETY: `first` bytes follow the length field;
+                            // buf holds at least total >= first bytes.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    payload.add(8),
+                                    buf.as_mut_ptr(),
+                                    first,
+                                )
+                            };
+                            Some(first)
+                        }
+                        _ => None,
+                    };
+                    let mut data = Vec::new();
+                    if direct.is_none() {
+                        data.reserve_exact(total);
+                        // SAFETY: `first` payload bytes follow the length.
+                        unsafe { append(&mut data, payload.add(8), first) };
+                    }
                     inc.partial = Some(Partial {
                         tag,
-                        total: total as usize,
+                        total,
                         data,
+                        direct,
                     });
                     None
                 }
                 // The next chunk of the message being assembled.
                 (Some(mut p), true) => {
-                    if tag != p.tag || p.data.len() + rec.len() > p.total {
+                    let got = p.direct.unwrap_or(p.data.len());
+                    if tag != p.tag || got + rec.len() > p.total {
                         return Err(corrupt("continuation does not fit its message"));
                     }
-                    // SAFETY: the payload is rec.len() bytes.
-                    unsafe { append(&mut p.data, payload, rec.len()) };
+                    match (p.direct, sink.as_mut()) {
+                        (Some(_), Some((buf, _))) => {
+                            // SAFETY: got + rec.len() <= total <= buf.len()
+                            // (checked when the stream went direct).
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    payload,
+                                    buf.as_mut_ptr().add(got),
+                                    rec.len(),
+                                )
+                            };
+                            p.direct = Some(got + rec.len());
+                        }
+                        (Some(_), None) => {
+                            return Err(corrupt(
+                                "a message streams into a receive buffer that is gone",
+                            ));
+                        }
+                        // SAFETY: the payload is rec.len() bytes.
+                        (None, _) => unsafe { append(&mut p.data, payload, rec.len()) },
+                    }
+                    let got = got + rec.len();
                     if more {
                         inc.partial = Some(p);
                         None
-                    } else if p.data.len() == p.total {
-                        Some(Message {
+                    } else if got != p.total {
+                        return Err(corrupt("streamed message ended short"));
+                    } else if p.direct.is_some() {
+                        Some(Complete::Direct { tag, len: got })
+                    } else {
+                        Some(Complete::Owned(Message {
                             source: src,
                             tag,
                             data: p.data,
-                        })
-                    } else {
-                        return Err(corrupt("streamed message ended short"));
+                        }))
                     }
                 }
                 // The rest of a message our predecessor (before a rejoin)
@@ -1222,7 +1296,18 @@ impl MailboxGroup {
                 .ok_or(MailboxError::WouldBlock);
         }
         let watch = self.watch_for(source);
-        self.wait_for(None, watch, |s| s.poll_into(source, tag, buf))
+        let result = self.wait_for(None, watch, |s| s.poll_into(source, tag, buf));
+        if result.is_err() {
+            // A message half-streamed into `buf` cannot outlive this call.
+            if let Source::Rank(src) = source {
+                if let Some(inc) = self.inc[src].as_mut() {
+                    if inc.partial.as_ref().is_some_and(|p| p.direct.is_some()) {
+                        inc.partial = None;
+                    }
+                }
+            }
+        }
+        result
     }
 
     /// One matching message into `buf`, if there is one: straight from the
@@ -1233,38 +1318,99 @@ impl MailboxGroup {
         tag: TagMatch,
         buf: &mut [u8],
     ) -> Result<Option<(usize, i32, usize)>, MailboxError> {
-        self.poll_first(source, tag, |group, found| {
-            let (source, tag, len, ptr) = match &found {
-                Found::InRing { src, rec } => {
-                    let inc = group.inc[*src].as_ref().expect("ring");
-                    (
-                        *src,
-                        rec.tag() as i32,
-                        rec.len(),
-                        Consumer::payload_ptr(&inc.ring, rec),
-                    )
-                }
-                Found::Owned(m) => (m.source, m.tag, m.data.len(), m.data.as_ptr()),
-            };
-            if len > buf.len() {
-                // Kept: a record stays at the head of its ring, an owned
-                // message goes back to the front of the queue.
-                if let Found::Owned(m) = found {
-                    group.unexpected.push_front(m);
-                }
-                return Err(MailboxError::MessageTooLong {
-                    len,
-                    capacity: buf.len(),
-                });
+        if let Source::Rank(s) = source {
+            if s != self.id {
+                return self.poll_into_from(s, tag, buf);
             }
-            // SAFETY: `ptr` is valid for `len` bytes (the record's payload or
-            // the owned vector) and buf has room (checked).
-            unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr(), len) };
-            if let Found::InRing { src, rec } = found {
-                group.release(src, rec);
-            }
-            Ok((source, tag, len))
+        }
+        self.poll_first(source, tag, |group, found| match found {
+            Found::InRing { src, rec } => group.copy_in_place(src, rec, buf),
+            Found::Owned(m) => group.deliver_owned(m, buf),
         })
+    }
+
+    /// [`poll_into`](Self::poll_into) from one member: a streamed message
+    /// is assembled directly in `buf` when it fits.
+    fn poll_into_from(
+        &mut self,
+        src: usize,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, i32, usize)>, MailboxError> {
+        if let Some(m) = self.queued_match(Source::Rank(src), tag) {
+            return self.deliver_owned(m, buf).map(Some);
+        }
+        let id = self.id;
+        loop {
+            let inc = self.inc[src].as_mut().expect("ring");
+            if inc.partial.is_none() {
+                let Some(rec) = inc
+                    .cons
+                    .peek(&inc.ring)
+                    .map_err(|e| ring_error(src, id, e))?
+                else {
+                    return Ok(None);
+                };
+                let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
+                if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
+                    return self.copy_in_place(src, rec, buf).map(Some);
+                }
+            }
+            match self.progress_into(src, Some((&mut *buf, tag)))? {
+                None => return Ok(None),
+                Some(Complete::Direct { tag, len }) => return Ok(Some((src, tag, len))),
+                Some(Complete::Owned(m)) if tag.accepts(m.tag) => {
+                    return self.deliver_owned(m, buf).map(Some)
+                }
+                Some(Complete::Owned(m)) => self.unexpected.push_back(m),
+            }
+        }
+    }
+
+    /// Copies a whole record into `buf` and frees it; a record too long
+    /// for `buf` stays at the head of its ring.
+    fn copy_in_place(
+        &mut self,
+        src: usize,
+        rec: RecordRef,
+        buf: &mut [u8],
+    ) -> Result<(usize, i32, usize), MailboxError> {
+        if rec.len() > buf.len() {
+            return Err(MailboxError::MessageTooLong {
+                len: rec.len(),
+                capacity: buf.len(),
+            });
+        }
+        let inc = self.inc[src].as_ref().expect("ring");
+        // SAFETY: the record's payload is rec.len() bytes; buf has room.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                Consumer::payload_ptr(&inc.ring, &rec),
+                buf.as_mut_ptr(),
+                rec.len(),
+            )
+        };
+        self.release(src, rec);
+        Ok((src, rec.tag() as i32, rec.len()))
+    }
+
+    /// Copies an owned message into `buf`; one too long for `buf` goes back
+    /// to the front of the queue.
+    fn deliver_owned(
+        &mut self,
+        m: Message,
+        buf: &mut [u8],
+    ) -> Result<(usize, i32, usize), MailboxError> {
+        let len = m.data.len();
+        if len > buf.len() {
+            self.unexpected.push_front(m);
+            return Err(MailboxError::MessageTooLong {
+                len,
+                capacity: buf.len(),
+            });
+        }
+        buf[..len].copy_from_slice(&m.data);
+        Ok((m.source, m.tag, len))
     }
 
     /// Frees a record read in place and tells its producer.
