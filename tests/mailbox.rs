@@ -347,7 +347,10 @@ fn recv_into_takes_streamed_messages_and_keeps_those_too_long() {
             assert!(buf[..len] == big[..], "streamed into the buffer intact");
             let mut small = vec![0u8; 1000];
             match m.recv_into(0, 2, &mut small) {
-                Err(MailboxError::MessageTooLong { len: 300_000, capacity: 1000 }) => {}
+                Err(MailboxError::MessageTooLong {
+                    len: 300_000,
+                    capacity: 1000,
+                }) => {}
                 other => panic!("expected MessageTooLong, got {other:?}"),
             }
             // Kept: the next receive gets it whole.

@@ -94,6 +94,13 @@ struct Partial {
     direct: Option<usize>,
 }
 
+/// What heads a ring, for a receive.
+enum Head {
+    Empty,
+    Whole(RecordRef),
+    Other,
+}
+
 /// A message that `progress` completed.
 enum Complete {
     Owned(Message),
@@ -1340,21 +1347,11 @@ impl MailboxGroup {
         if let Some(m) = self.queued_match(Source::Rank(src), tag) {
             return self.deliver_owned(m, buf).map(Some);
         }
-        let id = self.id;
         loop {
-            let inc = self.inc[src].as_mut().expect("ring");
-            if inc.partial.is_none() {
-                let Some(rec) = inc
-                    .cons
-                    .peek(&inc.ring)
-                    .map_err(|e| ring_error(src, id, e))?
-                else {
-                    return Ok(None);
-                };
-                let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
-                if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
-                    return self.copy_in_place(src, rec, buf).map(Some);
-                }
+            match self.head_record(src, tag)? {
+                Head::Empty => return Ok(None),
+                Head::Whole(rec) => return self.copy_in_place(src, rec, buf).map(Some),
+                Head::Other => {}
             }
             match self.progress_into(src, Some((&mut *buf, tag)))? {
                 None => return Ok(None),
@@ -1365,6 +1362,32 @@ impl MailboxGroup {
                 Some(Complete::Owned(m)) => self.unexpected.push_back(m),
             }
         }
+    }
+
+    /// What heads ring `src → self`: nothing, a whole record whose tag
+    /// `tag` accepts (readable in place), or something for `progress`
+    /// (a stream in progress, a chunk, another tag).
+    fn head_record(&mut self, src: usize, tag: TagMatch) -> Result<Head, MailboxError> {
+        let id = self.id;
+        let inc = self.inc[src].as_mut().expect("ring");
+        if inc.partial.is_some() {
+            return Ok(Head::Other);
+        }
+        let Some(rec) = inc
+            .cons
+            .peek(&inc.ring)
+            .map_err(|e| ring_error(src, id, e))?
+        else {
+            return Ok(Head::Empty);
+        };
+        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
+        Ok(
+            if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
+                Head::Whole(rec)
+            } else {
+                Head::Other
+            },
+        )
     }
 
     /// Copies a whole record into `buf` and frees it; a record too long
@@ -1464,23 +1487,16 @@ impl MailboxGroup {
                 continue;
             }
             loop {
-                let inc = self.inc[peer].as_mut().expect("ring");
-                if inc.partial.is_none() {
-                    // Look once: a record that lands after this look waits
-                    // for the next poll, so it is read in place, never
-                    // consumed into an owned copy behind our back.
-                    let Some(rec) = inc
-                        .cons
-                        .peek(&inc.ring)
-                        .map_err(|e| ring_error(peer, id, e))?
-                    else {
-                        break;
-                    };
-                    let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
-                    if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
+                // Look once: a record that lands after this look waits for
+                // the next poll, so it is read in place, never consumed into
+                // an owned copy behind our back.
+                match self.head_record(peer, tag)? {
+                    Head::Empty => break,
+                    Head::Whole(rec) => {
                         self.next_any = wrap(peer + 1, self.members());
                         return take(self, Found::InRing { src: peer, rec }).map(Some);
                     }
+                    Head::Other => {}
                 }
                 match self.progress(peer)? {
                     None => break,
