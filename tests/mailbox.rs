@@ -362,3 +362,45 @@ fn recv_into_takes_streamed_messages_and_keeps_those_too_long() {
         Ok(())
     });
 }
+
+#[test]
+fn recv_into_timeout_mid_stream_loses_nothing() {
+    on_threads(
+        2,
+        &MailboxOptions {
+            wait: WaitStrategy::Block,
+            ..small()
+        },
+        |mut m| {
+            let msgs: Vec<Vec<u8>> = (0..3)
+                .map(|k| common::transport_suite::pattern(0, 1, k, 300_000))
+                .collect();
+            if m.id() == 0 {
+                for (k, msg) in msgs.iter().enumerate() {
+                    m.send(1, k as i32, msg)?;
+                }
+            } else {
+                let mut buf = vec![0u8; 300_000];
+                let mut timeouts = 0;
+                for (k, msg) in msgs.iter().enumerate() {
+                    // Tiny timeouts: most calls give up while the message is
+                    // half-way through the ring.
+                    let len = loop {
+                        match m.recv_into_timeout(0, k as i32, &mut buf, Duration::from_micros(1)) {
+                            Ok((_, _, len)) => break len,
+                            Err(MailboxError::Timeout { .. }) => timeouts += 1,
+                            Err(e) => return Err(e.into()),
+                        }
+                    };
+                    assert_eq!(len, msg.len());
+                    assert!(buf == *msg, "message {k} intact after {timeouts} timeouts");
+                }
+                assert!(
+                    timeouts > 0,
+                    "the test should have timed out mid-stream at least once"
+                );
+            }
+            Ok(())
+        },
+    );
+}

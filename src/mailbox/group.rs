@@ -1282,7 +1282,9 @@ impl MailboxGroup {
     }
 
     /// Receives into `buf` without allocating: a message that fits one
-    /// record is copied straight from the ring. Returns (source, tag, length).
+    /// record is copied straight from the ring, and a streamed message from
+    /// a named source is assembled directly in `buf`. Returns (source, tag,
+    /// length).
     ///
     /// # Errors
     ///
@@ -1295,7 +1297,33 @@ impl MailboxGroup {
         tag: impl Into<TagMatch>,
         buf: &mut [u8],
     ) -> Result<(usize, i32, usize), MailboxError> {
-        let (source, tag) = (source.into(), tag.into());
+        self.recv_into_inner(source.into(), tag.into(), buf, None)
+    }
+
+    /// [`recv_into`](Self::recv_into), giving up after `timeout`. A message
+    /// that was streaming into `buf` when time ran out is not lost: what
+    /// arrived moves to an owned buffer and the next receive completes it.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_into`](Self::recv_into), plus [`MailboxError::Timeout`].
+    pub fn recv_into_timeout(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(usize, i32, usize), MailboxError> {
+        self.recv_into_inner(source.into(), tag.into(), buf, Some(timeout))
+    }
+
+    fn recv_into_inner(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, i32, usize), MailboxError> {
         self.check_source(source)?;
         if source == Source::Rank(self.id) || self.members() == 1 {
             return self
@@ -1303,13 +1331,16 @@ impl MailboxGroup {
                 .ok_or(MailboxError::WouldBlock);
         }
         let watch = self.watch_for(source);
-        let result = self.wait_for(None, watch, |s| s.poll_into(source, tag, buf));
+        let result = self.wait_for(timeout, watch, |s| s.poll_into(source, tag, buf));
         if result.is_err() {
-            // A message half-streamed into `buf` cannot outlive this call.
+            // A message half-streamed into `buf` cannot stay there after
+            // this call: move what arrived into an owned buffer.
             if let Source::Rank(src) = source {
-                if let Some(inc) = self.inc[src].as_mut() {
-                    if inc.partial.as_ref().is_some_and(|p| p.direct.is_some()) {
-                        inc.partial = None;
+                if let Some(p) = self.inc[src].as_mut().and_then(|i| i.partial.as_mut()) {
+                    if let Some(got) = p.direct.take() {
+                        let mut data = Vec::with_capacity(p.total);
+                        data.extend_from_slice(&buf[..got]);
+                        p.data = data;
                     }
                 }
             }

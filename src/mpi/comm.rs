@@ -435,19 +435,7 @@ impl Comm {
         }
         // SAFETY: both initialised by a successful match.
         let (msg, status) = unsafe { (msg.assume_init(), status.assume_init()) };
-        let mut count: ffi::MPI_Count = 0;
-        // SAFETY: a status from a successful probe; out-pointer to a local.
-        check("MPI_Get_elements_x", unsafe {
-            ffi::MPI_Get_elements_x(&status, byte(), &mut count)
-        })?;
-        Ok(Some((
-            msg,
-            Status {
-                source: status.MPI_SOURCE as usize,
-                tag: status.MPI_TAG,
-                len: usize::try_from(count).unwrap_or(0),
-            },
-        )))
+        Ok(Some((msg, self.status_of(&status)?)))
     }
 
     /// Receives a matched message of `st.len` bytes into `buf` (at least
@@ -554,18 +542,7 @@ impl Comm {
         timeout: Duration,
     ) -> Result<Message, MpiError> {
         let (source, tag) = (source.into(), tag.into());
-        let start = Instant::now();
-        let mut pause = Duration::from_micros(1);
-        loop {
-            if let Some(m) = self.take(source, tag, false)? {
-                return Ok(m);
-            }
-            if start.elapsed() >= timeout {
-                return Err(MpiError::Timeout { waited: timeout });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(1));
-        }
+        poll_until(timeout, || self.take(source, tag, false))
     }
 
     /// Receives into `buf`. A message longer than `buf` is an error naming
@@ -582,22 +559,73 @@ impl Comm {
     ) -> Result<Status, MpiError> {
         let (source, tag) = (source.into(), tag.into());
         self.alive()?;
-        if let Some(st) = self.peek_kept(source, tag) {
-            if st.len > buf.len() {
-                return Err(MpiError::MessageTooLong {
-                    len: st.len,
-                    capacity: buf.len(),
-                });
-            }
-            let m = self
-                .take_kept(source, tag)
-                .ok_or(MpiError::NotInitialized)?;
-            buf[..m.data.len()].copy_from_slice(&m.data);
+        if let Some(st) = self.kept_into(source, tag, buf)? {
             return Ok(st);
         }
         let (msg, st) = self
             .matched(source, tag, true)?
             .ok_or(MpiError::NotInitialized)?;
+        self.matched_into(msg, st, buf)
+    }
+
+    /// [`recv_into`](Self::recv_into), polling with a growing pause (1 µs
+    /// to 1 ms) up to `timeout`: MPI has no timed receive.
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::Timeout`] (nothing consumed), or as
+    /// [`recv_into`](Self::recv_into).
+    pub fn recv_into_timeout(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Status, MpiError> {
+        let (source, tag) = (source.into(), tag.into());
+        poll_until(timeout, || {
+            self.alive()?;
+            if let Some(st) = self.kept_into(source, tag, buf)? {
+                return Ok(Some(st));
+            }
+            match self.matched(source, tag, false)? {
+                Some((msg, st)) => self.matched_into(msg, st, buf).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// A kept message into `buf`, if one matches.
+    fn kept_into(
+        &self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Option<Status>, MpiError> {
+        let Some(st) = self.peek_kept(source, tag) else {
+            return Ok(None);
+        };
+        if st.len > buf.len() {
+            return Err(MpiError::MessageTooLong {
+                len: st.len,
+                capacity: buf.len(),
+            });
+        }
+        let m = self
+            .take_kept(source, tag)
+            .ok_or(MpiError::NotInitialized)?;
+        buf[..m.data.len()].copy_from_slice(&m.data);
+        Ok(Some(st))
+    }
+
+    /// A matched message into `buf`; one too long for it is received into
+    /// the kept queue and reported.
+    fn matched_into(
+        &self,
+        msg: ffi::MPI_Message,
+        st: Status,
+        buf: &mut [u8],
+    ) -> Result<Status, MpiError> {
         let capacity = buf.len();
         let keep = |m: Message| {
             let len = m.data.len();
@@ -677,10 +705,46 @@ impl Comm {
         })?;
         // SAFETY: initialised by the successful probe.
         let status = unsafe { status.assume_init() };
+        self.status_of(&status)
+    }
+
+    /// Whether a matching message is there, without receiving it or
+    /// waiting (`MPI_Iprobe`): the non-blocking form of
+    /// [`probe`](Self::probe).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn iprobe(
+        &self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> Result<Option<Status>, MpiError> {
+        let (source, tag) = (source.into(), tag.into());
+        self.alive()?;
+        if let Some(st) = self.peek_kept(source, tag) {
+            return Ok(Some(st));
+        }
+        let (src, tg) = (self.raw_source(source)?, self.raw_tag(tag)?);
+        let mut flag = 0;
+        let mut status = MaybeUninit::<ffi::MPI_Status>::uninit();
+        // SAFETY: out-pointers to locals; communicator alive.
+        check("MPI_Iprobe", unsafe {
+            ffi::MPI_Iprobe(src, tg, self.raw, &mut flag, status.as_mut_ptr())
+        })?;
+        if flag == 0 {
+            return Ok(None);
+        }
+        // SAFETY: initialised by a successful probe that found a message.
+        let status = unsafe { status.assume_init() };
+        Ok(Some(self.status_of(&status)?))
+    }
+
+    fn status_of(&self, status: &ffi::MPI_Status) -> Result<Status, MpiError> {
         let mut count: ffi::MPI_Count = 0;
-        // SAFETY: as in `matched`.
+        // SAFETY: a status from a successful probe; out-pointer to a local.
         check("MPI_Get_elements_x", unsafe {
-            ffi::MPI_Get_elements_x(&status, byte(), &mut count)
+            ffi::MPI_Get_elements_x(status, byte(), &mut count)
         })?;
         Ok(Status {
             source: status.MPI_SOURCE as usize,
@@ -742,6 +806,26 @@ impl std::fmt::Debug for Comm {
             .field("size", &self.size)
             .field("tag_ub", &self.tag_ub)
             .finish_non_exhaustive()
+    }
+}
+
+/// Calls `attempt` until it yields, pausing 1 µs, doubling up to 1 ms,
+/// between tries (MPI has no timed receive); `Timeout` after `timeout`.
+fn poll_until<T>(
+    timeout: Duration,
+    mut attempt: impl FnMut() -> Result<Option<T>, MpiError>,
+) -> Result<T, MpiError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(1);
+    loop {
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        if start.elapsed() >= timeout {
+            return Err(MpiError::Timeout { waited: timeout });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 
