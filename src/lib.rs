@@ -54,6 +54,8 @@
 
 pub mod bench;
 pub mod error;
+#[cfg(feature = "mpi")]
+pub mod hybrid;
 pub mod mailbox;
 #[cfg(feature = "mpi")]
 pub mod mpi;

@@ -43,6 +43,14 @@ fn main() {
         Trial::test("mpirun_a_failing_rank_fails_the_job", || {
             launch("fail", 2, false)
         }),
+        Trial::test("hybrid_suite_2_ranks_one_node", || launch_hybrid(2, None)),
+        Trial::test("hybrid_suite_4_ranks_one_node", || launch_hybrid(4, None)),
+        Trial::test("hybrid_suite_4_ranks_two_emulated_nodes", || {
+            launch_hybrid(4, Some(2))
+        }),
+        Trial::test("hybrid_suite_3_ranks_each_its_own_node", || {
+            launch_hybrid(3, Some(1))
+        }),
     ];
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
@@ -58,6 +66,27 @@ fn launch(role: &str, ranks: usize, expect_success: bool) -> Result<(), Failed> 
         Ok(())
     } else {
         Err(format!("mpirun -n {ranks} role {role}: {status}").into())
+    }
+}
+
+/// The transport suite over `HybridWorld`; with `ranks_per_node`, ranks
+/// are grouped into emulated nodes (`SHMPI_RANKS_PER_NODE`), so messages
+/// between groups go over MPI.
+fn launch_hybrid(ranks: usize, ranks_per_node: Option<usize>) -> Result<(), Failed> {
+    let mut job = Mpirun::new(ranks, std::env::current_exe()?)
+        .env(ROLE, "hybrid")
+        .timeout(Duration::from_secs(120));
+    if let Some(k) = ranks_per_node {
+        job = job.env(shmpi::hybrid::RANKS_PER_NODE_ENV, k.to_string());
+    }
+    let status = job.command().status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(
+            format!("mpirun -n {ranks} hybrid (ranks per node {ranks_per_node:?}): {status}")
+                .into(),
+        )
     }
 }
 
@@ -77,6 +106,22 @@ fn run_role(role: &str) -> Result<(), Failed> {
             Ok(())
         }
         "errors" => role_errors(),
+        "hybrid" => {
+            let mpi = Mpi::init(ThreadLevel::Multiple)?;
+            let mut world = shmpi::hybrid::HybridWorld::new(&mpi)?;
+            let me = shmpi::transport::Transport::rank(&world);
+            if let Ok(k) = std::env::var(shmpi::hybrid::RANKS_PER_NODE_ENV) {
+                let k: usize = k.parse()?;
+                let n = shmpi::transport::Transport::size(&world);
+                for r in 0..n {
+                    ensure(world.is_local(r) == (r / k == me / k), || {
+                        format!("rank {me}: placement of {r}")
+                    })?;
+                }
+            }
+            common::transport_suite::run(&mut world)?;
+            Ok(())
+        }
         "threads" => role_threads(),
         "big" => role_big(),
         "fail" => {

@@ -790,6 +790,35 @@ impl MailboxGroup {
         data: &[u8],
         timeout: Option<Duration>,
     ) -> Result<(), MailboxError> {
+        self.send_hooked(dest, tag, data, timeout, None)
+    }
+
+    /// Like [`send`](Self::send); while the send waits for room, `progress`
+    /// is called after each look at the ring — a caller that also talks over
+    /// another path (the hybrid world's MPI) keeps that path moving, so no
+    /// cycle of senders across the two paths can block.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_with_progress(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+        progress: &mut dyn FnMut(),
+    ) -> Result<(), MailboxError> {
+        self.send_hooked(dest, tag, data, None, Some(progress))
+    }
+
+    fn send_hooked(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+        timeout: Option<Duration>,
+        mut hook: Option<&mut dyn FnMut()>,
+    ) -> Result<(), MailboxError> {
         self.check_send(dest, tag, data.len())?;
         if dest == self.id {
             self.unexpected.push_back(Message {
@@ -803,20 +832,20 @@ impl MailboxGroup {
         if data.len() <= g.max_payload() {
             let r = match self.try_reserve(dest, data.len())? {
                 Some(r) => r,
-                None => self.reserve(dest, data.len(), timeout)?,
+                None => self.reserve(dest, data.len(), timeout, &mut hook)?,
             };
             self.write_commit(dest, r, &[data], 0, tag);
         } else {
             // First record: total length, then as much data as fits a chunk.
             let first = g.chunk_payload() - 8;
-            let r = self.reserve(dest, g.chunk_payload(), timeout)?;
+            let r = self.reserve(dest, g.chunk_payload(), timeout, &mut hook)?;
             let total = (data.len() as u64).to_ne_bytes();
             self.write_commit(dest, r, &[&total, &data[..first]], FLAG_MORE, tag);
             let mut sent = first;
             while sent < data.len() {
                 let n = g.chunk_payload().min(data.len() - sent);
                 let more = if sent + n < data.len() { FLAG_MORE } else { 0 };
-                let r = self.reserve(dest, n, None)?;
+                let r = self.reserve(dest, n, None, &mut hook)?;
                 self.write_commit(dest, r, &[&data[sent..sent + n]], FLAG_CONT | more, tag);
                 sent += n;
             }
@@ -848,19 +877,33 @@ impl MailboxGroup {
         dest: usize,
         len: usize,
         timeout: Option<Duration>,
+        hook: &mut Option<&mut dyn FnMut()>,
     ) -> Result<Reservation, MailboxError> {
         self.wait_for(timeout, Watch::Dest(dest), |s| {
             match s.try_reserve(dest, len)? {
                 Some(r) => Ok(Some(r)),
                 None => {
                     s.drain_incoming()?;
+                    if let Some(h) = hook.as_mut() {
+                        h();
+                    }
                     s.try_reserve(dest, len)
                 }
             }
         })
     }
 
-    /// Moves every complete message that has arrived into the local queue.
+    /// Moves every complete message that has arrived into the local queue
+    /// that receives look at first (a caller waiting on another path keeps
+    /// this one moving with it). Never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Corrupt`], [`MailboxError::Interrupted`].
+    pub fn progress_incoming(&mut self) -> Result<(), MailboxError> {
+        self.drain_incoming()
+    }
+
     fn drain_incoming(&mut self) -> Result<(), MailboxError> {
         let me = self.id;
         for peer in (0..self.members()).filter(|&p| p != me) {
@@ -965,7 +1008,7 @@ impl MailboxGroup {
         if len > max {
             return Err(MailboxError::RecordTooLarge { len, max });
         }
-        let reservation = self.reserve(dest, len, timeout)?;
+        let reservation = self.reserve(dest, len, timeout, &mut None)?;
         let o = self.out[dest].as_ref().expect("ring");
         let ptr = Producer::payload_ptr(&o.ring, &reservation);
         Ok(Loan {

@@ -144,7 +144,12 @@ impl Comm {
             ffi::MPI_Comm_dup(raw, dup.as_mut_ptr())
         })?;
         // SAFETY: initialised by the successful call.
-        let dup = unsafe { dup.assume_init() };
+        Comm::adopt(unsafe { dup.assume_init() })
+    }
+
+    /// Takes ownership of a communicator shmpi created: sets
+    /// `MPI_ERRORS_RETURN` and reads rank, size and tag bound.
+    fn adopt(dup: ffi::MPI_Comm) -> Result<Comm, MpiError> {
         let (_, errors_return, _, _) = statics();
         // SAFETY: `dup` is ours; ERRORS_RETURN is a predefined handler.
         check("MPI_Comm_set_errhandler", unsafe {
@@ -183,6 +188,101 @@ impl Comm {
             kept: Mutex::new(VecDeque::new()),
             kept_count: AtomicUsize::new(0),
             _not_send: PhantomData,
+        })
+    }
+
+    /// The ranks that share memory with this one (`MPI_Comm_split_type`
+    /// with `MPI_COMM_TYPE_SHARED`: one communicator per node).
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn split_shared(&self) -> Result<Comm, MpiError> {
+        self.alive()?;
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: communicator alive; predefined split type and info;
+        // out-pointer to a local.
+        check("MPI_Comm_split_type", unsafe {
+            ffi::MPI_Comm_split_type(
+                self.raw,
+                ffi::RSMPI_COMM_TYPE_SHARED,
+                self.rank as i32,
+                ffi::RSMPI_INFO_NULL,
+                out.as_mut_ptr(),
+            )
+        })?;
+        // SAFETY: initialised by the successful call.
+        Comm::adopt(unsafe { out.assume_init() })
+    }
+
+    /// The ranks with the same `color` (`MPI_Comm_split`), ordered by rank.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn split(&self, color: u32) -> Result<Comm, MpiError> {
+        self.alive()?;
+        let mut out = MaybeUninit::uninit();
+        let color = i32::try_from(color).unwrap_or(i32::MAX);
+        // SAFETY: communicator alive; out-pointer to a local.
+        check("MPI_Comm_split", unsafe {
+            ffi::MPI_Comm_split(self.raw, color, self.rank as i32, out.as_mut_ptr())
+        })?;
+        // SAFETY: initialised by the successful call.
+        Comm::adopt(unsafe { out.assume_init() })
+    }
+
+    /// Every rank's `value`, indexed by rank (`MPI_Allgather`).
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn allgather_u64(&self, value: u64) -> Result<Vec<u64>, MpiError> {
+        self.alive()?;
+        let mut all = vec![0u64; self.size];
+        // SAFETY: one u64 sent, `size` received into `all`.
+        check("MPI_Allgather", unsafe {
+            ffi::MPI_Allgather(
+                (&value as *const u64).cast(),
+                1,
+                ffi::RSMPI_UINT64_T,
+                all.as_mut_ptr().cast(),
+                1,
+                ffi::RSMPI_UINT64_T,
+                self.raw,
+            )
+        })?;
+        Ok(all)
+    }
+
+    /// Makes every rank's `data` equal to `root`'s (`MPI_Bcast` of the
+    /// length, then of the bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::InvalidRank`] for the root, [`MpiError::CountTooLarge`],
+    /// or MPI's error.
+    pub fn broadcast_bytes(&self, root: usize, data: &mut Vec<u8>) -> Result<(), MpiError> {
+        self.alive()?;
+        let r = self.check_rank(root)?;
+        let mut len = data.len() as u64;
+        // SAFETY: one u64 at a valid address; communicator alive.
+        check("MPI_Bcast", unsafe {
+            ffi::MPI_Bcast(
+                (&mut len as *mut u64).cast(),
+                1,
+                ffi::RSMPI_UINT64_T,
+                r,
+                self.raw,
+            )
+        })?;
+        let n = i32::try_from(len).map_err(|_| MpiError::CountTooLarge {
+            count: len as usize,
+        })?;
+        data.resize(len as usize, 0);
+        // SAFETY: `data` holds n bytes on every rank (resized above).
+        check("MPI_Bcast", unsafe {
+            ffi::MPI_Bcast(data.as_mut_ptr().cast(), n, byte(), r, self.raw)
         })
     }
 
@@ -313,6 +413,25 @@ impl Comm {
     /// As [`send`](Self::send).
     pub fn send_pod<T: Pod>(&self, dest: usize, tag: i32, values: &[T]) -> Result<(), MpiError> {
         self.send(dest, tag, bytemuck::cast_slice(values))
+    }
+
+    /// Sends like [`send`](Self::send), but while the send waits (a large
+    /// message waits for its receive) it receives whatever arrives into the
+    /// local queue that receives look at first: two ranks that send each
+    /// other large messages at once both complete. The
+    /// [`Transport`](crate::transport::Transport) implementations send so.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_with_progress(&self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MpiError> {
+        let mut req = self.isend(dest, tag, data)?;
+        while !req.test()? {
+            if !self.progress_incoming()? {
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
     }
 
     /// Starts a send; the request borrows `data` until it completes (a

@@ -114,13 +114,7 @@ impl Transport for MpiTransport {
     /// large messages at once both complete — as mailboxes do. (A plain
     /// `MPI_Send` would deadlock there; use [`Comm::send`] for it.)
     fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
-        let mut req = self.comm.isend(dest, tag, data)?;
-        while !req.test()? {
-            if !self.comm.progress_incoming()? {
-                std::thread::yield_now();
-            }
-        }
-        Ok(())
+        Ok(self.comm.send_with_progress(dest, tag, data)?)
     }
 
     fn recv_matching(
@@ -148,34 +142,27 @@ impl Transport for MpiTransport {
     }
 
     fn broadcast<T: Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Error> {
-        let r = root_of(root, self.size())?;
-        let mut len = data.len() as u64;
-        // SAFETY: one u64 at a valid address; communicator alive.
-        check("MPI_Bcast", unsafe {
-            ffi::MPI_Bcast(
-                (&mut len as *mut u64).cast(),
-                1,
-                ffi::RSMPI_UINT64_T,
-                r,
-                self.comm.as_raw(),
-            )
-        })?;
+        root_of(root, self.size())?;
+        let mut bytes = if self.rank() == root {
+            bytemuck::cast_slice::<T, u8>(data).to_vec()
+        } else {
+            Vec::new()
+        };
+        self.comm.broadcast_bytes(root, &mut bytes)?;
         if self.rank() != root {
-            data.clear();
-            data.resize(len as usize, T::zeroed());
+            let elem = std::mem::size_of::<T>().max(1);
+            if bytes.len() % elem != 0 {
+                return Err(TransportError::TypeMismatch {
+                    len: bytes.len(),
+                    elem,
+                }
+                .into());
+            }
+            *data = bytes
+                .chunks_exact(elem)
+                .map(bytemuck::pod_read_unaligned)
+                .collect();
         }
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(data.as_mut_slice());
-        let n = count(bytes.len())?;
-        // SAFETY: `bytes` is valid for n bytes on every rank (resized above).
-        check("MPI_Bcast", unsafe {
-            ffi::MPI_Bcast(
-                bytes.as_mut_ptr().cast(),
-                n,
-                ffi::RSMPI_UINT8_T,
-                r,
-                self.comm.as_raw(),
-            )
-        })?;
         Ok(())
     }
 

@@ -1,0 +1,341 @@
+//! `HybridWorld`: routing between the node's mailboxes and MPI.
+
+use std::time::{Duration, Instant};
+
+use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
+use crate::error::{Error, MailboxError, MpiError};
+use crate::mailbox::{MailboxGroup, MailboxOptions};
+use crate::mpi::{Comm, Mpi};
+use crate::segment::SegmentName;
+use crate::transport::{Message, Source, TagMatch, Transport};
+
+/// The ranks of an MPI job, reached through shared memory when they share
+/// a node and through MPI otherwise. See the [module docs](super).
+///
+/// # Examples
+///
+/// ```no_run
+/// use shmpi::hybrid::HybridWorld;
+/// use shmpi::mpi::{Mpi, ThreadLevel};
+/// use shmpi::transport::{ReduceOp, Transport};
+///
+/// let mpi = Mpi::init(ThreadLevel::Multiple)?;
+/// let mut world = HybridWorld::new(&mpi)?;
+/// let right = (world.rank() + 1) % world.size();
+/// world.send(right, 1, b"hello")?;            // mailbox or MPI, as placed
+/// let sum = world.allreduce(&[1u64], ReduceOp::Sum)?;
+/// assert_eq!(sum, [world.size() as u64]);
+/// # Ok::<(), shmpi::Error>(())
+/// ```
+pub struct HybridWorld {
+    world: Comm,
+    node: Comm,
+    my_node: u64,
+    node_of: Vec<u64>,
+    local_of: Vec<usize>,
+    world_of_local: Vec<usize>,
+    mailbox: Option<MailboxGroup>,
+    mailbox_first: bool,
+}
+
+fn env_number(var: &'static str) -> Result<Option<u64>, MailboxError> {
+    match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| MailboxError::Env {
+            var,
+            problem: format!("{v:?} is not a non-negative integer"),
+        }),
+    }
+}
+
+impl HybridWorld {
+    /// Splits the ranks by node and opens the node's mailbox group
+    /// (ephemeral).
+    ///
+    /// # Errors
+    ///
+    /// MPI's errors, the mailbox group's, or a malformed override variable.
+    pub fn new(mpi: &Mpi) -> Result<HybridWorld, Error> {
+        Self::with_options(
+            mpi,
+            &MailboxOptions {
+                ephemeral: true,
+                ..MailboxOptions::default()
+            },
+        )
+    }
+
+    /// [`new`](Self::new) with the node group's mailbox options.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_options(mpi: &Mpi, options: &MailboxOptions) -> Result<HybridWorld, Error> {
+        let world = mpi.world()?;
+        let me = world.rank();
+        let forced = match env_number(NODE_ID_ENV)? {
+            Some(id) => Some(id),
+            None => env_number(RANKS_PER_NODE_ENV)?
+                .filter(|&k| k > 0)
+                .map(|k| me as u64 / k),
+        };
+        let node = match forced {
+            Some(id) => world.split(u32::try_from(id).unwrap_or(u32::MAX))?,
+            None => world.split_shared()?,
+        };
+        let world_of_local: Vec<usize> = node
+            .allgather_u64(me as u64)?
+            .into_iter()
+            .map(|r| r as usize)
+            .collect();
+        // A node is named by its leader's world rank unless forced.
+        let my_node = forced.unwrap_or(world_of_local[0] as u64);
+        let node_of = world.allgather_u64(my_node)?;
+        let mut local_of = vec![usize::MAX; world.size()];
+        for (local, &w) in world_of_local.iter().enumerate() {
+            local_of[w] = local;
+        }
+        let mailbox = if node.size() > 1 {
+            let mut name = Vec::new();
+            let leader = if node.rank() == 0 {
+                let n = SegmentName::unique("hybrid");
+                name = n.as_str().as_bytes().to_vec();
+                Some(MailboxGroup::create_or_join(&n, 0, node.size(), options)?)
+            } else {
+                None
+            };
+            node.broadcast_bytes(0, &mut name)?;
+            let group = match leader {
+                Some(g) => g,
+                None => {
+                    let n = SegmentName::new(&String::from_utf8_lossy(&name)).map_err(|e| {
+                        MailboxError::Env {
+                            var: "node group name",
+                            problem: e.to_string(),
+                        }
+                    })?;
+                    MailboxGroup::join(&n, node.rank(), options)?
+                }
+            };
+            // Everyone attached: an ephemeral group's name is gone now.
+            node.barrier()?;
+            Some(group)
+        } else {
+            None
+        };
+        Ok(HybridWorld {
+            world,
+            node,
+            my_node,
+            node_of,
+            local_of,
+            world_of_local,
+            mailbox,
+            mailbox_first: true,
+        })
+    }
+
+    /// The communicator of this node's ranks.
+    pub fn node(&self) -> &Comm {
+        &self.node
+    }
+
+    /// The world communicator.
+    pub fn world(&self) -> &Comm {
+        &self.world
+    }
+
+    /// The node id of world rank `rank` (`None` outside the world).
+    pub fn node_of(&self, rank: usize) -> Option<u64> {
+        self.node_of.get(rank).copied()
+    }
+
+    /// True when `rank` shares this rank's node (messages go through shared
+    /// memory).
+    pub fn is_local(&self, rank: usize) -> bool {
+        self.node_of(rank) == Some(self.my_node)
+    }
+
+    fn check_rank(&self, rank: usize) -> Result<(), MpiError> {
+        if rank < self.world.size() {
+            Ok(())
+        } else {
+            Err(MpiError::InvalidRank {
+                rank,
+                size: self.world.size(),
+            })
+        }
+    }
+
+    /// A message from the node group, with the world rank as its source.
+    fn with_world_source(&self, mut m: Message) -> Message {
+        m.source = self.world_of_local[m.source];
+        m
+    }
+
+    /// A mailbox error with world ranks.
+    fn local_error(&self, e: MailboxError) -> Error {
+        let world = |id: usize| self.world_of_local.get(id).copied().unwrap_or(id);
+        Error::Mailbox(match e {
+            MailboxError::PeerDied { id } => MailboxError::PeerDied { id: world(id) },
+            MailboxError::PeerLeft { id } => MailboxError::PeerLeft { id: world(id) },
+            MailboxError::Interrupted { id } => MailboxError::Interrupted { id: world(id) },
+            other => other,
+        })
+    }
+
+    /// One look at both paths for a message from any source.
+    fn poll_any(&mut self, tag: TagMatch) -> Result<Option<Message>, Error> {
+        self.mailbox_first = !self.mailbox_first;
+        for mailbox_turn in [self.mailbox_first, !self.mailbox_first] {
+            let found = if mailbox_turn {
+                match self.mailbox.as_mut() {
+                    Some(g) => match g.try_recv(Source::Any, tag) {
+                        Ok(m) => m.map(|m| self.with_world_source(m)),
+                        // Local peers gone still leave the MPI path.
+                        Err(MailboxError::AllPeersGone) => None,
+                        Err(e) => return Err(self.local_error(e)),
+                    },
+                    None => None,
+                }
+            } else {
+                self.world.try_recv(Source::Any, tag)?
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Transport for HybridWorld {
+    fn rank(&self) -> usize {
+        self.world.rank()
+    }
+
+    fn size(&self) -> usize {
+        self.world.size()
+    }
+
+    /// Sends through the mailbox (same node) or MPI. While either waits,
+    /// the other path is kept moving (its arrivals go to its queue), so
+    /// ranks that send to each other across both paths at once all finish.
+    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
+        self.check_rank(dest)?;
+        if self.is_local(dest) && dest != self.rank() {
+            let local = self.local_of[dest];
+            let world = &self.world;
+            let mut mpi_error = None;
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            let sent = group.send_with_progress(local, tag, data, &mut || {
+                if mpi_error.is_none() {
+                    mpi_error = world.progress_incoming().err();
+                }
+            });
+            if let Some(e) = mpi_error {
+                return Err(e.into());
+            }
+            return sent.map_err(|e| self.local_error(e));
+        }
+        let mut req = self.world.isend(dest, tag, data)?;
+        while !req.test()? {
+            let mpi = self.world.progress_incoming()?;
+            if let Some(group) = self.mailbox.as_mut() {
+                if let Err(e) = group.progress_incoming() {
+                    drop(req);
+                    return Err(self.local_error(e));
+                }
+            }
+            if !mpi {
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+
+    fn recv_matching(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        timeout: Option<Duration>,
+    ) -> Result<Message, Error> {
+        match source {
+            Source::Rank(r) => {
+                self.check_rank(r)?;
+                if self.is_local(r) && r != self.rank() {
+                    let local = self.local_of[r];
+                    let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+                    let m = match timeout {
+                        None => group.recv(local, tag),
+                        Some(t) => group.recv_timeout(local, tag, t),
+                    };
+                    return match m {
+                        Ok(m) => Ok(self.with_world_source(m)),
+                        Err(e) => Err(self.local_error(e)),
+                    };
+                }
+                Ok(match timeout {
+                    None => self.world.recv(r, tag)?,
+                    Some(t) => self.world.recv_timeout(r, tag, t)?,
+                })
+            }
+            Source::Any => {
+                let start = Instant::now();
+                let mut pause = Duration::from_micros(1);
+                let mut spins = 0u32;
+                loop {
+                    if let Some(m) = self.poll_any(tag)? {
+                        return Ok(m);
+                    }
+                    if timeout.is_some_and(|t| start.elapsed() >= t) {
+                        return Err(MpiError::Timeout {
+                            waited: timeout.unwrap_or_default(),
+                        }
+                        .into());
+                    }
+                    if spins < 1000 {
+                        spins += 1;
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_recv_matching(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+    ) -> Result<Option<Message>, Error> {
+        match source {
+            Source::Rank(r) => {
+                self.check_rank(r)?;
+                if self.is_local(r) && r != self.rank() {
+                    let local = self.local_of[r];
+                    let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+                    return match group.try_recv(local, tag) {
+                        Ok(m) => Ok(m.map(|m| self.with_world_source(m))),
+                        Err(e) => Err(self.local_error(e)),
+                    };
+                }
+                Ok(self.world.try_recv(r, tag)?)
+            }
+            Source::Any => self.poll_any(tag),
+        }
+    }
+}
+
+impl std::fmt::Debug for HybridWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridWorld")
+            .field("rank", &self.world.rank())
+            .field("size", &self.world.size())
+            .field("node", &self.my_node)
+            .field("node_ranks", &self.world_of_local)
+            .finish_non_exhaustive()
+    }
+}
