@@ -167,6 +167,13 @@ impl HybridWorld {
         }
     }
 
+    /// The node-group member id of `rank` when the mailbox is its path (it
+    /// is on this node and not this rank).
+    fn local_member(&self, rank: usize) -> Result<Option<usize>, Error> {
+        self.check_rank(rank)?;
+        Ok((self.is_local(rank) && rank != self.rank()).then(|| self.local_of[rank]))
+    }
+
     /// A message from the node group, with the world rank as its source.
     fn with_world_source(&self, mut m: Message) -> Message {
         m.source = self.world_of_local[m.source];
@@ -222,9 +229,7 @@ impl Transport for HybridWorld {
     /// the other path is kept moving (its arrivals go to its queue), so
     /// ranks that send to each other across both paths at once all finish.
     fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
-        self.check_rank(dest)?;
-        if self.is_local(dest) && dest != self.rank() {
-            let local = self.local_of[dest];
+        if let Some(local) = self.local_member(dest)? {
             let world = &self.world;
             let mut mpi_error = None;
             let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
@@ -262,9 +267,7 @@ impl Transport for HybridWorld {
     ) -> Result<Message, Error> {
         match source {
             Source::Rank(r) => {
-                self.check_rank(r)?;
-                if self.is_local(r) && r != self.rank() {
-                    let local = self.local_of[r];
+                if let Some(local) = self.local_member(r)? {
                     let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
                     let m = match timeout {
                         None => group.recv(local, tag),
@@ -313,9 +316,7 @@ impl Transport for HybridWorld {
     ) -> Result<Option<Message>, Error> {
         match source {
             Source::Rank(r) => {
-                self.check_rank(r)?;
-                if self.is_local(r) && r != self.rank() {
-                    let local = self.local_of[r];
+                if let Some(local) = self.local_member(r)? {
                     let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
                     return match group.try_recv(local, tag) {
                         Ok(m) => Ok(m.map(|m| self.with_world_source(m))),
