@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
 use crate::error::{Error, MailboxError, MpiError};
 use crate::mailbox::{MailboxGroup, MailboxOptions};
-use crate::mpi::{Comm, Mpi};
+use crate::mpi::{Comm, Mpi, MpiTransport};
 use crate::segment::SegmentName;
-use crate::transport::{Message, Source, TagMatch, Transport};
+use crate::transport::{Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
 /// The ranks of an MPI job, reached through shared memory when they share
 /// a node and through MPI otherwise. See the [module docs](super).
@@ -36,7 +36,13 @@ pub struct HybridWorld {
     world_of_local: Vec<usize>,
     mailbox: Option<MailboxGroup>,
     mailbox_first: bool,
+    /// The node leaders (node rank 0 of every node), on leaders only.
+    leaders: Option<MpiTransport>,
 }
+
+/// Tag of the hop from a broadcast's root to its node leader (reserved:
+/// above `TAG_MAX`, never matched by an any-tag receive).
+const HIER_BCAST_TAG: i32 = crate::transport::TAG_MAX + 64;
 
 fn env_number(var: &'static str) -> Result<Option<u64>, MailboxError> {
     match std::env::var(var) {
@@ -95,6 +101,10 @@ impl HybridWorld {
         for (local, &w) in world_of_local.iter().enumerate() {
             local_of[w] = local;
         }
+        // One communicator of the node leaders, for the hierarchical
+        // collectives; the others get the other color and drop theirs.
+        let leaders_comm = world.split(u32::from(node.rank() != 0))?;
+        let leaders = (node.rank() == 0).then(|| MpiTransport::new(leaders_comm));
         let mailbox = if node.size() > 1 {
             let mut name = Vec::new();
             let leader = if node.rank() == 0 {
@@ -132,6 +142,7 @@ impl HybridWorld {
             world_of_local,
             mailbox,
             mailbox_first: true,
+            leaders,
         })
     }
 
@@ -327,6 +338,73 @@ impl Transport for HybridWorld {
             }
             Source::Any => self.poll_any(tag),
         }
+    }
+
+    /// Hierarchical: the node's ranks meet in shared memory, the node
+    /// leaders over MPI, then the node is released.
+    fn barrier(&mut self) -> Result<(), Error> {
+        if let Some(group) = self.mailbox.as_mut() {
+            Transport::barrier(group)?;
+        }
+        if let Some(leaders) = self.leaders.as_mut() {
+            leaders.barrier()?;
+        }
+        if let Some(group) = self.mailbox.as_mut() {
+            Transport::barrier(group)?;
+        }
+        Ok(())
+    }
+
+    /// Hierarchical: the root hands the data to its node leader, the
+    /// leaders broadcast over MPI, each leader within its node.
+    fn broadcast<T: bytemuck::Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Error> {
+        self.check_rank(root)?;
+        let root_node = self.node_of[root];
+        let root_leader_world = self
+            .node_of
+            .iter()
+            .position(|&n| n == root_node)
+            .unwrap_or(root);
+        let root_local = self.local_of[root];
+        let me = self.rank();
+        // 1. Within the root's node: root → its leader (local rank 0).
+        if self.my_node == root_node && root_local != 0 {
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            if me == root {
+                group.send_pod(0, HIER_BCAST_TAG, data)?;
+            } else if self.node.rank() == 0 {
+                *data = group.recv_pod::<T>(root_local, HIER_BCAST_TAG)?.data;
+            }
+        }
+        // 2. Among the leaders (ordered by world rank), from the root
+        //    node's leader.
+        if let Some(leaders) = self.leaders.as_mut() {
+            let is_leader =
+                |w: usize| self.node_of.iter().position(|&n| n == self.node_of[w]) == Some(w);
+            let leader_rank = (0..root_leader_world).filter(|&w| is_leader(w)).count();
+            leaders.broadcast(leader_rank, data)?;
+        }
+        // 3. Within each node, from its leader.
+        if let Some(group) = self.mailbox.as_mut() {
+            group.broadcast(0, data)?;
+        }
+        Ok(())
+    }
+
+    /// Hierarchical: reduce in the node to its leader, all-reduce among
+    /// the leaders over MPI, broadcast in the node.
+    fn allreduce<T: Reducible>(&mut self, data: &[T], op: ReduceOp) -> Result<Vec<T>, Error> {
+        let mut partial = match self.mailbox.as_mut() {
+            Some(group) => group.reduce(0, data, op)?.unwrap_or_default(),
+            None => data.to_vec(),
+        };
+        if let Some(leaders) = self.leaders.as_mut() {
+            partial = leaders.allreduce(&partial, op)?;
+        }
+        if let Some(group) = self.mailbox.as_mut() {
+            group.broadcast(0, &mut partial)?;
+        }
+        Ok(partial)
     }
 }
 
