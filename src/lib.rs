@@ -54,7 +54,6 @@
 
 pub mod bench;
 pub mod error;
-#[cfg(feature = "mpi")]
 pub mod hybrid;
 pub mod mailbox;
 #[cfg(feature = "mpi")]

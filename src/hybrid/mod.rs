@@ -1,7 +1,10 @@
-//! Hybrid mode: MPI between nodes, shared memory within a node (feature
-//! `mpi`).
+//! Hybrid mode: MPI between nodes, shared memory within a node and within
+//! a rank.
 //!
-//! A [`HybridWorld`] splits the MPI ranks by node (`MPI_Comm_split_type`
+//! [`Team`] (threads of one rank over shared memory) needs no MPI; the
+//! world and node arrays need feature `mpi`.
+//!
+//! A `HybridWorld` (feature `mpi`) splits the MPI ranks by node (`MPI_Comm_split_type`
 //! with `MPI_COMM_TYPE_SHARED`); the ranks of a node join one mailbox group
 //! (the node leader creates it — ephemeral by default, so a killed job
 //! leaves nothing in `/dev/shm` — and broadcasts its name). A message to a
@@ -19,8 +22,12 @@
 //! node id explicitly, [`RANKS_PER_NODE_ENV`] groups consecutive ranks
 //! (`rank / k`); ranks with different ids talk over MPI even on one host.
 
+mod team;
+#[cfg(feature = "mpi")]
 mod world;
 
+pub use team::{split_range, Team, TeamMember};
+#[cfg(feature = "mpi")]
 pub use world::HybridWorld;
 
 /// Environment variable: this rank's node id (overrides the detection).
