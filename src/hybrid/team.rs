@@ -37,7 +37,7 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
 /// A team of threads of this rank sharing a region of memory (a segment
 /// unlinked at once: private to the process, gone when it ends).
 ///
-/// How threads communicate beyond the team: a [`super::HybridWorld`] takes
+/// How threads communicate beyond the team: a `HybridWorld` takes
 /// `&mut self`, so one thread at a time sends — the team computes, then one
 /// thread (typically the caller of [`run`](Self::run), after it returns)
 /// exchanges halos ("funnelled", which every MPI thread level allows). Give
