@@ -17,7 +17,12 @@ fn team_rounds_see_each_others_writes_after_the_barrier() {
             }
             leader += u32::from(me.barrier()?.is_leader());
             for i in 0..1000 {
-                assert_eq!(data.get(i), Some(round * 10_000 + i as u64), "thread {} round {round}", me.index());
+                assert_eq!(
+                    data.get(i),
+                    Some(round * 10_000 + i as u64),
+                    "thread {} round {round}",
+                    me.index()
+                );
             }
             me.barrier()?;
         }
@@ -31,7 +36,13 @@ fn team_rounds_see_each_others_writes_after_the_barrier() {
 fn team_views_are_checked_and_zero_threads_refused() {
     assert!(Team::new(0, 64).is_err());
     let team = Team::new(2, 64).unwrap();
-    let r = team.run(|me| (me.shared::<u64>(0, 8).is_ok(), me.shared::<u64>(8, 8).is_err(), me.size()));
+    let r = team.run(|me| {
+        (
+            me.shared::<u64>(0, 8).is_ok(),
+            me.shared::<u64>(8, 8).is_err(),
+            me.size(),
+        )
+    });
     assert_eq!(r, vec![(true, true, 2); 2]);
 }
 

@@ -120,6 +120,23 @@ fn run_role(role: &str) -> Result<(), Failed> {
                 }
             }
             common::transport_suite::run(&mut world)?;
+            // A node array: each rank of the node writes its block, then
+            // after the node barrier everyone reads everyone's.
+            let (nr, nn) = (world.node().rank(), world.node().size());
+            let a = world.node_array::<u64>(nn * 100)?;
+            for i in 0..100 {
+                a.view().set(nr * 100 + i, (nr * 1000 + i) as u64);
+            }
+            world.node_barrier()?;
+            for r in 0..nn {
+                for i in 0..100 {
+                    let v = a.view().get(r * 100 + i);
+                    ensure(v == Some((r * 1000 + i) as u64), || {
+                        format!("rank {me}: node array [{r}][{i}] = {v:?}")
+                    })?;
+                }
+            }
+            world.node_barrier()?;
             Ok(())
         }
         "threads" => role_threads(),

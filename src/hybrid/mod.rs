@@ -22,10 +22,14 @@
 //! node id explicitly, [`RANKS_PER_NODE_ENV`] groups consecutive ranks
 //! (`rank / k`); ranks with different ids talk over MPI even on one host.
 
+#[cfg(feature = "mpi")]
+mod node_array;
 mod team;
 #[cfg(feature = "mpi")]
 mod world;
 
+#[cfg(feature = "mpi")]
+pub use node_array::NodeArray;
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::HybridWorld;

@@ -84,10 +84,13 @@ impl Team {
     /// [`SyncError::InvalidArgument`] for zero threads, or the region's
     /// creation errors.
     pub fn new(threads: usize, shared_bytes: usize) -> Result<Team, Error> {
-        let parties = u32::try_from(threads)
-            .ok()
-            .filter(|&t| t > 0)
-            .ok_or(SyncError::InvalidArgument("a team needs 1 to u32::MAX threads"))?;
+        let parties =
+            u32::try_from(threads)
+                .ok()
+                .filter(|&t| t > 0)
+                .ok_or(SyncError::InvalidArgument(
+                    "a team needs 1 to u32::MAX threads",
+                ))?;
         let mut region = Segment::builder(SegmentName::unique("team").as_str())
             .size(DATA_AT + shared_bytes.max(1))
             .create_init(|seg| Ok(Barrier::create_in(seg, 0, parties).map(drop)?))?;
@@ -151,7 +154,11 @@ impl TeamMember<'_> {
     /// # Errors
     ///
     /// [`PlacementError`] when it does not fit or is misaligned.
-    pub fn shared<T: Pod>(&self, offset: usize, len: usize) -> Result<SharedSlice<'_, T>, PlacementError> {
+    pub fn shared<T: Pod>(
+        &self,
+        offset: usize,
+        len: usize,
+    ) -> Result<SharedSlice<'_, T>, PlacementError> {
         let at = offset.checked_add(DATA_AT).ok_or(PlacementError {
             what: "team view",
             offset,

@@ -107,16 +107,24 @@ impl HybridWorld {
         let leaders = (node.rank() == 0).then(|| MpiTransport::new(leaders_comm));
         let mailbox = if node.size() > 1 {
             let mut name = Vec::new();
+            // An empty name tells the others that the leader failed, so they
+            // fail too instead of waiting for a group that never comes.
             let leader = if node.rank() == 0 {
                 let n = SegmentName::unique("hybrid");
-                name = n.as_str().as_bytes().to_vec();
-                Some(MailboxGroup::create_or_join(&n, 0, node.size(), options)?)
+                let group = MailboxGroup::create_or_join(&n, 0, node.size(), options);
+                if group.is_ok() {
+                    name = n.as_str().as_bytes().to_vec();
+                }
+                Some(group)
             } else {
                 None
             };
             node.broadcast_bytes(0, &mut name)?;
             let group = match leader {
-                Some(g) => g,
+                Some(g) => g?,
+                None if name.is_empty() => {
+                    return Err(super::node_array::leader_failed("node mailbox group"))
+                }
                 None => {
                     let n = SegmentName::new(&String::from_utf8_lossy(&name)).map_err(|e| {
                         MailboxError::Env {
