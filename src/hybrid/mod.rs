@@ -23,13 +23,13 @@
 //! (`rank / k`); ranks with different ids talk over MPI even on one host.
 
 #[cfg(feature = "mpi")]
-mod node_array;
+mod node;
 mod team;
 #[cfg(feature = "mpi")]
 mod world;
 
 #[cfg(feature = "mpi")]
-pub use node_array::NodeArray;
+pub use node::NodeArray;
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::HybridWorld;

@@ -6,7 +6,6 @@ use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
 use crate::error::{Error, MailboxError, MpiError};
 use crate::mailbox::{MailboxGroup, MailboxOptions};
 use crate::mpi::{Comm, Mpi, MpiTransport};
-use crate::segment::SegmentName;
 use crate::transport::{Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
 /// The ranks of an MPI job, reached through shared memory when they share
@@ -106,35 +105,15 @@ impl HybridWorld {
         let leaders_comm = world.split(u32::from(node.rank() != 0))?;
         let leaders = (node.rank() == 0).then(|| MpiTransport::new(leaders_comm));
         let mailbox = if node.size() > 1 {
-            let mut name = Vec::new();
-            // An empty name tells the others that the leader failed, so they
-            // fail too instead of waiting for a group that never comes.
-            let leader = if node.rank() == 0 {
-                let n = SegmentName::unique("hybrid");
-                let group = MailboxGroup::create_or_join(&n, 0, node.size(), options);
-                if group.is_ok() {
-                    name = n.as_str().as_bytes().to_vec();
-                }
-                Some(group)
-            } else {
-                None
-            };
-            node.broadcast_bytes(0, &mut name)?;
-            let group = match leader {
-                Some(g) => g?,
-                None if name.is_empty() => {
-                    return Err(super::node_array::leader_failed("node mailbox group"))
-                }
-                None => {
-                    let n = SegmentName::new(&String::from_utf8_lossy(&name)).map_err(|e| {
-                        MailboxError::Env {
-                            var: "node group name",
-                            problem: e.to_string(),
-                        }
-                    })?;
-                    MailboxGroup::join(&n, node.rank(), options)?
-                }
-            };
+            let (local, members) = (node.rank(), node.size());
+            let group =
+                super::node::share_from_leader(&node, "node mailbox group", "hybrid", |name| {
+                    if local == 0 {
+                        MailboxGroup::create_or_join(name, 0, members, options)
+                    } else {
+                        MailboxGroup::join(name, local, options)
+                    }
+                })?;
             // Everyone attached: an ephemeral group's name is gone now.
             node.barrier()?;
             Some(group)

@@ -1,4 +1,5 @@
-//! Arrays shared by all ranks of a node.
+//! What the ranks of a node share: objects the node leader creates and the
+//! others open (the node mailbox group, node arrays).
 
 use std::marker::PhantomData;
 
@@ -6,6 +7,7 @@ use bytemuck::Pod;
 
 use super::HybridWorld;
 use crate::error::{Error, MailboxError};
+use crate::mpi::Comm;
 use crate::segment::{Segment, SegmentKind, SegmentName, SharedSlice};
 
 /// `len` elements of `T` mapped by every rank of a node: a segment the node
@@ -56,12 +58,44 @@ impl<T: Pod> std::fmt::Debug for NodeArray<T> {
     }
 }
 
-/// The error of a node rank whose leader could not create a shared object.
-pub(super) fn leader_failed(what: &'static str) -> Error {
-    Error::Mailbox(MailboxError::Env {
-        var: what,
-        problem: "the node leader could not create it (see the leader's error)".to_owned(),
-    })
+/// A shared object of the node: the leader (node rank 0) makes a unique
+/// name and calls `make(name)` to create it, broadcasts the name, and the
+/// other ranks call `make(name)` to open it. The leader broadcasts an empty
+/// name when it failed, so the others fail too instead of waiting.
+pub(super) fn share_from_leader<T>(
+    node: &Comm,
+    what: &'static str,
+    tag: &str,
+    mut make: impl FnMut(&SegmentName) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut name = Vec::new();
+    let created = if node.rank() == 0 {
+        let n = SegmentName::unique(tag);
+        let made = make(&n);
+        if made.is_ok() {
+            name = n.as_str().as_bytes().to_vec();
+        }
+        Some(made)
+    } else {
+        None
+    };
+    node.broadcast_bytes(0, &mut name)?;
+    match created {
+        Some(made) => made,
+        None if name.is_empty() => Err(Error::Mailbox(MailboxError::Env {
+            var: what,
+            problem: "the node leader could not create it (see the leader's error)".to_owned(),
+        })),
+        None => {
+            let n = SegmentName::new(&String::from_utf8_lossy(&name)).map_err(|e| {
+                MailboxError::Env {
+                    var: what,
+                    problem: e.to_string(),
+                }
+            })?;
+            make(&n)
+        }
+    }
 }
 
 impl HybridWorld {
@@ -88,41 +122,19 @@ impl HybridWorld {
     pub fn node_array<T: Pod>(&self, len: usize) -> Result<NodeArray<T>, Error> {
         let bytes = len.saturating_mul(std::mem::size_of::<T>()).max(1);
         let node = self.node();
-        // The leader creates and broadcasts the name — an empty name when
-        // creation failed, so the others fail too instead of waiting.
-        let mut name = Vec::new();
-        let created = if node.rank() == 0 {
-            let n = SegmentName::unique("node-array");
-            let seg = Segment::builder(n.as_str())
-                .size(bytes)
-                .kind(SegmentKind::NODE_ARRAY)
-                .create();
-            if seg.is_ok() {
-                name = n.as_str().as_bytes().to_vec();
-            }
-            Some(seg)
-        } else {
-            None
-        };
-        node.broadcast_bytes(0, &mut name)?;
-        let segment = match created {
-            Some(seg) => seg?,
-            None if name.is_empty() => return Err(leader_failed("node array")),
-            None => {
-                let n = SegmentName::new(&String::from_utf8_lossy(&name)).map_err(|e| {
-                    MailboxError::Env {
-                        var: "node array name",
-                        problem: e.to_string(),
-                    }
-                })?;
-                Segment::builder(n.as_str())
+        let mut segment = share_from_leader(node, "node array", "node-array", |name| {
+            if node.rank() == 0 {
+                Ok(Segment::builder(name.as_str())
+                    .size(bytes)
+                    .kind(SegmentKind::NODE_ARRAY)
+                    .create()?)
+            } else {
+                Ok(Segment::builder(name.as_str())
                     .expect_kind(SegmentKind::NODE_ARRAY)
-                    .open()?
+                    .open()?)
             }
-        };
-
+        })?;
         // Everyone has it mapped: the name can go.
-        let mut segment = segment;
         node.barrier()?;
         if node.rank() == 0 {
             segment.unlink()?;
