@@ -137,6 +137,27 @@ fn run_role(role: &str) -> Result<(), Failed> {
                 }
             }
             world.node_barrier()?;
+            // A halo exchange with requests: small to the left, large (it
+            // streams through a mailbox ring) to the right.
+            let n = shmpi::transport::Transport::size(&world);
+            let (l, r) = ((me + n - 1) % n, (me + 1) % n);
+            let (small, large) = (vec![me as u8; 1000], vec![me as u8; 200_000]);
+            let mut from_left = world.irecv(l, 61);
+            let from_right = world.irecv(r, 60);
+            let to_left = world.isend(l, 60, &small)?;
+            let to_right = world.isend(r, 61, &large)?;
+            let _ = world.test_recv(&mut from_left)?; // overlap: poll while "computing"
+            world.wait_send(to_left)?;
+            world.wait_send(to_right)?;
+            let got_left = world.wait_recv(from_left)?;
+            let got_right = world.wait_recv(from_right)?;
+            ensure(got_left.data == vec![l as u8; 200_000], || {
+                format!("rank {me}: halo from the left")
+            })?;
+            ensure(got_right.data == vec![r as u8; 1000], || {
+                format!("rank {me}: halo from the right")
+            })?;
+            shmpi::transport::Transport::barrier(&mut world)?;
             Ok(())
         }
         "threads" => role_threads(),

@@ -32,7 +32,7 @@ mod world;
 pub use node::NodeArray;
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]
-pub use world::HybridWorld;
+pub use world::{HybridRecvRequest, HybridSendRequest, HybridWorld};
 
 /// Environment variable: this rank's node id (overrides the detection).
 pub const NODE_ID_ENV: &str = "SHMPI_NODE_ID";

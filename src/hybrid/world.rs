@@ -405,3 +405,113 @@ impl std::fmt::Debug for HybridWorld {
             .finish_non_exhaustive()
     }
 }
+
+/// A send started by [`HybridWorld::isend`].
+///
+/// Over MPI it is a real non-blocking send. Through the node's mailbox a
+/// message that fits one record goes into the ring at once when there is
+/// room, else at the next [`test`](Self::test)/[`wait`](Self::wait); a
+/// larger one streams during `wait` (the ring needs the receiver to make
+/// room as it goes).
+pub struct HybridSendRequest<'a> {
+    state: SendState<'a>,
+}
+
+enum SendState<'a> {
+    Done,
+    Mpi(crate::mpi::SendRequest<'a>),
+    Local {
+        dest: usize,
+        tag: i32,
+        data: &'a [u8],
+    },
+}
+
+/// A receive started by [`HybridWorld::irecv`]: polled by
+/// [`test`](Self::test), finished by [`wait`](Self::wait).
+#[derive(Debug)]
+pub struct HybridRecvRequest {
+    source: Source,
+    tag: TagMatch,
+    done: Option<Message>,
+}
+
+impl HybridWorld {
+    /// Starts a send of `data` to `dest`; the request borrows the world's
+    /// MPI side and `data` until it completes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid rank or tag, or a failure of the path.
+    pub fn isend<'a>(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &'a [u8],
+    ) -> Result<HybridSendRequest<'a>, Error> {
+        let state = match self.local_member(dest)? {
+            None => SendState::Mpi(self.world.isend(dest, tag, data)?),
+            Some(local) => {
+                let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+                match group.try_send(local, tag, data) {
+                    Ok(()) => SendState::Done,
+                    Err(MailboxError::WouldBlock | MailboxError::RecordTooLarge { .. }) => {
+                        SendState::Local { dest, tag, data }
+                    }
+                    Err(e) => return Err(self.local_error(e)),
+                }
+            }
+        };
+        Ok(HybridSendRequest { state })
+    }
+
+    /// Starts a receive from `source` with `tag`.
+    pub fn irecv(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+    ) -> HybridRecvRequest {
+        HybridRecvRequest {
+            source: source.into(),
+            tag: tag.into(),
+            done: None,
+        }
+    }
+
+    /// Completes a send request (see [`HybridSendRequest`]).
+    ///
+    /// # Errors
+    ///
+    /// A failure of the path.
+    pub fn wait_send(&mut self, request: HybridSendRequest<'_>) -> Result<(), Error> {
+        match request.state {
+            SendState::Done => Ok(()),
+            SendState::Mpi(r) => Ok(r.wait()?),
+            SendState::Local { dest, tag, data } => self.send(dest, tag, data),
+        }
+    }
+
+    /// Polls a receive request; true once its message is there.
+    ///
+    /// # Errors
+    ///
+    /// A failure of the path.
+    pub fn test_recv(&mut self, request: &mut HybridRecvRequest) -> Result<bool, Error> {
+        if request.done.is_none() {
+            request.done = self.try_recv_matching(request.source, request.tag)?;
+        }
+        Ok(request.done.is_some())
+    }
+
+    /// Completes a receive request.
+    ///
+    /// # Errors
+    ///
+    /// A failure of the path.
+    pub fn wait_recv(&mut self, request: HybridRecvRequest) -> Result<Message, Error> {
+        match request.done {
+            Some(m) => Ok(m),
+            None => self.recv_matching(request.source, request.tag, None),
+        }
+    }
+}

@@ -435,13 +435,15 @@ impl Comm {
     }
 
     /// Starts a send; the request borrows `data` until it completes (a
-    /// request dropped unfinished waits for completion).
+    /// request dropped unfinished waits for completion). It does not borrow
+    /// the communicator: MPI keeps a communicator with pending operations
+    /// alive until they complete (MPI 4.0 §7.4.3).
     ///
     /// # Errors
     ///
     /// As [`send`](Self::send).
     pub fn isend<'a>(
-        &'a self,
+        &self,
         dest: usize,
         tag: i32,
         data: &'a [u8],
@@ -948,7 +950,8 @@ fn poll_until<T>(
     }
 }
 
-/// A send in progress; waits for completion when dropped unfinished.
+/// A send in progress; waits for completion when dropped unfinished (and
+/// MPI is not finalised).
 pub struct SendRequest<'a> {
     reqs: Vec<ffi::MPI_Request>,
     _borrow: PhantomData<&'a [u8]>,
