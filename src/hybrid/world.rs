@@ -410,9 +410,9 @@ impl std::fmt::Debug for HybridWorld {
 ///
 /// Over MPI it is a real non-blocking send. Through the node's mailbox a
 /// message that fits one record goes into the ring at once when there is
-/// room, else at the next [`test`](Self::test)/[`wait`](Self::wait); a
-/// larger one streams during `wait` (the ring needs the receiver to make
-/// room as it goes).
+/// room; otherwise, and for a larger message (which streams: the ring needs
+/// the receiver to make room as it goes), it is sent by
+/// [`HybridWorld::wait_send`].
 pub struct HybridSendRequest<'a> {
     state: SendState<'a>,
 }
@@ -428,7 +428,7 @@ enum SendState<'a> {
 }
 
 /// A receive started by [`HybridWorld::irecv`]: polled by
-/// [`test`](Self::test), finished by [`wait`](Self::wait).
+/// [`HybridWorld::test_recv`], finished by [`HybridWorld::wait_recv`].
 #[derive(Debug)]
 pub struct HybridRecvRequest {
     source: Source,
