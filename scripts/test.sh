@@ -86,7 +86,8 @@ mpi_examples() {
   scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_ring 1000 &&
     scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/mpi_ring 100 &&
     scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_pingpong --quick &&
-    scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick
+    scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/hybrid_pingpong
 }
 
 # MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.
@@ -109,6 +110,7 @@ phase mpi-examples       check mpi_examples
 phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+phase doc-no-mpi         check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --no-default-features
 [ -n "$with_mpich" ] && phase mpich-smoke check mpich_smoke
 phase shm-leftovers      check leftovers
 

@@ -1,0 +1,83 @@
+//! Ping-pong between rank 0 and every other rank through a `HybridWorld`:
+//! one-way latency to ranks on the same node (shared-memory mailbox,
+//! `hybrid.intranode`) and on other nodes (MPI, `hybrid.internode`).
+//! Asserts every reply.
+//!
+//! ```text
+//! SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 target/release/examples/hybrid_pingpong [--json FILE]
+//! ```
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use shmpi::bench::{Record, Report};
+use shmpi::hybrid::HybridWorld;
+use shmpi::mpi::{Mpi, ThreadLevel};
+use shmpi::transport::Transport;
+
+const SIZES: [usize; 3] = [8, 1 << 10, 64 << 10];
+
+fn run() -> shmpi::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mpi = Mpi::init(ThreadLevel::Multiple)?;
+    let mut world = HybridWorld::new(&mpi)?;
+    let (me, n) = (world.rank(), world.size());
+    let mut report = Report {
+        mpi: Some(shmpi::mpi::library_version()),
+        ..Report::default()
+    };
+    for peer in 1..n {
+        let path = if world.is_local(peer) { "hybrid.intranode" } else { "hybrid.internode" };
+        for size in SIZES {
+            let iters = if size <= 1024 { 2000 } else { 200 };
+            let mut samples = Vec::new();
+            for _ in 0..4 {
+                world.barrier()?;
+                let start = Instant::now();
+                for k in 0..iters {
+                    let payload = vec![(k % 251) as u8; size];
+                    if me == 0 {
+                        world.send(peer, 1, &payload)?;
+                        let back = world.recv(peer, 1)?;
+                        assert_eq!(back.data, payload, "reply {k} from {peer}");
+                    } else if me == peer {
+                        let m = world.recv(0, 1)?;
+                        world.send(0, 1, &m.data)?;
+                    }
+                }
+                samples.push(start.elapsed().as_secs_f64() * 1e9 / f64::from(iters) / 2.0);
+            }
+            samples.remove(0);
+            if me == 0 {
+                let mut r = Record::from_samples(path, "latency_ns", size, &samples);
+                r.path = format!("{path}.r{peer}");
+                report.records.push(r);
+            }
+        }
+    }
+    if me == 0 {
+        println!("{}", report.to_markdown());
+        if let Some(i) = args.iter().position(|a| a == "--json") {
+            if let Some(file) = args.get(i + 1) {
+                std::fs::write(file, report.to_json()).map_err(|e| shmpi::MpiError::Call {
+                    op: "writing the JSON records",
+                    code: e.raw_os_error().unwrap_or(0),
+                    class: 0,
+                    message: e.to_string(),
+                })?;
+            }
+        }
+    }
+    world.barrier()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hybrid_pingpong: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
