@@ -27,7 +27,11 @@ fn run() -> shmpi::Result<()> {
         ..Report::default()
     };
     for peer in 1..n {
-        let path = if world.is_local(peer) { "hybrid.intranode" } else { "hybrid.internode" };
+        let path = if world.is_local(peer) {
+            "hybrid.intranode"
+        } else {
+            "hybrid.internode"
+        };
         for size in SIZES {
             let iters = if size <= 1024 { 2000 } else { 200 };
             let mut samples = Vec::new();
