@@ -408,11 +408,11 @@ impl std::fmt::Debug for HybridWorld {
 
 /// A send started by [`HybridWorld::isend`].
 ///
-/// Over MPI it is a real non-blocking send. Through the node's mailbox a
-/// message that fits one record goes into the ring at once when there is
-/// room; otherwise, and for a larger message (which streams: the ring needs
-/// the receiver to make room as it goes), it is sent by
-/// [`HybridWorld::wait_send`].
+/// Over MPI it is a real non-blocking send. Through the node's mailbox the
+/// message is copied into the receiver's ring by `isend` itself (waiting,
+/// with both paths kept moving, only while the ring is full): a mailbox
+/// send completes as soon as it is written, and doing it at once keeps the
+/// order of sends to one rank the order of the `isend` calls.
 pub struct HybridSendRequest<'a> {
     state: SendState<'a>,
 }
@@ -420,11 +420,6 @@ pub struct HybridSendRequest<'a> {
 enum SendState<'a> {
     Done,
     Mpi(crate::mpi::SendRequest<'a>),
-    Local {
-        dest: usize,
-        tag: i32,
-        data: &'a [u8],
-    },
 }
 
 /// A receive started by [`HybridWorld::irecv`]: polled by
@@ -451,15 +446,9 @@ impl HybridWorld {
     ) -> Result<HybridSendRequest<'a>, Error> {
         let state = match self.local_member(dest)? {
             None => SendState::Mpi(self.world.isend(dest, tag, data)?),
-            Some(local) => {
-                let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-                match group.try_send(local, tag, data) {
-                    Ok(()) => SendState::Done,
-                    Err(MailboxError::WouldBlock | MailboxError::RecordTooLarge { .. }) => {
-                        SendState::Local { dest, tag, data }
-                    }
-                    Err(e) => return Err(self.local_error(e)),
-                }
+            Some(_) => {
+                self.send(dest, tag, data)?;
+                SendState::Done
             }
         };
         Ok(HybridSendRequest { state })
@@ -487,7 +476,6 @@ impl HybridWorld {
         match request.state {
             SendState::Done => Ok(()),
             SendState::Mpi(r) => Ok(r.wait()?),
-            SendState::Local { dest, tag, data } => self.send(dest, tag, data),
         }
     }
 
