@@ -137,8 +137,25 @@ fn run_role(role: &str) -> Result<(), Failed> {
                 }
             }
             world.node_barrier()?;
-            // A halo exchange with requests: small to the left, large (it
-            // streams through a mailbox ring) to the right.
+            // The same through an MPI shared-memory window.
+            let w = world.node_window_array::<u64>(nn * 100)?;
+            ensure(w.is_mpi_window(), || "window backing".into())?;
+            for i in 0..100 {
+                w.view().set(nr * 100 + i, (nr * 7 + i) as u64);
+            }
+            w.barrier(&world)?;
+            for r in 0..nn {
+                for i in 0..100 {
+                    let v = w.view().get(r * 100 + i);
+                    ensure(v == Some((r * 7 + i) as u64), || {
+                        format!("rank {me}: window [{r}][{i}] = {v:?}")
+                    })?;
+                }
+            }
+            w.barrier(&world)?;
+            drop(w); // collective MPI_Win_free on every node rank
+                     // A halo exchange with requests: small to the left, large (it
+                     // streams through a mailbox ring) to the right.
             let n = shmpi::transport::Transport::size(&world);
             let (l, r) = ((me + n - 1) % n, (me + 1) % n);
             let (small, large) = (vec![me as u8; 1000], vec![me as u8; 200_000]);

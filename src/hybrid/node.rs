@@ -25,10 +25,41 @@ use crate::segment::{Segment, SegmentKind, SegmentName, SharedSlice};
 /// A message received from a rank orders everything that rank wrote before
 /// sending it (the mailbox record is published with release ordering and
 /// read with acquire ordering; MPI's message completion does the same).
+///
+/// Two backings behind one interface: a shmpi segment
+/// ([`HybridWorld::node_array`]) or an MPI shared-memory window
+/// (`MPI_Win_allocate_shared`, [`HybridWorld::node_window_array`]), so the
+/// two can be compared. Use [`NodeArray::barrier`] to order writes with
+/// either (for a window it adds `MPI_Win_sync` on both sides of the
+/// barrier, as MPI's unified memory model asks).
 pub struct NodeArray<T: Pod> {
-    segment: Segment,
+    backing: Backing,
     len: usize,
     _t: PhantomData<T>,
+}
+
+enum Backing {
+    Segment(Segment),
+    Window(Window),
+}
+
+/// An MPI shared-memory window, locked for passive access for its life.
+struct Window {
+    win: rsmpi::ffi::MPI_Win,
+    base: std::ptr::NonNull<u8>,
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        if !crate::mpi::is_finalized() {
+            // SAFETY: our window, locked with lock_all at creation; freeing
+            // is collective over the node (documented on node_window_array).
+            unsafe {
+                rsmpi::ffi::MPI_Win_unlock_all(self.win);
+                rsmpi::ffi::MPI_Win_free(&mut self.win);
+            }
+        }
+    }
 }
 
 impl<T: Pod> NodeArray<T> {
@@ -44,9 +75,40 @@ impl<T: Pod> NodeArray<T> {
 
     /// A view of the whole array.
     pub fn view(&self) -> SharedSlice<'_, T> {
-        self.segment
-            .slice(0, self.len)
-            .expect("sized for len elements at creation")
+        match &self.backing {
+            Backing::Segment(seg) => seg
+                .slice(0, self.len)
+                .expect("sized for len elements at creation"),
+            // SAFETY: the window's base holds len elements of T (checked at
+            // creation), aligned (MPI aligns window memory at least as malloc
+            // does), and lives as long as self.
+            Backing::Window(w) => unsafe { SharedSlice::from_raw(w.base.cast(), self.len) },
+        }
+    }
+
+    /// True when the array is an MPI shared-memory window.
+    pub fn is_mpi_window(&self) -> bool {
+        matches!(self.backing, Backing::Window(_))
+    }
+
+    /// A node barrier that orders every rank's writes to the array before
+    /// it with every read after it.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn barrier(&self, world: &HybridWorld) -> Result<(), Error> {
+        self.sync()?;
+        world.node_barrier()?;
+        self.sync()
+    }
+
+    fn sync(&self) -> Result<(), Error> {
+        if let Backing::Window(w) = &self.backing {
+            // SAFETY: our window, in a lock_all epoch.
+            crate::mpi::check("MPI_Win_sync", unsafe { rsmpi::ffi::MPI_Win_sync(w.win) })?;
+        }
+        Ok(())
     }
 }
 
@@ -147,7 +209,90 @@ impl HybridWorld {
             }));
         }
         Ok(NodeArray {
-            segment,
+            backing: Backing::Segment(segment),
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// A node-wide array in an MPI shared-memory window
+    /// (`MPI_Win_allocate_shared` on the node communicator, the memory on
+    /// the node leader, found by the others with `MPI_Win_shared_query`).
+    /// Collective over the node, and so is dropping it (`MPI_Win_free`).
+    ///
+    /// # Errors
+    ///
+    /// MPI's error (Open MPI needs the `sm` one-sided component, which the
+    /// launcher selects).
+    pub fn node_window_array<T: Pod>(&self, len: usize) -> Result<NodeArray<T>, Error> {
+        use rsmpi::ffi;
+        use std::mem::MaybeUninit;
+        let check = crate::mpi::check;
+        let node = self.node();
+        let elem = std::mem::size_of::<T>().max(1);
+        let bytes = len.saturating_mul(elem);
+        let mine = if node.rank() == 0 { bytes } else { 0 };
+        let mut base: *mut std::ffi::c_void = std::ptr::null_mut();
+        let mut win = MaybeUninit::uninit();
+        // SAFETY: our node communicator; out-pointers to locals (baseptr is
+        // a pointer to a pointer, as MPI specifies).
+        check("MPI_Win_allocate_shared", unsafe {
+            ffi::MPI_Win_allocate_shared(
+                mine as ffi::MPI_Aint,
+                elem as i32,
+                ffi::RSMPI_INFO_NULL,
+                node.as_raw(),
+                (&mut base as *mut *mut std::ffi::c_void).cast(),
+                win.as_mut_ptr(),
+            )
+        })?;
+        // SAFETY: initialised by the successful call.
+        let win = unsafe { win.assume_init() };
+        // From here the window is freed on every error path by its Drop.
+        let mut window = Window {
+            win,
+            base: std::ptr::NonNull::dangling(),
+        };
+        let (mut size, mut disp) = (0 as ffi::MPI_Aint, 0);
+        let mut shared: *mut std::ffi::c_void = std::ptr::null_mut();
+        // SAFETY: our window; out-pointers to locals; ERRORS_RETURN is a
+        // predefined handler.
+        unsafe {
+            check(
+                "MPI_Win_set_errhandler",
+                ffi::MPI_Win_set_errhandler(win, ffi::RSMPI_ERRORS_RETURN),
+            )?;
+            check(
+                "MPI_Win_shared_query",
+                ffi::MPI_Win_shared_query(
+                    win,
+                    0,
+                    &mut size,
+                    &mut disp,
+                    (&mut shared as *mut *mut std::ffi::c_void).cast(),
+                ),
+            )?;
+            check(
+                "MPI_Win_lock_all",
+                ffi::MPI_Win_lock_all(ffi::MPI_MODE_NOCHECK as i32, win),
+            )?;
+        }
+        let base = std::ptr::NonNull::new(shared.cast::<u8>()).ok_or(MailboxError::Mismatch {
+            what: "MPI shared window base",
+            found: 0,
+            expected: 1,
+        })?;
+        window.base = base;
+        if (size as u64) < bytes as u64 || (base.as_ptr() as usize) % std::mem::align_of::<T>() != 0
+        {
+            return Err(Error::Mailbox(MailboxError::Mismatch {
+                what: "MPI shared window bytes",
+                found: size as u64,
+                expected: bytes as u64,
+            }));
+        }
+        Ok(NodeArray {
+            backing: Backing::Window(window),
             len,
             _t: PhantomData,
         })

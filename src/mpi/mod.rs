@@ -37,7 +37,7 @@ use rsmpi::ffi;
 use crate::error::MpiError;
 
 /// Turns an MPI return code into a result, with class and message.
-fn check(op: &'static str, code: i32) -> Result<(), MpiError> {
+pub(crate) fn check(op: &'static str, code: i32) -> Result<(), MpiError> {
     if code == ffi::MPI_SUCCESS as i32 {
         return Ok(());
     }
