@@ -87,7 +87,9 @@ mpi_examples() {
     scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/mpi_ring 100 &&
     scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_pingpong --quick &&
     scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick &&
-    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/hybrid_pingpong
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/hybrid_pingpong &&
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 2 &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 2
 }
 
 # MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.
