@@ -48,7 +48,7 @@ fn initial(n: usize, rows: std::ops::Range<usize>) -> Vec<f64> {
         .collect()
 }
 
-fn run() -> shmpi::Result<()> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -174,12 +174,7 @@ fn run() -> shmpi::Result<()> {
                 )],
                 mpi: Some(shmpi::mpi::library_version()),
             };
-            std::fs::write(&file, report.to_json()).map_err(|e| shmpi::MpiError::Call {
-                op: "writing the JSON records",
-                code: e.raw_os_error().unwrap_or(0),
-                class: 0,
-                message: e.to_string(),
-            })?;
+            report.write_json(&file)?;
         }
     }
     world.barrier()?;

@@ -17,7 +17,7 @@ use shmpi::transport::Transport;
 
 const SIZES: [usize; 3] = [8, 1 << 10, 64 << 10];
 
-fn run() -> shmpi::Result<()> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
     let mut world = HybridWorld::new(&mpi)?;
@@ -63,12 +63,7 @@ fn run() -> shmpi::Result<()> {
         println!("{}", report.to_markdown());
         if let Some(i) = args.iter().position(|a| a == "--json") {
             if let Some(file) = args.get(i + 1) {
-                std::fs::write(file, report.to_json()).map_err(|e| shmpi::MpiError::Call {
-                    op: "writing the JSON records",
-                    code: e.raw_os_error().unwrap_or(0),
-                    class: 0,
-                    message: e.to_string(),
-                })?;
+                report.write_json(file)?;
             }
         }
     }

@@ -25,7 +25,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn run() -> shmpi::Result<()> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let level = match arg(&args, "--thread-level").as_deref() {
@@ -109,12 +109,7 @@ fn run() -> shmpi::Result<()> {
         );
         println!("{}", report.to_markdown());
         if let Some(file) = arg(&args, "--json") {
-            std::fs::write(&file, report.to_json()).map_err(|e| shmpi::MpiError::Call {
-                op: "writing the JSON records",
-                code: e.raw_os_error().unwrap_or(0),
-                class: 0,
-                message: e.to_string(),
-            })?;
+            report.write_json(&file)?;
             println!("records written to {file} ({} rows)", report.records.len());
         }
     }

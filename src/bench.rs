@@ -115,6 +115,15 @@ impl Report {
         out
     }
 
+    /// Writes [`to_json`](Self::to_json) to `path`.
+    ///
+    /// # Errors
+    ///
+    /// The file system's error.
+    pub fn write_json(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        std::fs::write(path, self.to_json())
+    }
+
     /// The report as a Markdown table: medians with min–max.
     pub fn to_markdown(&self) -> String {
         let mut out = String::from(
