@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
-use crate::error::{Error, MailboxError, MpiError};
+use crate::error::{Error, MailboxError, MpiError, TransportError};
 use crate::mailbox::{MailboxGroup, MailboxOptions};
 use crate::mpi::{Comm, Mpi, MpiTransport};
 use crate::transport::{Message, ReduceOp, Reducible, Source, TagMatch, Transport};
@@ -42,6 +42,38 @@ pub struct HybridWorld {
 /// Tag of the hop from a broadcast's root to its node leader (reserved:
 /// above `TAG_MAX`, never matched by an any-tag receive).
 const HIER_BCAST_TAG: i32 = crate::transport::TAG_MAX + 64;
+
+/// Tag of the hop from a gather's node leader to its root.
+const HIER_GATHER_TAG: i32 = crate::transport::TAG_MAX + 65;
+
+/// `(world rank, bytes)` pairs as one buffer: rank and length as u64, then
+/// the bytes, for each pair.
+fn pack<'a>(parts: impl Iterator<Item = (usize, &'a [u8])>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (rank, bytes) in parts {
+        out.extend_from_slice(&(rank as u64).to_le_bytes());
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// The inverse of [`pack`], into `out` indexed by rank; a malformed buffer
+/// is an error, never a panic.
+fn unpack(mut buf: &[u8], out: &mut [Vec<u8>]) -> Result<(), Error> {
+    let bad = || TransportError::TypeMismatch { len: 0, elem: 16 };
+    let word = |b: &[u8]| -> Option<u64> { Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?)) };
+    while !buf.is_empty() {
+        let rank = word(buf).ok_or_else(bad)? as usize;
+        let len = word(buf.get(8..).ok_or_else(bad)?).ok_or_else(bad)? as usize;
+        let bytes = buf
+            .get(16..16usize.checked_add(len).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        *out.get_mut(rank).ok_or_else(bad)? = bytes.to_vec();
+        buf = &buf[16 + len..];
+    }
+    Ok(())
+}
 
 fn env_number(var: &'static str) -> Result<Option<u64>, MailboxError> {
     match std::env::var(var) {
@@ -170,6 +202,17 @@ impl HybridWorld {
     fn local_member(&self, rank: usize) -> Result<Option<usize>, Error> {
         self.check_rank(rank)?;
         Ok((self.is_local(rank) && rank != self.rank()).then(|| self.local_of[rank]))
+    }
+
+    /// The world rank of `node`'s leader and its rank among the leaders
+    /// (the leaders' communicator orders them by world rank).
+    fn leader_of(&self, node: u64) -> (usize, usize) {
+        let first_of = |n: u64| self.node_of.iter().position(|&x| x == n);
+        let leader = first_of(node).unwrap_or(0);
+        let index = (0..leader)
+            .filter(|&w| first_of(self.node_of[w]) == Some(w))
+            .count();
+        (leader, index)
     }
 
     /// A message from the node group, with the world rank as its source.
@@ -347,11 +390,7 @@ impl Transport for HybridWorld {
     fn broadcast<T: bytemuck::Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Error> {
         self.check_rank(root)?;
         let root_node = self.node_of[root];
-        let root_leader_world = self
-            .node_of
-            .iter()
-            .position(|&n| n == root_node)
-            .unwrap_or(root);
+        let (_, leader_rank) = self.leader_of(root_node);
         let root_local = self.local_of[root];
         let me = self.rank();
         // 1. Within the root's node: root → its leader (local rank 0).
@@ -366,9 +405,6 @@ impl Transport for HybridWorld {
         // 2. Among the leaders (ordered by world rank), from the root
         //    node's leader.
         if let Some(leaders) = self.leaders.as_mut() {
-            let is_leader =
-                |w: usize| self.node_of.iter().position(|&n| n == self.node_of[w]) == Some(w);
-            let leader_rank = (0..root_leader_world).filter(|&w| is_leader(w)).count();
             leaders.broadcast(leader_rank, data)?;
         }
         // 3. Within each node, from its leader.
@@ -392,6 +428,75 @@ impl Transport for HybridWorld {
             group.broadcast(0, &mut partial)?;
         }
         Ok(partial)
+    }
+
+    /// Hierarchical: gather in each node at its leader, among the leaders
+    /// at the root's node leader over MPI, then to the root if it is not
+    /// that leader.
+    fn gather<T: bytemuck::Pod>(
+        &mut self,
+        root: usize,
+        data: &[T],
+    ) -> Result<Option<Vec<Vec<T>>>, Error> {
+        self.check_rank(root)?;
+        let me = self.rank();
+        let (root_leader, leader_rank) = self.leader_of(self.node_of[root]);
+        let mine = bytemuck::cast_slice::<T, u8>(data).to_vec();
+        // 1. In the node, at the leader: (world rank, bytes) of each rank.
+        let node_parts = match self.mailbox.as_mut() {
+            Some(group) => group.gather(0, &mine)?,
+            None => Some(vec![mine]),
+        };
+        let mut all: Option<Vec<Vec<u8>>> = None;
+        if let Some(parts) = node_parts {
+            let ranks: Vec<usize> = self.world_of_local.clone();
+            let packed = pack(
+                parts
+                    .iter()
+                    .enumerate()
+                    .map(|(local, p)| (ranks[local], p.as_slice())),
+            );
+            // 2. Among the leaders, at the root node's leader.
+            let leaders = self.leaders.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            if let Some(blocks) = leaders.gather(leader_rank, &packed)? {
+                let mut out = vec![Vec::new(); self.world.size()];
+                for block in &blocks {
+                    unpack(block, &mut out)?;
+                }
+                all = Some(out);
+            }
+        }
+        // 3. From the root node's leader to the root, through the mailbox.
+        if me == root_leader && me != root {
+            let out = all.take().unwrap_or_default();
+            let packed = pack(out.iter().enumerate().map(|(r, p)| (r, p.as_slice())));
+            let local = self.local_of[root];
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            group.send(local, HIER_GATHER_TAG, &packed)?;
+        } else if me == root && me != root_leader {
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            let m = group.recv(0, HIER_GATHER_TAG)?;
+            let mut out = vec![Vec::new(); self.world.size()];
+            unpack(&m.data, &mut out)?;
+            all = Some(out);
+        }
+        if me != root {
+            return Ok(None);
+        }
+        let elem = std::mem::size_of::<T>().max(1);
+        let parts = all.unwrap_or_default();
+        let mut result = Vec::with_capacity(parts.len());
+        for p in parts {
+            if p.len() % elem != 0 {
+                return Err(TransportError::TypeMismatch { len: p.len(), elem }.into());
+            }
+            result.push(
+                p.chunks_exact(elem)
+                    .map(bytemuck::pod_read_unaligned)
+                    .collect(),
+            );
+        }
+        Ok(Some(result))
     }
 }
 
@@ -501,5 +606,31 @@ impl HybridWorld {
             Some(m) => Ok(m),
             None => self.recv_matching(request.source, request.tag, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_parts_round_trip_and_malformed_buffers_are_errors() {
+        let packed = pack([(2usize, &b"abc"[..]), (0, &b""[..])].into_iter());
+        let mut out = vec![Vec::new(); 3];
+        unpack(&packed, &mut out).unwrap();
+        assert_eq!(out, vec![b"".to_vec(), vec![], b"abc".to_vec()]);
+        for cut in 1..packed.len() {
+            let mut out = vec![Vec::new(); 3];
+            let _ = unpack(&packed[..cut], &mut out); // never panics
+        }
+        let mut small = vec![Vec::new(); 1];
+        assert!(
+            unpack(&packed, &mut small).is_err(),
+            "rank 2 outside 1 rank"
+        );
+        let huge = pack([(0usize, &b"x"[..])].into_iter());
+        let mut bad = huge.clone();
+        bad[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(unpack(&bad, &mut vec![Vec::new(); 1]).is_err());
     }
 }
