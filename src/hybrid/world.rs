@@ -6,7 +6,7 @@ use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
 use crate::error::{Error, MailboxError, MpiError, TransportError};
 use crate::mailbox::{MailboxGroup, MailboxOptions};
 use crate::mpi::{Comm, Mpi, MpiTransport};
-use crate::transport::{Message, ReduceOp, Reducible, Source, TagMatch, Transport};
+use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
 /// The ranks of an MPI job, reached through shared memory when they share
 /// a node and through MPI otherwise. See the [module docs](super).
@@ -284,20 +284,17 @@ impl Transport for HybridWorld {
             }
             return sent.map_err(|e| self.local_error(e));
         }
-        let mut req = self.world.isend(dest, tag, data)?;
-        while !req.test()? {
-            let mpi = self.world.progress_incoming()?;
-            if let Some(group) = self.mailbox.as_mut() {
-                if let Err(e) = group.progress_incoming() {
-                    drop(req);
-                    return Err(self.local_error(e));
-                }
+        let mut local_error = None;
+        let mailbox = &mut self.mailbox;
+        let sent = self.world.send_progressing(dest, tag, data, &mut || {
+            if let (None, Some(group)) = (&local_error, mailbox.as_mut()) {
+                local_error = group.progress_incoming().err();
             }
-            if !mpi {
-                std::thread::yield_now();
-            }
+        });
+        if let Some(e) = local_error {
+            return Err(self.local_error(e));
         }
-        Ok(())
+        Ok(sent?)
     }
 
     fn recv_matching(
@@ -483,20 +480,13 @@ impl Transport for HybridWorld {
         if me != root {
             return Ok(None);
         }
-        let elem = std::mem::size_of::<T>().max(1);
         let parts = all.unwrap_or_default();
-        let mut result = Vec::with_capacity(parts.len());
-        for p in parts {
-            if p.len() % elem != 0 {
-                return Err(TransportError::TypeMismatch { len: p.len(), elem }.into());
-            }
-            result.push(
-                p.chunks_exact(elem)
-                    .map(bytemuck::pod_read_unaligned)
-                    .collect(),
-            );
-        }
-        Ok(Some(result))
+        Ok(Some(
+            parts
+                .iter()
+                .map(|p| cast_vec(p))
+                .collect::<Result<_, _>>()?,
+        ))
     }
 }
 

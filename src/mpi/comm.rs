@@ -425,9 +425,30 @@ impl Comm {
     ///
     /// As [`send`](Self::send).
     pub fn send_with_progress(&self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MpiError> {
+        self.send_progressing(dest, tag, data, &mut || {})
+    }
+
+    /// [`send_with_progress`](Self::send_with_progress), calling `progress`
+    /// on every turn of the wait as well — a caller that also talks over
+    /// another path (the hybrid world's mailboxes) keeps that path moving;
+    /// the mailbox side has the same hook
+    /// ([`MailboxGroup::send_with_progress`](crate::mailbox::MailboxGroup::send_with_progress)).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_progressing(
+        &self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+        progress: &mut dyn FnMut(),
+    ) -> Result<(), MpiError> {
         let mut req = self.isend(dest, tag, data)?;
         while !req.test()? {
-            if !self.progress_incoming()? {
+            let moved = self.progress_incoming()?;
+            progress();
+            if !moved {
                 std::thread::yield_now();
             }
         }
@@ -789,18 +810,7 @@ impl Comm {
         tag: impl Into<TagMatch>,
     ) -> Result<Vec<T>, crate::Error> {
         let m = self.recv(source, tag)?;
-        let elem = std::mem::size_of::<T>();
-        if elem == 0 || m.data.len() % elem != 0 {
-            return Err(crate::TransportError::TypeMismatch {
-                len: m.data.len(),
-                elem,
-            }
-            .into());
-        }
-        Ok(m.data
-            .chunks_exact(elem)
-            .map(bytemuck::pod_read_unaligned)
-            .collect())
+        Ok(crate::transport::cast_vec(&m.data)?)
     }
 
     /// Waits until a matching message is there, without receiving it.

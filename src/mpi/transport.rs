@@ -7,7 +7,7 @@ use rsmpi::ffi;
 
 use super::{check, Comm};
 use crate::error::{Error, MpiError, TransportError};
-use crate::transport::{Message, ReduceOp, Reducible, Source, TagMatch, Transport};
+use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
 /// A [`Transport`] over an MPI communicator: sends and receives as MPI
 /// messages, collectives as MPI's (`MPI_Barrier`, `MPI_Bcast`,
@@ -150,18 +150,7 @@ impl Transport for MpiTransport {
         };
         self.comm.broadcast_bytes(root, &mut bytes)?;
         if self.rank() != root {
-            let elem = std::mem::size_of::<T>().max(1);
-            if bytes.len() % elem != 0 {
-                return Err(TransportError::TypeMismatch {
-                    len: bytes.len(),
-                    elem,
-                }
-                .into());
-            }
-            *data = bytes
-                .chunks_exact(elem)
-                .map(bytemuck::pod_read_unaligned)
-                .collect();
+            *data = cast_vec(&bytes)?;
         }
         Ok(())
     }
@@ -254,23 +243,10 @@ impl Transport for MpiTransport {
         if me != root {
             return Ok(None);
         }
-        let elem = std::mem::size_of::<T>().max(1);
         let mut out = Vec::with_capacity(size);
         for (i, &c) in counts.iter().enumerate() {
             let start = displs[i] as usize;
-            let part = &all[start..start + c.max(0) as usize];
-            if part.len() % elem != 0 {
-                return Err(TransportError::TypeMismatch {
-                    len: part.len(),
-                    elem,
-                }
-                .into());
-            }
-            out.push(
-                part.chunks_exact(elem)
-                    .map(bytemuck::pod_read_unaligned)
-                    .collect(),
-            );
+            out.push(cast_vec(&all[start..start + c.max(0) as usize])?);
         }
         Ok(Some(out))
     }
