@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::ensure;
+
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -87,14 +89,6 @@ fn launch_hybrid(ranks: usize, ranks_per_node: Option<usize>) -> Result<(), Fail
             format!("mpirun -n {ranks} hybrid (ranks per node {ranks_per_node:?}): {status}")
                 .into(),
         )
-    }
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg().into())
     }
 }
 

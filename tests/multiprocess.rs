@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::ensure;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use shmpi::mailbox::launch::GroupLaunch;
 use shmpi::mailbox::{MailboxGroup, MailboxOptions};
@@ -159,14 +161,6 @@ fn env_usize(key: &str) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg().into())
-    }
 }
 
 fn run_role(role: &str) -> Result<(), Failed> {
