@@ -284,17 +284,8 @@ impl Transport for HybridWorld {
             }
             return sent.map_err(|e| self.local_error(e));
         }
-        let mut local_error = None;
-        let mailbox = &mut self.mailbox;
-        let sent = self.world.send_progressing(dest, tag, data, &mut || {
-            if let (None, Some(group)) = (&local_error, mailbox.as_mut()) {
-                local_error = group.progress_incoming().err();
-            }
-        });
-        if let Some(e) = local_error {
-            return Err(self.local_error(e));
-        }
-        Ok(sent?)
+        let req = self.world.isend(dest, tag, data)?;
+        self.wait_mpi(req)
     }
 
     fn recv_matching(
@@ -570,8 +561,24 @@ impl HybridWorld {
     pub fn wait_send(&mut self, request: HybridSendRequest<'_>) -> Result<(), Error> {
         match request.state {
             SendState::Done => Ok(()),
-            SendState::Mpi(r) => Ok(r.wait()?),
+            SendState::Mpi(r) => self.wait_mpi(r),
         }
+    }
+
+    /// Waits for an MPI send while both paths keep moving: MPI arrivals go
+    /// to the communicator's queue, mailbox arrivals to the group's.
+    fn wait_mpi(&mut self, req: crate::mpi::SendRequest<'_>) -> Result<(), Error> {
+        let mut local_error = None;
+        let mailbox = &mut self.mailbox;
+        let sent = self.world.wait_progressing(req, &mut || {
+            if let (None, Some(group)) = (&local_error, mailbox.as_mut()) {
+                local_error = group.progress_incoming().err();
+            }
+        });
+        if let Some(e) = local_error {
+            return Err(self.local_error(e));
+        }
+        Ok(sent?)
     }
 
     /// Polls a receive request; true once its message is there.

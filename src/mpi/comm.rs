@@ -425,26 +425,25 @@ impl Comm {
     ///
     /// As [`send`](Self::send).
     pub fn send_with_progress(&self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MpiError> {
-        self.send_progressing(dest, tag, data, &mut || {})
+        let req = self.isend(dest, tag, data)?;
+        self.wait_progressing(req, &mut || {})
     }
 
-    /// [`send_with_progress`](Self::send_with_progress), calling `progress`
-    /// on every turn of the wait as well — a caller that also talks over
-    /// another path (the hybrid world's mailboxes) keeps that path moving;
-    /// the mailbox side has the same hook
-    /// ([`MailboxGroup::send_with_progress`](crate::mailbox::MailboxGroup::send_with_progress)).
+    /// Waits for a send request while receiving whatever arrives into the
+    /// local queue and calling `progress` on every turn — a caller that also
+    /// talks over another path (the hybrid world's mailboxes) keeps that path
+    /// moving. A plain
+    /// [`SendRequest::wait`] can deadlock when every rank waits on a large
+    /// send to a rank that has not posted its receive.
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send).
-    pub fn send_progressing(
+    /// MPI's error.
+    pub fn wait_progressing(
         &self,
-        dest: usize,
-        tag: i32,
-        data: &[u8],
+        mut req: SendRequest<'_>,
         progress: &mut dyn FnMut(),
     ) -> Result<(), MpiError> {
-        let mut req = self.isend(dest, tag, data)?;
         while !req.test()? {
             let moved = self.progress_incoming()?;
             progress();
