@@ -1,7 +1,8 @@
 //! Ping-pong between rank 0 and every other rank through a `HybridWorld`:
 //! one-way latency to ranks on the same node (shared-memory mailbox,
 //! `hybrid.intranode`) and on other nodes (MPI, `hybrid.internode`).
-//! Asserts every reply.
+//! At 8 B also with rank 0 receiving from any source (`.any`), which must
+//! watch the mailbox and MPI at once. Asserts every reply.
 //!
 //! ```text
 //! SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 target/release/examples/hybrid_pingpong [--json FILE]
@@ -13,7 +14,7 @@ use std::time::Instant;
 use shmpi::bench::{Record, Report};
 use shmpi::hybrid::HybridWorld;
 use shmpi::mpi::{Mpi, ThreadLevel};
-use shmpi::transport::Transport;
+use shmpi::transport::{Source, Transport};
 
 const SIZES: [usize; 3] = [8, 1 << 10, 64 << 10];
 
@@ -32,7 +33,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             "hybrid.internode"
         };
-        for size in SIZES {
+        // Each size with a receive from the peer; 8 B also with a receive
+        // from any source, which has to watch both paths (`.any`).
+        for (size, any) in SIZES.iter().map(|&s| (s, false)).chain([(8, true)]) {
+            let from = if any { Source::Any } else { Source::Rank(peer) };
             let iters = if size <= 1024 { 2000 } else { 200 };
             let mut samples = Vec::new();
             for _ in 0..4 {
@@ -42,7 +46,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     let payload = vec![(k % 251) as u8; size];
                     if me == 0 {
                         world.send(peer, 1, &payload)?;
-                        let back = world.recv(peer, 1)?;
+                        let back = world.recv(from, 1)?;
                         assert_eq!(back.data, payload, "reply {k} from {peer}");
                     } else if me == peer {
                         let m = world.recv(0, 1)?;
@@ -54,7 +58,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             samples.remove(0);
             if me == 0 {
                 let mut r = Record::from_samples(path, "latency_ns", size, &samples);
-                r.path = format!("{path}.r{peer}");
+                r.path = format!("{path}{}.r{peer}", if any { ".any" } else { "" });
                 report.records.push(r);
             }
         }

@@ -5,11 +5,12 @@
 # demo.sh; can be run on its own.
 #
 #   Debian packages: an MPI (Open MPI), libclang for rsmpi's bindgen,
-#   pkg-config, a C compiler, util-linux (unshare) and valgrind.
+#   pkg-config, a C compiler, util-linux (unshare), iproute2 (the
+#   network-namespace hosts) and valgrind.
 #   Rust: rustfmt, clippy, cargo-nextest.
 set -euo pipefail
 
-SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev pkg-config build-essential util-linux valgrind "$@")
+SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev pkg-config build-essential util-linux iproute2 valgrind "$@")
 
 shmpi_missing_packages() {
   local p

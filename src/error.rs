@@ -215,6 +215,13 @@ pub enum SyncError {
         "robust mutex is not recoverable (an owner died and the state was never made consistent)"
     )]
     NotRecoverable,
+    /// A party of a thread team's barrier left the team (its function
+    /// returned or panicked), so the barrier can never complete.
+    #[error("{left} team member(s) left; the team barrier cannot complete")]
+    TeamMemberLeft {
+        /// How many members had left.
+        left: usize,
+    },
     /// A value passed in is out of range (a barrier of zero parties, a
     /// semaphore count above `SEM_VALUE_MAX`, ...).
     #[error("invalid argument: {0}")]

@@ -15,6 +15,10 @@
 //! MPICH's launcher (hydra) takes none of Open MPI's options; with it only
 //! `-n`, the program and `MPIEXEC_TIMEOUT` are passed. `SHMPI_MPIRUN`
 //! names another launcher than `mpirun` (e.g. `mpiexec.mpich`).
+//!
+//! Several hosts on one machine: `scripts/netns-cluster.sh` makes network
+//! namespace "hosts" and sets `SHMPI_CLUSTER` to a directory describing them
+//! ([`Cluster`]); every job built here then runs across those hosts.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,106 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::mailbox::online_cpus;
+
+/// The environment variable naming a cluster directory ([`Cluster`]).
+pub const CLUSTER_ENV: &str = "SHMPI_CLUSTER";
+
+/// Hosts to launch on instead of this one: network-namespace hosts made by
+/// `scripts/netns-cluster.sh`, described by files in one directory:
+///
+/// - `hostfile`: Open MPI's host file (`ADDRESS slots=N` per host);
+/// - `rsh-agent`: the program Open MPI runs instead of `ssh` to start its
+///   daemon on a host (it enters the host's namespaces);
+/// - `subnet`: the hosts' network (`10.x.y.0/24`), to which Open MPI's TCP
+///   traffic is restricted;
+/// - `leftovers/`: where each host writes what was left in its private
+///   `/dev/shm` when its daemon ended ([`Cluster::leftovers`]).
+///
+/// Jobs across these hosts also get `UCX_TLS=tcp,self` (otherwise UCX finds
+/// the other "host" through shared memory) and a zero spin budget
+/// (`SHMPI_SPIN_US=0`: all ranks share this machine's cores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    dir: PathBuf,
+    subnet: String,
+}
+
+impl Cluster {
+    /// The cluster named by `SHMPI_CLUSTER`, if it is set.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file when the directory is incomplete.
+    pub fn from_env() -> Result<Option<Cluster>, String> {
+        match std::env::var_os(CLUSTER_ENV) {
+            None => Ok(None),
+            Some(dir) => Cluster::open(Path::new(&dir)).map(Some),
+        }
+    }
+
+    /// Reads a cluster directory.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file when the directory is incomplete.
+    pub fn open(dir: &Path) -> Result<Cluster, String> {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .map_err(|e| format!("cluster {}: {f}: {e}", dir.display()))
+        };
+        let subnet = read("subnet")?.trim().to_owned();
+        read("hostfile")?;
+        if !dir.join("rsh-agent").is_file() {
+            return Err(format!("cluster {}: no rsh-agent", dir.display()));
+        }
+        Ok(Cluster {
+            dir: dir.to_owned(),
+            subnet,
+        })
+    }
+
+    /// The hosts' addresses, in host-file order.
+    pub fn hosts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("hostfile"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    /// What each host's daemon found of shmpi's in its private `/dev/shm`
+    /// when it ended, one `(report file, object names)` pair per daemon
+    /// that ended since the cluster was made.
+    pub fn leftovers(&self) -> Vec<(String, Vec<String>)> {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("leftovers")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Vec<String>)> = dir
+            .filter_map(Result::ok)
+            .map(|e| {
+                let names = std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|n| n.starts_with(crate::segment::UNIQUE_PREFIX))
+                    .map(str::to_owned)
+                    .collect();
+                (e.file_name().to_string_lossy().into_owned(), names)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn add_options(&self, cmd: &mut Command) {
+        cmd.arg("--hostfile").arg(self.dir.join("hostfile"));
+        cmd.args(["--mca", "plm_rsh_agent"])
+            .arg(self.dir.join("rsh-agent"));
+        for key in ["oob_tcp_if_include", "btl_tcp_if_include"] {
+            cmd.args(["--mca", key, &self.subnet]);
+        }
+        cmd.args(["--bind-to", "none"]);
+    }
+}
 
 /// Which launcher `mpirun` on the `PATH` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +176,7 @@ pub struct Mpirun {
     threads_per_rank: usize,
     timeout: Option<Duration>,
     force_tcp: bool,
+    cluster: Option<Cluster>,
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
@@ -79,7 +184,8 @@ pub struct Mpirun {
 }
 
 impl Mpirun {
-    /// `ranks` copies of `program`.
+    /// `ranks` copies of `program`, on this host or, when `SHMPI_CLUSTER`
+    /// names a cluster that can be read, on its hosts.
     pub fn new(ranks: usize, program: impl Into<OsString>) -> Mpirun {
         Mpirun {
             launcher: std::env::var_os("SHMPI_MPIRUN")
@@ -88,6 +194,7 @@ impl Mpirun {
             threads_per_rank: 1,
             timeout: None,
             force_tcp: false,
+            cluster: Cluster::from_env().ok().flatten(),
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
@@ -111,6 +218,17 @@ impl Mpirun {
     pub fn force_tcp(mut self, tcp: bool) -> Mpirun {
         self.force_tcp = tcp;
         self
+    }
+
+    /// Runs on `cluster`'s hosts (`None`: on this host only).
+    pub fn cluster(mut self, cluster: Option<Cluster>) -> Mpirun {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The hosts the job runs on, if not this one.
+    pub fn cluster_hosts(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// Appends program arguments.
@@ -155,7 +273,14 @@ impl Mpirun {
                 cmd.arg("--oversubscribe");
                 cmd.env("OMPI_MCA_mpi_yield_when_idle", "1");
             }
-            if self.threads_per_rank > 1 || self.oversubscribed() {
+            if let Some(cluster) = &self.cluster {
+                cluster.add_options(&mut cmd);
+                for (k, v) in [("UCX_TLS", "tcp,self"), (crate::mailbox::SPIN_ENV, "0")] {
+                    if !self.env.iter().any(|(key, _)| key == k) {
+                        cmd.arg("-x").arg(k).env(k, v);
+                    }
+                }
+            } else if self.threads_per_rank > 1 || self.oversubscribed() {
                 cmd.args(["--bind-to", "none"]);
             }
             if let Some(t) = self.timeout {

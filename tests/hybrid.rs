@@ -7,7 +7,7 @@ use shmpi::hybrid::{split_range, Team};
 #[test]
 fn team_rounds_see_each_others_writes_after_the_barrier() {
     // More threads than the 2 cores: the barrier must sleep, not spin.
-    let team = Team::new(5, 1000 * 8).unwrap();
+    let mut team = Team::new(5, 1000 * 8).unwrap();
     let leaders = team.run(|me| -> shmpi::Result<u32> {
         let data = me.shared::<u64>(0, 1000)?;
         let mut leader = 0;
@@ -35,7 +35,7 @@ fn team_rounds_see_each_others_writes_after_the_barrier() {
 #[test]
 fn team_views_are_checked_and_zero_threads_refused() {
     assert!(Team::new(0, 64).is_err());
-    let team = Team::new(2, 64).unwrap();
+    let mut team = Team::new(2, 64).unwrap();
     let r = team.run(|me| {
         (
             me.shared::<u64>(0, 8).is_ok(),
@@ -61,4 +61,55 @@ proptest! {
         let sizes: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
         prop_assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
     }
+}
+
+#[test]
+fn a_member_that_leaves_fails_the_others_barrier_instead_of_hanging() {
+    let mut team = Team::new(3, 64).unwrap();
+    let results = team.run(|me| {
+        if me.index() == 2 {
+            return Ok(()); // leaves without reaching the barrier
+        }
+        me.barrier().map(drop)
+    });
+    assert!(results[2].is_ok());
+    for r in &results[..2] {
+        assert!(
+            matches!(r, Err(shmpi::SyncError::TeamMemberLeft { left }) if *left >= 1),
+            "{r:?}"
+        );
+    }
+    // The team is usable again afterwards.
+    let again = team.run(|me| me.barrier().map(|_| me.index()));
+    assert_eq!(
+        again.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+}
+
+#[test]
+fn funnelled_main_runs_on_the_calling_thread_beside_the_workers() {
+    let mut team = Team::new(3, 3 * 8).unwrap();
+    let caller = std::thread::current().id();
+    let not_send = std::rc::Rc::new(5u64); // only the caller's thread may hold it
+    let (main, workers) = team.run_funnelled(
+        |me| {
+            assert_eq!(std::thread::current().id(), caller);
+            let v = me.shared::<u64>(0, 3).unwrap();
+            v.set(0, *not_send);
+            me.barrier().unwrap();
+            me.barrier().unwrap();
+            v.to_vec()
+        },
+        |me| {
+            assert_ne!(std::thread::current().id(), caller);
+            let v = me.shared::<u64>(0, 3).unwrap();
+            me.barrier().unwrap();
+            v.set(me.index(), v.get(0).unwrap() * me.index() as u64);
+            me.barrier().unwrap();
+            me.index()
+        },
+    );
+    assert_eq!(main, [5, 5, 10]);
+    assert_eq!(workers, [1, 2]);
 }

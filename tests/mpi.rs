@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use shmpi::mpi::{Mpi, MpiTransport, SharedComm, ThreadLevel};
-use shmpi::mpirun::Mpirun;
+use shmpi::mpirun::{Cluster, Mpirun};
+use shmpi::segment::Segment;
 use shmpi::transport::{Source, TagMatch};
-use shmpi::MpiError;
+use shmpi::{MpiError, SegmentError};
 
 const ROLE: &str = "SHMPI_MPI_TEST_ROLE";
 
@@ -26,7 +27,7 @@ fn main() {
             }
         });
     }
-    let trials = vec![
+    let mut trials = vec![
         Trial::test("mpirun_2_ranks_transport_suite", || {
             launch("suite", 2, true)
         }),
@@ -53,7 +54,27 @@ fn main() {
         Trial::test("hybrid_suite_3_ranks_each_its_own_node", || {
             launch_hybrid(3, Some(1))
         }),
+        Trial::test("hybrid_killed_rank_ends_the_job_leaving_nothing", || {
+            killed_rank(None)
+        }),
     ];
+    // Across network-namespace hosts (scripts/netns-cluster.sh sets
+    // SHMPI_CLUSTER); elsewhere these are reported as ignored.
+    let cluster = Cluster::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let in_cluster = cluster.is_some();
+    let c1 = cluster.clone();
+    trials.extend([
+        Trial::test(
+            "cluster_hybrid_two_hosts_share_memory_within_talk_tcp_between",
+            || launch("hosts", 4, true),
+        )
+        .with_ignored_flag(!in_cluster),
+        Trial::test(
+            "cluster_killed_rank_ends_the_job_leaving_nothing",
+            move || killed_rank(c1.as_ref()),
+        )
+        .with_ignored_flag(!in_cluster),
+    ]);
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
 
@@ -173,6 +194,20 @@ fn run_role(role: &str) -> Result<(), Failed> {
         }
         "threads" => role_threads(),
         "big" => role_big(),
+        "hosts" => role_hosts(),
+        "kill" => {
+            let mpi = Mpi::init(ThreadLevel::Multiple)?;
+            let mut world = shmpi::hybrid::HybridWorld::new(&mpi)?;
+            let _shared = world.node_array::<u64>(1 << 16)?;
+            shmpi::transport::Transport::barrier(&mut world)?;
+            if shmpi::transport::Transport::rank(&world) == 1 {
+                nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL)?;
+            }
+            // Waits for a message the dead rank never sends: only the
+            // launcher can end this.
+            let m = shmpi::transport::Transport::recv(&mut world, Source::Rank(1), TagMatch::Any)?;
+            Err(format!("received {m:?} from a dead rank").into())
+        }
         "fail" => {
             let mpi = Mpi::init(ThreadLevel::Single)?;
             let world = mpi.world()?;
@@ -275,6 +310,131 @@ fn role_errors() -> Result<(), Failed> {
         matches!(Mpi::init(ThreadLevel::Single), Err(MpiError::Finalized)),
         || "init after finalize".into(),
     )?;
+    Ok(())
+}
+
+/// Killing a rank of a hybrid job (its peers blocked receiving from it)
+/// ends the job non-zero within the launcher's timeout, and leaves nothing
+/// of shmpi's in /dev/shm — on network-namespace hosts, in any host's
+/// private /dev/shm, as each host's daemon recorded it when it ended.
+fn killed_rank(cluster: Option<&Cluster>) -> Result<(), Failed> {
+    let shm = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(shmpi::segment::UNIQUE_PREFIX))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (before, reports_before) = (shm(), cluster.map(|c| c.leftovers().len()));
+    let timeout = Duration::from_secs(60);
+    let start = std::time::Instant::now();
+    let status = Mpirun::new(4, std::env::current_exe()?)
+        .cluster(cluster.cloned())
+        .env(ROLE, "kill")
+        .env(shmpi::hybrid::RANKS_PER_NODE_ENV, "2")
+        .timeout(timeout)
+        .command()
+        .status()?;
+    let took = start.elapsed();
+    eprintln!("a killed rank ended the job in {took:?}: {status}");
+    ensure(!status.success(), || "the job succeeded".into())?;
+    ensure(took < timeout + Duration::from_secs(30), || {
+        format!("the job outlived the launcher's timeout: {took:?}")
+    })?;
+    let left: Vec<String> = shm().into_iter().filter(|n| !before.contains(n)).collect();
+    ensure(left.is_empty(), || format!("left in /dev/shm: {left:?}"))?;
+    if let (Some(c), Some(n)) = (cluster, reports_before) {
+        // Every host's daemon reports when its namespace ends.
+        let hosts = c.hosts().len();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while c.leftovers().len() < n + hosts && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reports = c.leftovers();
+        ensure(reports.len() >= n + hosts, || {
+            format!("{} of {hosts} hosts reported", reports.len() - n)
+        })?;
+        for (host, names) in reports {
+            ensure(names.is_empty(), || format!("left on {host}: {names:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Across network-namespace hosts: ranks are grouped by host (each host
+/// its own node, by host name), a segment is visible on its own host only
+/// (each host has its own /dev/shm), traffic inside a host went through
+/// the node's mailboxes, and the generic suite passes.
+fn role_hosts() -> Result<(), Failed> {
+    use shmpi::transport::Transport;
+    let mpi = Mpi::init(ThreadLevel::Multiple)?;
+    let mut world = shmpi::hybrid::HybridWorld::new(&mpi)?;
+    let me = world.rank();
+    ensure(
+        std::env::var("UCX_TLS").as_deref() == Ok("tcp,self"),
+        || "the launcher did not restrict UCX to TCP".into(),
+    )?;
+    let host = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    let host_id = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let hosts = world.world().allgather_u64(host_id)?;
+    let mut distinct = hosts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    ensure(distinct.len() == 2, || {
+        format!("{} host names", distinct.len())
+    })?;
+    for (r, &h) in hosts.iter().enumerate() {
+        ensure(world.is_local(r) == (h == host_id), || {
+            format!("rank {me} on {host}: placement of rank {r}")
+        })?;
+    }
+    // Rank 0 makes a segment; its name opens on rank 0's host only.
+    let seg = if me == 0 {
+        let name = shmpi::segment::SegmentName::unique("hosts");
+        Some((Segment::builder(name.as_str()).size(4096).create()?, name))
+    } else {
+        None
+    };
+    let mut name = seg
+        .as_ref()
+        .map(|(_, n)| n.as_str().as_bytes().to_vec())
+        .unwrap_or_default();
+    world.broadcast(0, &mut name)?;
+    let name = shmpi::segment::SegmentName::new(std::str::from_utf8(&name)?)?;
+    if me != 0 {
+        match Segment::builder(name.as_str()).open() {
+            Ok(_) => ensure(world.is_local(0), || {
+                format!("rank {me} on {host} opened rank 0's segment from another host")
+            })?,
+            Err(e) => ensure(
+                !world.is_local(0) && matches!(e, SegmentError::NotFound { .. }),
+                || format!("rank {me} on {host}: {e}"),
+            )?,
+        }
+    }
+    world.barrier()?;
+    drop(seg);
+    common::transport_suite::run(&mut world)?;
+    // The suite's messages to ranks on this host went through its mailboxes.
+    let group = world.node_mailbox().ok_or("no node mailbox")?;
+    let (mine, local) = (world.node().rank(), world.node().size());
+    let mut through_shm = 0;
+    for peer in (0..local).filter(|&p| p != mine) {
+        let c = group.counters(mine, peer)?.ok_or("no counters")?;
+        ensure(c.messages > 0, || {
+            format!("rank {me}: nothing went through shared memory to node rank {peer}")
+        })?;
+        through_shm += c.messages;
+    }
+    world.barrier()?;
+    eprintln!("rank {me} on host {host}: {local} ranks share memory, {through_shm} messages sent through it");
     Ok(())
 }
 

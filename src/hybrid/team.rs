@@ -2,7 +2,8 @@
 //! team barrier.
 
 use std::ops::Range;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
@@ -12,6 +13,10 @@ use crate::sync::{Barrier, BarrierWaitResult};
 
 /// Where the team's data starts in its region (after the barrier).
 const DATA_AT: usize = 64;
+
+/// How often a thread waiting at the team barrier checks whether a member
+/// has left (after which the barrier can never complete).
+const LEFT_CHECK: Duration = Duration::from_millis(10);
 
 /// `len` items split into `parts` nearly equal ranges; the range of part
 /// `index` (the first `len % parts` parts get one more item).
@@ -38,11 +43,16 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
 /// unlinked at once: private to the process, gone when it ends).
 ///
 /// How threads communicate beyond the team: a `HybridWorld` takes
-/// `&mut self`, so one thread at a time sends — the team computes, then one
-/// thread (typically the caller of [`run`](Self::run), after it returns)
-/// exchanges halos ("funnelled", which every MPI thread level allows). Give
+/// `&mut self`, so one thread sends: [`run_funnelled`](Self::run_funnelled)
+/// runs member 0 on the calling thread, which may use the world (and MPI)
+/// between team barriers while the other members compute or wait — MPI's
+/// `FUNNELED` pattern, allowed at every thread level above `SINGLE`. Give
 /// each thread its own endpoint instead only with a mailbox group made for
 /// it (a ring has one producer).
+///
+/// A member whose function returns (or panics) leaves the team; members
+/// waiting at a barrier it will never reach get
+/// [`SyncError::TeamMemberLeft`] within 10 ms instead of hanging.
 ///
 /// # Memory model
 ///
@@ -55,7 +65,7 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
 /// ```
 /// use shmpi::hybrid::Team;
 ///
-/// let team = Team::new(3, 1000 * 8)?;
+/// let mut team = Team::new(3, 1000 * 8)?;
 /// let sums = team.run(|me| -> shmpi::Result<u64> {
 ///     let data = me.shared::<u64>(0, 1000)?;
 ///     for i in me.range(1000) {
@@ -73,6 +83,21 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
 pub struct Team {
     threads: usize,
     region: Segment,
+    left: AtomicUsize,
+    spin: Duration,
+}
+
+/// Processes of this job on this machine, as the MPI launcher or `shmpi
+/// run` tells its ranks (1 when none does).
+fn local_processes() -> usize {
+    [
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MPI_LOCALNRANKS",
+        crate::mailbox::SIZE_ENV,
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+    .unwrap_or(1)
 }
 
 impl Team {
@@ -95,7 +120,21 @@ impl Team {
             .size(DATA_AT + shared_bytes.max(1))
             .create_init(|seg| Ok(Barrier::create_in(seg, 0, parties).map(drop)?))?;
         region.unlink()?;
-        Ok(Team { threads, region })
+        Ok(Team {
+            threads,
+            region,
+            left: AtomicUsize::new(0),
+            spin: crate::mailbox::default_spin(threads * local_processes()),
+        })
+    }
+
+    /// Sets how long a thread spins at the team barrier before it sleeps.
+    /// The default spins ([`crate::mailbox::default_spin`]) only while all
+    /// the threads of this machine's ranks (`threads` × the local rank count
+    /// the launcher announces) have a CPU each, and never otherwise.
+    pub fn with_spin(mut self, spin: Duration) -> Team {
+        self.spin = spin;
+        self
     }
 
     /// Number of threads.
@@ -103,25 +142,95 @@ impl Team {
         self.threads
     }
 
-    /// Runs `f` on every thread of the team (the calling thread waits) and
-    /// returns their results in thread order.
+    /// Runs `f` on every thread of the team (the calling thread is member
+    /// 0) and returns their results in member order.
     ///
     /// # Panics
     ///
     /// When a team thread panics (the panic is passed on).
-    pub fn run<R: Send>(&self, f: impl Fn(&TeamMember<'_>) -> R + Sync) -> Vec<R> {
+    pub fn run<R: Send>(&mut self, f: impl Fn(&TeamMember<'_>) -> R + Sync) -> Vec<R> {
+        let (first, mut rest) = self.run_funnelled(&f, &f);
+        rest.insert(0, first);
+        rest
+    }
+
+    /// Runs `main` as member 0 on the calling thread and `worker` as
+    /// members `1..threads()` on threads of their own; returns `main`'s
+    /// result and the workers' in member order. `main` need not be `Send`
+    /// or `Sync`: it may hold the rank's `HybridWorld` and make the MPI
+    /// calls between team barriers (MPI's `FUNNELED` pattern).
+    ///
+    /// # Panics
+    ///
+    /// When a team thread panics (the panic is passed on).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmpi::hybrid::Team;
+    ///
+    /// let mut team = Team::new(2, 8)?;
+    /// let mut log = Vec::new();               // not shared with the workers
+    /// let (steps, workers) = team.run_funnelled(
+    ///     |me| -> shmpi::Result<usize> {
+    ///         for step in 0..3 {
+    ///             me.shared::<u64>(0, 1)?.set(0, step); // "receive a halo"
+    ///             log.push(step);
+    ///             me.barrier()?;                       // halo visible
+    ///             me.barrier()?;                       // everyone computed
+    ///         }
+    ///         Ok(log.len())
+    ///     },
+    ///     |me| -> shmpi::Result<u64> {
+    ///         let mut seen = 0;
+    ///         for _ in 0..3 {
+    ///             me.barrier()?;
+    ///             seen += me.shared::<u64>(0, 1)?.get(0).unwrap_or(0);
+    ///             me.barrier()?;
+    ///         }
+    ///         Ok(seen)
+    ///     },
+    /// );
+    /// assert_eq!(steps?, 3);
+    /// assert_eq!(workers.into_iter().collect::<shmpi::Result<Vec<_>>>()?, [0 + 1 + 2]);
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    pub fn run_funnelled<R, W: Send>(
+        &mut self,
+        main: impl FnOnce(&TeamMember<'_>) -> R,
+        worker: impl Fn(&TeamMember<'_>) -> W + Sync,
+    ) -> (R, Vec<W>) {
+        self.left.store(0, Ordering::Relaxed);
+        let team = &*self;
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..self.threads)
+            let worker = &worker;
+            let handles: Vec<_> = (1..team.threads)
                 .map(|index| {
-                    let f = &f;
-                    s.spawn(move || f(&TeamMember { team: self, index }))
+                    s.spawn(move || {
+                        let _leave = LeaveGuard(&team.left);
+                        worker(&TeamMember { team, index })
+                    })
                 })
                 .collect();
-            handles
+            let first = {
+                let _leave = LeaveGuard(&team.left);
+                main(&TeamMember { team, index: 0 })
+            };
+            let rest = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
+                .collect();
+            (first, rest)
         })
+    }
+}
+
+/// Counts a member out of the team when its function ends, also by panic.
+struct LeaveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for LeaveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -174,9 +283,10 @@ impl TeamMember<'_> {
     ///
     /// # Errors
     ///
-    /// [`SyncError`] from the barrier.
+    /// [`SyncError::TeamMemberLeft`] when a member left the team, so the
+    /// barrier cannot complete; [`SyncError`] from the barrier.
     pub fn barrier(&self) -> Result<BarrierWaitResult, SyncError> {
-        Barrier::open_in(&self.team.region, 0)?.wait()
+        self.barrier_until(None)
     }
 
     /// [`barrier`](Self::barrier) with a timeout.
@@ -185,6 +295,34 @@ impl TeamMember<'_> {
     ///
     /// [`SyncError::Timeout`], or as [`barrier`](Self::barrier).
     pub fn barrier_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, SyncError> {
-        Barrier::open_in(&self.team.region, 0)?.wait_timeout(timeout)
+        self.barrier_until(Some((Instant::now() + timeout, timeout)))
+    }
+
+    /// Waits in slices of [`LEFT_CHECK`]: a slice that times out withdraws
+    /// this thread's arrival (unless the round completed), then either
+    /// arrives again or reports why it gives up.
+    fn barrier_until(
+        &self,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<BarrierWaitResult, SyncError> {
+        let barrier = Barrier::open_in(&self.team.region, 0)?.with_spin(self.team.spin);
+        loop {
+            let slice = match deadline {
+                None => LEFT_CHECK,
+                Some((at, timeout)) => match at.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => r.min(LEFT_CHECK),
+                    _ => return Err(SyncError::Timeout { waited: timeout }),
+                },
+            };
+            match barrier.wait_timeout(slice) {
+                Err(SyncError::Timeout { .. }) => {
+                    let left = self.team.left.load(Ordering::Acquire);
+                    if left > 0 {
+                        return Err(SyncError::TeamMemberLeft { left });
+                    }
+                }
+                done => return done,
+            }
+        }
     }
 }

@@ -170,6 +170,14 @@ impl HybridWorld {
         &self.node
     }
 
+    /// The node's mailbox group, through which this rank's messages to
+    /// ranks on its node go (`None` when the rank is alone on its node).
+    /// Its [`counters`](MailboxGroup::counters) show the traffic that went
+    /// through shared memory; group member ids are node ranks.
+    pub fn node_mailbox(&self) -> Option<&MailboxGroup> {
+        self.mailbox.as_ref()
+    }
+
     /// The world communicator.
     pub fn world(&self) -> &Comm {
         &self.world
