@@ -431,6 +431,18 @@ pub enum MpiError {
         /// `MPI_Error_string`.
         message: String,
     },
+    /// The MPI library's one-sided setup would crash or fail on this
+    /// operation (Open MPI's `rdma` component: its compare-and-swap
+    /// segfaults, and it cannot make windows across hosts over TCP).
+    #[error(
+        "one-sided MPI refused: {reason} (Open MPI osc setting {setting:?}; run through shmpi's launcher or set OMPI_MCA_osc=sm,ucx)"
+    )]
+    OneSidedUnsupported {
+        /// The `osc` component setting read through the MPI tools interface.
+        setting: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 }
 
 /// A typed receive or a collective got data it cannot use.
@@ -495,6 +507,45 @@ pub enum Error {
     /// An MPI operation failed.
     #[error(transparent)]
     Mpi(#[from] MpiError),
+    /// A distributed array operation failed.
+    #[error(transparent)]
+    Dsm(#[from] DsmError),
+}
+
+/// A distributed array ([`crate::dsm::DistArray`]) operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DsmError {
+    /// An index (or the end of a range) past the array's end.
+    #[error("index {index} is out of bounds for a distributed array of length {len}")]
+    OutOfBounds {
+        /// The first index outside the array.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// The ranks disagree on the array's shape at creation.
+    #[error("the ranks disagree on the array's {what}: from {min} to {max}")]
+    Disagreement {
+        /// What differs (element size, alignment, length).
+        what: &'static str,
+        /// The smallest value given.
+        min: u64,
+        /// The largest value given.
+        max: u64,
+    },
+    /// An owner answered a request with an error status.
+    #[error("owner {owner} refused the request: {reason}")]
+    Refused {
+        /// The owner's rank.
+        owner: usize,
+        /// What it said.
+        reason: &'static str,
+    },
+    /// A message on the array's channel that the protocol does not allow
+    /// (a malformed reply, an unexpected tag or sender).
+    #[error("protocol violation on the array's channel: {0}")]
+    Protocol(String),
 }
 
 /// `Result` with [`Error`].

@@ -53,6 +53,7 @@
 )]
 
 pub mod bench;
+pub mod dsm;
 pub mod error;
 pub mod hybrid;
 pub mod mailbox;
@@ -64,8 +65,8 @@ pub mod sync;
 pub mod transport;
 
 pub use error::{
-    Error, MailboxError, MpiError, NameError, PlacementError, Result, SegmentError, SpaceResource,
-    SyncError, TransportError,
+    DsmError, Error, MailboxError, MpiError, NameError, PlacementError, Result, SegmentError,
+    SpaceResource, SyncError, TransportError,
 };
 
 /// The README's examples, compiled and run as doctests so it stays true.

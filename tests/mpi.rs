@@ -9,6 +9,7 @@ use common::ensure;
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use shmpi::dsm::DistArray;
 use shmpi::mpi::{Mpi, MpiTransport, SharedComm, ThreadLevel};
 use shmpi::mpirun::{Cluster, Mpirun};
 use shmpi::segment::Segment;
@@ -55,7 +56,18 @@ fn main() {
             launch_hybrid(3, Some(1))
         }),
         Trial::test("hybrid_killed_rank_ends_the_job_leaving_nothing", || {
-            killed_rank(None)
+            killed_rank(None, "kill")
+        }),
+        Trial::test("dsm_suite_2_ranks_every_backend", || launch("dsm", 2, true)),
+        Trial::test("dsm_suite_4_ranks_every_backend", || launch("dsm", 4, true)),
+        Trial::test("dsm_suite_4_ranks_two_emulated_nodes", || {
+            launch_with("dsm", 4, &[(shmpi::hybrid::RANKS_PER_NODE_ENV, "2")])
+        }),
+        Trial::test("dsm_rma_refused_under_debian_osc_defaults", || {
+            launch_with("dsm-refused", 2, &[("OMPI_MCA_osc", "^ucx,pt2pt")])
+        }),
+        Trial::test("dsm_dead_owner_ends_the_job_leaving_nothing", || {
+            killed_rank(None, "dsm-kill")
         }),
     ];
     // Across network-namespace hosts (scripts/netns-cluster.sh sets
@@ -71,11 +83,32 @@ fn main() {
         .with_ignored_flag(!in_cluster),
         Trial::test(
             "cluster_killed_rank_ends_the_job_leaving_nothing",
-            move || killed_rank(c1.as_ref()),
+            move || killed_rank(c1.as_ref(), "kill"),
+        )
+        .with_ignored_flag(!in_cluster),
+        Trial::test("cluster_dsm_suite_two_hosts", || launch("dsm", 4, true))
+            .with_ignored_flag(!in_cluster),
+        Trial::test(
+            "cluster_dsm_dead_owner_ends_the_job_leaving_nothing",
+            move || killed_rank(cluster.as_ref(), "dsm-kill"),
         )
         .with_ignored_flag(!in_cluster),
     ]);
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
+}
+
+/// `launch` with extra environment variables for the ranks.
+fn launch_with(role: &str, ranks: usize, env: &[(&str, &str)]) -> Result<(), Failed> {
+    let mut job = Mpirun::new(ranks, std::env::current_exe()?)
+        .env(ROLE, role)
+        .timeout(Duration::from_secs(120));
+    for (k, v) in env {
+        job = job.env(k, v);
+    }
+    let status = job.command().status()?;
+    ensure(status.success(), || {
+        format!("mpirun -n {ranks} role {role} {env:?}: {status}")
+    })
 }
 
 fn launch(role: &str, ranks: usize, expect_success: bool) -> Result<(), Failed> {
@@ -195,6 +228,36 @@ fn run_role(role: &str) -> Result<(), Failed> {
         "threads" => role_threads(),
         "big" => role_big(),
         "hosts" => role_hosts(),
+        "dsm" => role_dsm(),
+        "dsm-refused" => {
+            let mpi = Mpi::init(ThreadLevel::Multiple)?;
+            let world = mpi.world()?;
+            match DistArray::<u64, _>::rma(&world, 10) {
+                Err(shmpi::Error::Mpi(MpiError::OneSidedUnsupported { setting, .. })) => {
+                    ensure(setting == "^ucx,pt2pt", || format!("setting {setting:?}"))?
+                }
+                other => return Err(format!("expected a refusal, got {other:?}").into()),
+            }
+            // The owner protocol needs no one-sided MPI.
+            let mut a = DistArray::<u64, _>::owner(MpiTransport::new(world.dup()?), 10)?;
+            a.fetch_add(9, 1)?;
+            a.barrier()?;
+            ensure(a.get(9)? == world.size() as u64, || {
+                "owner protocol sum".into()
+            })
+        }
+        "dsm-kill" => {
+            let mpi = Mpi::init(ThreadLevel::Multiple)?;
+            let world = shmpi::hybrid::HybridWorld::new(&mpi)?;
+            let mut a = DistArray::<u64, _>::owner(world.dup()?, 100)?;
+            a.barrier()?;
+            if shmpi::transport::Transport::rank(&world) == 1 {
+                nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL)?;
+            }
+            // Rank 1 owns elements 25..50: its reply never comes.
+            let v = a.get(30)?;
+            Err(format!("read {v} from a dead owner").into())
+        }
         "kill" => {
             let mpi = Mpi::init(ThreadLevel::Multiple)?;
             let mut world = shmpi::hybrid::HybridWorld::new(&mpi)?;
@@ -317,7 +380,7 @@ fn role_errors() -> Result<(), Failed> {
 /// ends the job non-zero within the launcher's timeout, and leaves nothing
 /// of shmpi's in /dev/shm — on network-namespace hosts, in any host's
 /// private /dev/shm, as each host's daemon recorded it when it ended.
-fn killed_rank(cluster: Option<&Cluster>) -> Result<(), Failed> {
+fn killed_rank(cluster: Option<&Cluster>, role: &str) -> Result<(), Failed> {
     let shm = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
             .map(|d| {
@@ -335,7 +398,7 @@ fn killed_rank(cluster: Option<&Cluster>) -> Result<(), Failed> {
     let start = std::time::Instant::now();
     let status = Mpirun::new(4, std::env::current_exe()?)
         .cluster(cluster.cloned())
-        .env(ROLE, "kill")
+        .env(ROLE, role)
         .env(shmpi::hybrid::RANKS_PER_NODE_ENV, "2")
         .timeout(timeout)
         .command()
@@ -435,6 +498,22 @@ fn role_hosts() -> Result<(), Failed> {
     }
     world.barrier()?;
     eprintln!("rank {me} on host {host}: {local} ranks share memory, {through_shm} messages sent through it");
+    Ok(())
+}
+
+/// The distributed-array suite over every backend: the owner protocol on
+/// a duplicated communicator, with a progress thread, on a duplicated
+/// hybrid world, and MPI one-sided operations.
+fn role_dsm() -> Result<(), Failed> {
+    let mpi = Mpi::init(ThreadLevel::Multiple)?;
+    let world = mpi.world()?;
+    common::dsm_suite::run(&mut |len| {
+        DistArray::<u64, _>::owner(MpiTransport::new(world.dup()?), len)
+    })?;
+    common::dsm_suite::run(&mut |len| DistArray::<u64, _>::with_progress_thread(&world, len))?;
+    let hybrid = shmpi::hybrid::HybridWorld::new(&mpi)?;
+    common::dsm_suite::run(&mut |len| DistArray::<u64, _>::owner(hybrid.dup()?, len))?;
+    common::dsm_suite::run(&mut |len| DistArray::<u64, _>::rma(&world, len))?;
     Ok(())
 }
 

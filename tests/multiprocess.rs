@@ -70,6 +70,12 @@ fn main() {
             mailbox_kill_loop,
         ),
         Trial::test("mailbox_member_rejoins_after_crash", mailbox_rejoin),
+        Trial::test("dsm_owner_protocol_over_mailboxes_4_processes", || {
+            dsm_suite(4)
+        }),
+        Trial::test("dsm_owner_protocol_over_mailboxes_2_processes", || {
+            dsm_suite(2)
+        }),
         root_only(Trial::test(
             "full_dev_shm_is_no_space_and_leaves_nothing",
             full_dev_shm,
@@ -169,6 +175,7 @@ fn run_role(role: &str) -> Result<(), Failed> {
         "suite" => {
             return common::transport_suite::run(&mut MailboxGroup::from_env()?).map_err(Into::into)
         }
+        "dsm" => return role_dsm(),
         "stream-victim" => return role_stream_victim(),
         "stream-survivor" => return role_stream_survivor(),
         "rejoiner" => return role_rejoiner(),
@@ -533,6 +540,34 @@ fn mailbox_suite(procs: usize) -> Result<(), Failed> {
     };
     let job = GroupLaunch::spawn(procs, &options, |_| self_command("suite"))?;
     check_statuses(job.wait(CHILD_TIMEOUT)?)
+}
+
+fn dsm_suite(procs: usize) -> Result<(), Failed> {
+    let job = GroupLaunch::spawn(procs, &MailboxOptions::default(), |_| self_command("dsm"))?;
+    check_statuses(job.wait(CHILD_TIMEOUT)?)
+}
+
+/// The distributed-array suite over the owner protocol, each array on a
+/// mailbox group of its own (named after the launched group, ephemeral).
+fn role_dsm() -> Result<(), Failed> {
+    let launched = MailboxGroup::from_env()?;
+    let (id, procs) = (launched.id(), launched.members());
+    let base = std::env::var(shmpi::mailbox::GROUP_ENV)?;
+    let mut arrays = 0;
+    let mut make = |len| {
+        arrays += 1;
+        let bare = format!("{base}.dsm{arrays}");
+        let name = SegmentName::new(&bare)
+            .map_err(|source| shmpi::SegmentError::InvalidName { name: bare, source })?;
+        let options = MailboxOptions {
+            ephemeral: true,
+            ..MailboxOptions::default()
+        };
+        let group = MailboxGroup::create_or_join(&name, id, procs, &options)?;
+        shmpi::dsm::DistArray::owner(group, len)
+    };
+    common::dsm_suite::run(&mut make)?;
+    Ok(())
 }
 
 /// Rank 0 streams messages of random sizes (some larger than the ring) to

@@ -40,26 +40,13 @@ pub struct NodeArray<T: Pod> {
 
 enum Backing {
     Segment(Segment),
-    Window(Window),
+    Window(SharedWindow),
 }
 
-/// An MPI shared-memory window, locked for passive access for its life.
-struct Window {
-    win: rsmpi::ffi::MPI_Win,
+/// An MPI shared-memory window and the node leader's memory in it.
+struct SharedWindow {
+    window: crate::mpi::rma::Window,
     base: std::ptr::NonNull<u8>,
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        if !crate::mpi::is_finalized() {
-            // SAFETY: our window, locked with lock_all at creation; freeing
-            // is collective over the node (documented on node_window_array).
-            unsafe {
-                rsmpi::ffi::MPI_Win_unlock_all(self.win);
-                rsmpi::ffi::MPI_Win_free(&mut self.win);
-            }
-        }
-    }
 }
 
 impl<T: Pod> NodeArray<T> {
@@ -105,8 +92,7 @@ impl<T: Pod> NodeArray<T> {
 
     fn sync(&self) -> Result<(), Error> {
         if let Backing::Window(w) = &self.backing {
-            // SAFETY: our window, in a lock_all epoch.
-            crate::mpi::check("MPI_Win_sync", unsafe { rsmpi::ffi::MPI_Win_sync(w.win) })?;
+            w.window.sync()?;
         }
         Ok(())
     }
@@ -246,43 +232,27 @@ impl HybridWorld {
                 win.as_mut_ptr(),
             )
         })?;
-        // SAFETY: initialised by the successful call.
-        let win = unsafe { win.assume_init() };
-        // From here the window is freed on every error path by its Drop.
-        let mut window = Window {
-            win,
-            base: std::ptr::NonNull::dangling(),
-        };
+        // SAFETY: created by the successful call above, owned here; from
+        // here it is freed on every error path by its Drop.
+        let window = unsafe { crate::mpi::rma::Window::adopt(win.assume_init())? };
         let (mut size, mut disp) = (0 as ffi::MPI_Aint, 0);
         let mut shared: *mut std::ffi::c_void = std::ptr::null_mut();
-        // SAFETY: our window; out-pointers to locals; ERRORS_RETURN is a
-        // predefined handler.
-        unsafe {
-            check(
-                "MPI_Win_set_errhandler",
-                ffi::MPI_Win_set_errhandler(win, ffi::RSMPI_ERRORS_RETURN),
-            )?;
-            check(
-                "MPI_Win_shared_query",
-                ffi::MPI_Win_shared_query(
-                    win,
-                    0,
-                    &mut size,
-                    &mut disp,
-                    (&mut shared as *mut *mut std::ffi::c_void).cast(),
-                ),
-            )?;
-            check(
-                "MPI_Win_lock_all",
-                ffi::MPI_Win_lock_all(ffi::MPI_MODE_NOCHECK as i32, win),
-            )?;
-        }
+        // SAFETY: our window; out-pointers to locals.
+        check("MPI_Win_shared_query", unsafe {
+            ffi::MPI_Win_shared_query(
+                window.win,
+                0,
+                &mut size,
+                &mut disp,
+                (&mut shared as *mut *mut std::ffi::c_void).cast(),
+            )
+        })?;
         let base = std::ptr::NonNull::new(shared.cast::<u8>()).ok_or(MailboxError::Mismatch {
             what: "MPI shared window base",
             found: 0,
             expected: 1,
         })?;
-        window.base = base;
+        let window = SharedWindow { window, base };
         if (size as u64) < bytes as u64 || (base.as_ptr() as usize) % std::mem::align_of::<T>() != 0
         {
             return Err(Error::Mailbox(MailboxError::Mismatch {

@@ -108,7 +108,28 @@ impl HybridWorld {
     ///
     /// As [`new`](Self::new).
     pub fn with_options(mpi: &Mpi, options: &MailboxOptions) -> Result<HybridWorld, Error> {
-        let world = mpi.world()?;
+        Self::over(mpi.world()?, options)
+    }
+
+    /// A hybrid world of the same ranks with channels of its own: a
+    /// duplicated communicator and a new node mailbox group (ephemeral).
+    /// Its messages never mix with this world's — for a library layer
+    /// such as a [`DistArray`](crate::dsm::DistArray). Collective.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn dup(&self) -> Result<HybridWorld, Error> {
+        Self::over(
+            self.world.dup()?,
+            &MailboxOptions {
+                ephemeral: true,
+                ..MailboxOptions::default()
+            },
+        )
+    }
+
+    fn over(world: Comm, options: &MailboxOptions) -> Result<HybridWorld, Error> {
         let me = world.rank();
         let forced = match env_number(NODE_ID_ENV)? {
             Some(id) => Some(id),

@@ -215,6 +215,23 @@ impl Comm {
         Comm::adopt(unsafe { out.assume_init() })
     }
 
+    /// A communicator of the same ranks with a context of its own
+    /// (`MPI_Comm_dup`): its messages never match this one's. Collective.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn dup(&self) -> Result<Comm, MpiError> {
+        self.alive()?;
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: communicator alive; out-pointer to a local.
+        check("MPI_Comm_dup", unsafe {
+            ffi::MPI_Comm_dup(self.raw, out.as_mut_ptr())
+        })?;
+        // SAFETY: initialised by the successful call.
+        Comm::adopt(unsafe { out.assume_init() })
+    }
+
     /// The ranks with the same `color` (`MPI_Comm_split`), ordered by rank.
     ///
     /// # Errors

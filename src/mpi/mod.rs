@@ -17,6 +17,8 @@
 //!   the caller's buffer is reported with both sizes and kept (received into
 //!   a local queue that later receives look at first), never truncated.
 //!   Messages above `i32::MAX` bytes are split transparently.
+//! - [`RmaWindow`]: one-sided access with element atomicity (accumulate
+//!   based), refused where Open MPI's `rdma` component could crash it.
 //! - [`MpiTransport`]: the [`Transport`](crate::transport::Transport) over a
 //!   communicator, with MPI's own collectives.
 //!
@@ -24,11 +26,13 @@
 
 mod comm;
 mod env;
+pub(crate) mod rma;
 mod transport;
 
 pub use comm::{Comm, RecvRequest, SendRequest, SharedComm, Status};
 pub use env::{Mpi, ThreadLevel};
-pub use transport::MpiTransport;
+pub use rma::{check_one_sided, osc_setting, RmaWindow};
+pub use transport::{AsComm, MpiTransport};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 use bytemuck::Pod;
 use rsmpi::ffi;
 
-use super::{check, Comm};
+use std::sync::Arc;
+
+use super::{check, Comm, SharedComm};
 use crate::error::{Error, MpiError, TransportError};
 use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
@@ -24,9 +26,30 @@ use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch,
 /// let total = t.allreduce(&[t.rank() as u64], ReduceOp::Sum)?;
 /// # Ok::<(), shmpi::Error>(())
 /// ```
+///
+/// `MpiTransport<Arc<SharedComm>>` ([`MpiTransport::shared`]) is the same
+/// over a communicator other threads use too (`MPI_THREAD_MULTIPLE`).
 #[derive(Debug)]
-pub struct MpiTransport {
-    comm: Comm,
+pub struct MpiTransport<C: AsComm = Comm> {
+    comm: C,
+}
+
+/// Something that holds a communicator: a [`Comm`], or a shared one.
+pub trait AsComm {
+    /// The communicator.
+    fn as_comm(&self) -> &Comm;
+}
+
+impl AsComm for Comm {
+    fn as_comm(&self) -> &Comm {
+        self
+    }
+}
+
+impl AsComm for Arc<SharedComm> {
+    fn as_comm(&self) -> &Comm {
+        self
+    }
 }
 
 impl MpiTransport {
@@ -34,10 +57,19 @@ impl MpiTransport {
     pub fn new(comm: Comm) -> MpiTransport {
         MpiTransport { comm }
     }
+}
 
+impl MpiTransport<Arc<SharedComm>> {
+    /// Wraps a communicator shared with other threads.
+    pub fn shared(comm: Arc<SharedComm>) -> MpiTransport<Arc<SharedComm>> {
+        MpiTransport { comm }
+    }
+}
+
+impl<C: AsComm> MpiTransport<C> {
     /// The communicator.
     pub fn comm(&self) -> &Comm {
-        &self.comm
+        self.comm.as_comm()
     }
 }
 
@@ -99,13 +131,13 @@ fn root_of(root: usize, size: usize) -> Result<i32, TransportError> {
     }
 }
 
-impl Transport for MpiTransport {
+impl<C: AsComm> Transport for MpiTransport<C> {
     fn rank(&self) -> usize {
-        self.comm.rank()
+        self.comm().rank()
     }
 
     fn size(&self) -> usize {
-        self.comm.size()
+        self.comm().size()
     }
 
     /// Sends with the Transport's progress rule: while the send waits (a
@@ -114,7 +146,7 @@ impl Transport for MpiTransport {
     /// large messages at once both complete — as mailboxes do. (A plain
     /// `MPI_Send` would deadlock there; use [`Comm::send`] for it.)
     fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
-        Ok(self.comm.send_with_progress(dest, tag, data)?)
+        Ok(self.comm().send_with_progress(dest, tag, data)?)
     }
 
     fn recv_matching(
@@ -124,8 +156,8 @@ impl Transport for MpiTransport {
         timeout: Option<Duration>,
     ) -> Result<Message, Error> {
         Ok(match timeout {
-            None => self.comm.recv(source, tag)?,
-            Some(t) => self.comm.recv_timeout(source, tag, t)?,
+            None => self.comm().recv(source, tag)?,
+            Some(t) => self.comm().recv_timeout(source, tag, t)?,
         })
     }
 
@@ -134,11 +166,11 @@ impl Transport for MpiTransport {
         source: Source,
         tag: TagMatch,
     ) -> Result<Option<Message>, Error> {
-        Ok(self.comm.try_recv(source, tag)?)
+        Ok(self.comm().try_recv(source, tag)?)
     }
 
     fn barrier(&mut self) -> Result<(), Error> {
-        Ok(self.comm.barrier()?)
+        Ok(self.comm().barrier()?)
     }
 
     fn broadcast<T: Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Error> {
@@ -148,7 +180,7 @@ impl Transport for MpiTransport {
         } else {
             Vec::new()
         };
-        self.comm.broadcast_bytes(root, &mut bytes)?;
+        self.comm().broadcast_bytes(root, &mut bytes)?;
         if self.rank() != root {
             *data = cast_vec(&bytes)?;
         }
@@ -175,7 +207,7 @@ impl Transport for MpiTransport {
                 ty,
                 mpi_op,
                 r,
-                self.comm.as_raw(),
+                self.comm().as_raw(),
             )
         })?;
         Ok((self.rank() == root).then_some(out))
@@ -193,7 +225,7 @@ impl Transport for MpiTransport {
                 n,
                 ty,
                 mpi_op,
-                self.comm.as_raw(),
+                self.comm().as_raw(),
             )
         })?;
         Ok(out)
@@ -215,7 +247,7 @@ impl Transport for MpiTransport {
                 1,
                 ffi::RSMPI_INT32_T,
                 r,
-                self.comm.as_raw(),
+                self.comm().as_raw(),
             )
         })?;
         let mut displs = Vec::with_capacity(counts.len());
@@ -237,7 +269,7 @@ impl Transport for MpiTransport {
                 displs.as_ptr(),
                 ffi::RSMPI_UINT8_T,
                 r,
-                self.comm.as_raw(),
+                self.comm().as_raw(),
             )
         })?;
         if me != root {

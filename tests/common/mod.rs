@@ -12,3 +12,4 @@ pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Result<(), libtest_mi
         Err(msg().into())
     }
 }
+pub mod dsm_suite;
