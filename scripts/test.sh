@@ -99,7 +99,10 @@ mpi_examples() {
     scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 1 &&
     scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
     scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/heat2d 128 100 --threads 1 &&
-    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_histogram --draws 5000 &&
+    scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 2000 &&
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_bench --quick
 }
 
 # Two network-namespace hosts, 2 ranks each (scripts/netns-cluster.sh):
@@ -113,7 +116,8 @@ cluster_tests() {
   scripts/netns-cluster.sh -- sh -c '
     cargo nextest run --locked --profile ci --test mpi --test-threads 1 --run-ignored all -E "test(/^cluster_/)" &&
     target/release/shmpi mpirun -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
-    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --threads 1'
+    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --threads 1 &&
+    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 500'
 }
 
 # MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.

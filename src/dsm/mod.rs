@@ -16,8 +16,12 @@
 //!   a rank busy elsewhere delays everyone who reads its elements. With
 //!   `DistArray::with_progress_thread` (MPI, needs
 //!   `MPI_THREAD_MULTIPLE`) a thread serves at all times: it polls with
-//!   `MPI_Iprobe` and backs off to sleeping (up to 1 ms) when idle, so it
-//!   costs little CPU but a request to an idle rank may wait that long.
+//!   `MPI_Improbe`, yields the CPU between polls for a while, then backs
+//!   off to sleeping (10 µs doubling up to 1 ms) when idle, so it costs
+//!   little CPU but a request to an idle rank may wait that long. A rank
+//!   waiting for a reply then polls and yields too, since its own server
+//!   may share its core: launch such jobs with `--threads 2` (no binding
+//!   of each rank to one core).
 //! - `Rma` (feature `mpi`, `DistArray::rma`): MPI one-sided operations,
 //!   passive target, on an `RmaWindow`: the owner takes no part.
 //!

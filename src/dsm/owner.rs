@@ -174,9 +174,18 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
     fn round_trip(&mut self, owner: usize, request: &[u8]) -> Result<Vec<u8>, Error> {
         self.channel.send(owner, REQUEST, request)?;
         let reply = if self.has_progress_thread() {
-            // The thread serves; only our reply is for us.
-            self.channel
-                .recv_matching(Source::Rank(owner), TagMatch::Tag(REPLY), None)?
+            // The thread serves; only our reply is for us. Poll and yield
+            // rather than block in MPI (which spins): our own progress
+            // thread may share this core and have a request to answer.
+            loop {
+                let m = self
+                    .channel
+                    .try_recv_matching(Source::Rank(owner), TagMatch::Tag(REPLY))?;
+                match m {
+                    Some(m) => break m,
+                    None => std::thread::yield_now(),
+                }
+            }
         } else {
             self.next_awaited()?
         };
@@ -414,27 +423,45 @@ mod progress {
         }
     }
 
-    /// Serves requests until `stop`: polls (`MPI_Improbe`), and when idle
-    /// sleeps, doubling from 1 µs to [`MAX_IDLE_SLEEP`].
+    /// Lets the calling thread run on every online CPU. Launchers bind
+    /// each rank to one core when ranks do not outnumber cores; the server
+    /// would then share that core with its rank's main thread, which waits
+    /// for replies by polling, and requests wait for the scheduler
+    /// (measured: 1.5 ms per request instead of 20 µs).
+    fn unbind_this_thread() {
+        let mut all = nix::sched::CpuSet::new();
+        for cpu in 0..crate::mailbox::online_cpus().min(nix::sched::CpuSet::count()) {
+            let _ = all.set(cpu);
+        }
+        // Best effort: where a cpuset forbids it, the binding stays.
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
+    }
+
+    /// Polls that only yield the CPU before an idle server starts sleeping.
+    const YIELDING_POLLS: u32 = 200;
+
+    /// Serves requests until `stop`: polls (`MPI_Improbe`); when idle it
+    /// first yields the CPU between polls (requests tend to come in runs),
+    /// then sleeps, doubling from 10 µs to [`MAX_IDLE_SLEEP`].
     fn serve_loop<T: Pod>(
         comm: &SharedComm,
         block: &Mutex<Vec<T>>,
         stop: &AtomicBool,
     ) -> Result<(), MpiError> {
-        let mut idle = Duration::ZERO;
+        let (mut idle_polls, mut sleep) = (0u32, Duration::from_micros(10));
         while !stop.load(Ordering::Acquire) {
             match comm.try_recv(Source::Any, TagMatch::Tag(REQUEST))? {
                 Some(m) => {
                     comm.send(m.source, REPLY, &serve_block(block, &m.data))?;
-                    idle = Duration::ZERO;
+                    (idle_polls, sleep) = (0, Duration::from_micros(10));
                 }
-                None if idle.is_zero() => {
+                None if idle_polls < YIELDING_POLLS => {
+                    idle_polls += 1;
                     std::thread::yield_now();
-                    idle = Duration::from_micros(1);
                 }
                 None => {
-                    std::thread::sleep(idle);
-                    idle = (idle * 2).min(MAX_IDLE_SLEEP);
+                    std::thread::sleep(sleep);
+                    sleep = (sleep * 2).min(MAX_IDLE_SLEEP);
                 }
             }
         }
@@ -460,7 +487,10 @@ mod progress {
             let flag = Arc::clone(&stop);
             let thread = std::thread::Builder::new()
                 .name("shmpi-dsm-progress".into())
-                .spawn(move || serve_loop(&shared, &block, &flag))
+                .spawn(move || {
+                    unbind_this_thread();
+                    serve_loop(&shared, &block, &flag)
+                })
                 .map_err(|_| MpiError::ThreadLevel {
                     needed: "a progress thread (spawn failed)",
                     granted: "",
