@@ -120,6 +120,34 @@ cluster_tests() {
     target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 500'
 }
 
+# The C API: the C examples built against the build tree, each run under
+# valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
+# why; any other error or definite leak fails), the MPI one under mpirun
+# with 2 and 4 ranks; then the README's path for C programmers: install to
+# a prefix and build an example with pkg-config.
+c_api() {
+  cargo build --locked --release -q --lib --bin shmpi || return 1
+  make -s -C c_examples || return 1
+  local vg=(valgrind -q --num-callers=40 --error-exitcode=97 --leak-check=full
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    --suppressions=/usr/share/openmpi/openmpi-valgrind.supp
+    --suppressions=c_examples/shmpi-valgrind.supp)
+  timeout 300 "${vg[@]}" target/c_examples/shm_pingpong &&
+    timeout 300 "${vg[@]}" target/c_examples/mailbox_ring 4 &&
+    timeout 300 "${vg[@]}" target/c_examples/mutex_crash &&
+    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid || return 1
+  local prefix
+  prefix=$(mktemp -d)
+  scripts/install.sh "$prefix" &&
+    PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C c_examples OUT="$prefix/examples" &&
+    "$prefix/examples/mailbox_ring" 3 &&
+    ldd "$prefix/examples/mailbox_ring" | grep -q "$prefix/lib/libshmpi.so"
+  local status=$?
+  rm -rf "$prefix"
+  return $status
+}
+
 # MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.
 mpich_smoke() {
   MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich cargo build --locked --release -q --examples || return 1
@@ -138,6 +166,7 @@ phase loom               tests cargo nextest run --locked --profile ci --release
 phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess) or binary(mpi)' --test-threads 1
 phase mpi-examples       check mpi_examples
 phase cluster            tests cluster_tests
+phase c-api              check c_api
 phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps

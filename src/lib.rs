@@ -55,6 +55,7 @@
 pub mod bench;
 pub mod dsm;
 pub mod error;
+pub mod ffi;
 pub mod hybrid;
 pub mod mailbox;
 #[cfg(feature = "mpi")]

@@ -120,8 +120,19 @@ impl HybridWorld {
     ///
     /// As [`new`](Self::new).
     pub fn dup(&self) -> Result<HybridWorld, Error> {
+        Self::from_comm(self.world.dup()?)
+    }
+
+    /// A hybrid world over the ranks of `comm` (e.g. from
+    /// [`Mpi::comm_from_fortran`], what C code hands over), with an
+    /// ephemeral node mailbox group. Collective over `comm`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn from_comm(comm: Comm) -> Result<HybridWorld, Error> {
         Self::over(
-            self.world.dup()?,
+            comm,
             &MailboxOptions {
                 ephemeral: true,
                 ..MailboxOptions::default()

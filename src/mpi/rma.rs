@@ -36,8 +36,14 @@ extern "C" {
 }
 
 /// Open MPI's one-sided component setting (`osc`), read through the MPI
-/// tools interface; `None` where the MPI has no such variable (MPICH).
+/// tools interface once per process (it cannot change while MPI runs);
+/// `None` where the MPI has no such variable (MPICH).
 pub fn osc_setting() -> Option<String> {
+    static SETTING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SETTING.get_or_init(read_osc_setting).clone()
+}
+
+fn read_osc_setting() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: a NUL-terminated name and a buffer of the length passed; the
     // shim always terminates what it writes.

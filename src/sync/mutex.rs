@@ -192,6 +192,29 @@ impl<'a, T: Pod> RobustMutex<'a, T> {
         self.outcome("pthread_mutex_clocklock", rc, Some(timeout))
     }
 
+    /// A guard for a lock this thread holds through a guard it forgot
+    /// (`mem::forget`): for the C API, where lock and unlock are separate
+    /// calls. `recovered`: the lock was taken in the owner-died state and
+    /// not yet made consistent.
+    ///
+    /// # Safety
+    ///
+    /// This thread holds the lock, and no other guard for it exists.
+    pub(crate) unsafe fn assume_locked(
+        &self,
+        recovered: bool,
+    ) -> Result<MutexGuard<'_, T>, RecoveredGuard<'_, T>> {
+        let guard = MutexGuard {
+            cell: self.cell,
+            _not_send: PhantomData,
+        };
+        if recovered {
+            Err(RecoveredGuard { guard })
+        } else {
+            Ok(guard)
+        }
+    }
+
     fn outcome(
         &self,
         op: &'static str,

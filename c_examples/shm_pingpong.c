@@ -1,0 +1,125 @@
+/* Parent and forked child ping-pong through a shmpi mailbox group, checking
+ * every status and every byte: messages of many sizes (some larger than
+ * the ring, streamed), a zero-copy loan answered by reference, a message
+ * too long for its buffer (kept, then received), a timeout, and NULL
+ * arguments refused with a status. */
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define ROUNDS 2000
+#define BIG (300 * 1000)
+
+static void fill(unsigned char *buf, size_t len, unsigned seed) {
+    for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(i * 31 + seed * 7);
+}
+
+static size_t size_of_round(int round) {
+    return round % 100 == 99 ? BIG : (size_t)(round * 37) % 5000;
+}
+
+static int child(const char *name) {
+    shmpi_mailbox *mb = NULL;
+    CHECK(shmpi_mailbox_join(name, 1, &mb));
+    unsigned char *buf = malloc(BIG);
+    ASSERT(buf != NULL);
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t len = 0;
+        int from = -1, tag = -1;
+        CHECK(shmpi_mailbox_recv(mb, 0, SHMPI_ANY_TAG, buf, BIG, &len, &from, &tag));
+        ASSERT(from == 0 && tag == round % 1000 && len == size_of_round(round));
+        CHECK(shmpi_mailbox_send(mb, 0, tag, buf, len)); /* echo */
+    }
+    /* Zero copy: receive by reference, answer through a loan. */
+    const void *data = NULL;
+    size_t len = 0;
+    shmpi_recvref *ref = NULL;
+    CHECK(shmpi_mailbox_recv_ref(mb, 0, 7, &data, &len, NULL, NULL, &ref));
+    ASSERT(len == 64);
+    void *out = NULL;
+    shmpi_loan *loan = NULL;
+    /* The mailbox is busy while the reference is held. */
+    EXPECT(SHMPI_E_BUSY, shmpi_mailbox_loan(mb, 0, 8, 64, &out, &loan));
+    unsigned char copy[64];
+    memcpy(copy, data, 64);
+    CHECK(shmpi_recvref_release(ref));
+    CHECK(shmpi_mailbox_loan(mb, 0, 8, 64, &out, &loan));
+    for (int i = 0; i < 64; i++) ((unsigned char *)out)[i] = (unsigned char)(copy[i] ^ 0xFF);
+    CHECK(shmpi_loan_commit(loan));
+    /* 100 bytes for a 10-byte buffer: reported and kept. */
+    char small[10];
+    EXPECT(SHMPI_E_TOO_LONG, shmpi_mailbox_recv(mb, 0, 9, small, sizeof small, &len, NULL, NULL));
+    ASSERT(len == 100);
+    CHECK(shmpi_mailbox_recv(mb, 0, 9, buf, BIG, &len, NULL, NULL));
+    ASSERT(len == 100 && buf[99] == 99);
+    free(buf);
+    CHECK(shmpi_mailbox_close(mb));
+    return 0;
+}
+
+int main(void) {
+    char name[64];
+    snprintf(name, sizeof name, "c-pingpong-%d", (int)getpid());
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) exit(child(name));
+
+    shmpi_mailbox *mb = NULL;
+    CHECK(shmpi_mailbox_create(name, 0, 2, 64 * 1024, 1, &mb));
+    size_t id = 9, members = 0;
+    CHECK(shmpi_mailbox_rank(mb, &id, &members));
+    ASSERT(id == 0 && members == 2);
+    unsigned char *out = malloc(BIG), *back = malloc(BIG);
+    ASSERT(out != NULL && back != NULL);
+    for (int round = 0; round < ROUNDS; round++) {
+        size_t len = size_of_round(round), got = 0;
+        fill(out, len, (unsigned)round);
+        CHECK(shmpi_mailbox_send(mb, 1, round % 1000, out, len));
+        CHECK(shmpi_mailbox_recv(mb, 1, round % 1000, back, BIG, &got, NULL, NULL));
+        ASSERT(got == len && memcmp(out, back, len) == 0);
+    }
+    /* Zero copy both ways. */
+    void *buf = NULL;
+    shmpi_loan *loan = NULL;
+    CHECK(shmpi_mailbox_loan(mb, 1, 7, 64, &buf, &loan));
+    fill(buf, 64, 5);
+    CHECK(shmpi_loan_commit(loan));
+    const void *data = NULL;
+    size_t len = 0;
+    shmpi_recvref *ref = NULL;
+    CHECK(shmpi_mailbox_recv_ref(mb, 1, 8, &data, &len, NULL, NULL, &ref));
+    fill(out, 64, 5);
+    ASSERT(len == 64);
+    for (int i = 0; i < 64; i++) ASSERT(((const unsigned char *)data)[i] == (unsigned char)(out[i] ^ 0xFF));
+    CHECK(shmpi_recvref_release(ref));
+    /* An abandoned loan sends nothing. */
+    CHECK(shmpi_mailbox_loan(mb, 1, 11, 16, &buf, &loan));
+    CHECK(shmpi_loan_abandon(loan));
+    /* Nothing comes with tag 1234 (the child waits for tag 9). */
+    EXPECT(SHMPI_E_TIMEOUT, shmpi_mailbox_recv_timeout(mb, 1, 1234, back, BIG, NULL, NULL, NULL, 20));
+    for (int i = 0; i < 100; i++) out[i] = (unsigned char)i;
+    CHECK(shmpi_mailbox_send(mb, 1, 9, out, 100));
+
+    /* Bad input gets a status, never a crash. */
+    EXPECT(SHMPI_E_NULL, shmpi_mailbox_send(NULL, 1, 0, out, 1));
+    EXPECT(SHMPI_E_NULL, shmpi_mailbox_send(mb, 1, 0, NULL, 1));
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_send(mb, 5, 0, out, 1));
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_recv(mb, -7, 0, back, BIG, NULL, NULL, NULL));
+    EXPECT(SHMPI_E_NULL, shmpi_mailbox_create(NULL, 0, 2, 0, 0, &mb));
+    shmpi_mailbox *other = NULL;
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create("bad/name", 0, 2, 0, 0, &other));
+    ASSERT(shmpi_last_error()[0] != '\0');
+    ASSERT(strcmp(shmpi_status_str(12345), "unknown shmpi status") == 0);
+
+    int status = 0;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(shmpi_mailbox_close(mb));
+    CHECK(shmpi_mailbox_close(NULL));
+    free(out);
+    free(back);
+    printf("shm_pingpong: %d round trips (up to %d bytes), loans, references, errors: all checked\n", ROUNDS, BIG);
+    return 0;
+}

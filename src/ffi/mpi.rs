@@ -1,0 +1,353 @@
+//! The hybrid world and distributed arrays through the C API (feature
+//! `mpi`). The caller initialises MPI itself and hands over a communicator
+//! as its Fortran handle (`MPI_Comm_c2f`), so the header needs no MPI
+//! types; shmpi then never finalises MPI. Free every handle before
+//! `MPI_Finalize`; creating and freeing are collective over the ranks.
+
+use std::ffi::{c_int, c_void};
+
+use super::{arg, buffer_arg, bytes_arg, call, give, take, write_opt, Failure};
+use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
+use crate::dsm::{DistArray, OwnerProtocol, Rma};
+use crate::hybrid::HybridWorld;
+use crate::mpi::Mpi;
+use crate::transport::{Message, Transport};
+
+/// A hybrid world over the caller's communicator (opaque): mailboxes
+/// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. One at
+/// a time per process.
+pub struct HybridHandle {
+    world: HybridWorld,
+    /// A message too long for the buffer it was received into, kept for
+    /// the next receive.
+    pending: Option<Message>,
+    _mpi: Mpi,
+}
+
+/// Creates a hybrid world over the communicator whose Fortran handle is
+/// `comm` (`MPI_Comm_c2f(MPI_COMM_WORLD)`). MPI must be initialised.
+/// Collective.
+///
+/// # Safety
+///
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_create(comm: c_int, out: *mut *mut HybridHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { arg(out, "out")? };
+        let mpi = Mpi::attach()?;
+        let world = HybridWorld::from_comm(mpi.comm_from_fortran(comm)?)?;
+        give(
+            out,
+            HybridHandle {
+                world,
+                pending: None,
+                _mpi: mpi,
+            },
+        );
+        Ok(())
+    })
+}
+
+/// This rank and the number of ranks (either out-pointer may be NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_rank(
+    h: *mut HybridHandle,
+    rank: *mut c_int,
+    size: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { arg(h, "hybrid world")? };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(rank, h.world.rank() as c_int);
+            write_opt(size, h.world.size() as c_int);
+        }
+        Ok(())
+    })
+}
+
+/// 1 when `rank` shares this rank's node (its messages go through shared
+/// memory), 0 otherwise or for a NULL handle.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_is_local(h: *const HybridHandle, rank: c_int) -> c_int {
+    // SAFETY: the caller's contract.
+    let h = unsafe { h.as_ref() };
+    c_int::from(h.is_some_and(|h| rank >= 0 && h.world.is_local(rank as usize)))
+}
+
+/// Sends `len` bytes to `dest` with `tag` (mailbox on the node, MPI
+/// between nodes).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `data` is NULL (with `len` 0) or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_send(
+    h: *mut HybridHandle,
+    dest: c_int,
+    tag: c_int,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, data) = unsafe {
+            (
+                arg(h, "hybrid world")?,
+                bytes_arg(data.cast(), len, "data")?,
+            )
+        };
+        let dest = usize::try_from(dest)
+            .map_err(|_| Failure::new(SHMPI_E_INVALID, format!("rank {dest}")))?;
+        h.world.send(dest, tag, data)?;
+        Ok(())
+    })
+}
+
+/// Receives from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+/// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes), as `shmpi_mailbox_recv`: a
+/// message longer than `cap` is `SHMPI_E_TOO_LONG` with `*len` set, and is
+/// kept for the next receive.
+///
+/// # Safety
+///
+/// As [`shmpi_mailbox_recv`](super::shmpi_mailbox_recv).
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_recv(
+    h: *mut HybridHandle,
+    source: c_int,
+    tag: c_int,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    from: *mut c_int,
+    got_tag: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, buf) = unsafe {
+            (
+                arg(h, "hybrid world")?,
+                buffer_arg(buf.cast(), cap, "buffer")?,
+            )
+        };
+        let (source, tag) = (
+            super::mailbox::source_of(source)?,
+            super::mailbox::tag_of(tag)?,
+        );
+        let matches = |m: &Message| source.accepts(m.source) && tag.accepts(m.tag);
+        let m = match h.pending.take() {
+            Some(p) if matches(&p) => p,
+            other => {
+                h.pending = other;
+                h.world.recv_matching(source, tag, None)?
+            }
+        };
+        // SAFETY: NULL or writable.
+        unsafe { write_opt(len, m.data.len()) };
+        if m.data.len() > buf.len() {
+            let message = format!(
+                "a message of {} bytes does not fit the {}-byte buffer (it is kept)",
+                m.data.len(),
+                buf.len()
+            );
+            if h.pending.is_none() {
+                h.pending = Some(m);
+            } else {
+                return Err(Failure::new(SHMPI_E_TOO_LONG, "two messages too long for their buffers: receive the first with a larger buffer"));
+            }
+            return Err(Failure::new(SHMPI_E_TOO_LONG, message));
+        }
+        buf[..m.data.len()].copy_from_slice(&m.data);
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(from, m.source as c_int);
+            write_opt(got_tag, m.tag);
+        }
+        Ok(())
+    })
+}
+
+/// A barrier of every rank (hierarchical: node, then node leaders).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_barrier(h: *mut HybridHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { arg(h, "hybrid world")? };
+        Ok(h.world.barrier()?)
+    })
+}
+
+/// Frees the hybrid world (collective; NULL: nothing). MPI stays
+/// initialised.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_free(h: *mut HybridHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(h) });
+    super::SHMPI_OK
+}
+
+/// `shmpi_dsm_create` backend: the owner protocol (requests to the owner
+/// as messages on a duplicate of the hybrid world).
+pub const SHMPI_DSM_OWNER: c_int = 0;
+/// `shmpi_dsm_create` backend: MPI one-sided operations.
+pub const SHMPI_DSM_RMA: c_int = 1;
+
+enum Array {
+    Owner(Box<DistArray<u64, OwnerProtocol<u64, HybridWorld>>>),
+    Rma(DistArray<u64, Rma<u64>>),
+}
+
+/// A distributed array of `uint64_t` (opaque). Freed by `shmpi_dsm_free`
+/// (collective).
+pub struct DsmHandle(Array);
+
+/// Runs the same code on either backend.
+macro_rules! on_array {
+    ($handle:expr, $a:ident => $body:expr) => {
+        match &mut $handle.0 {
+            Array::Owner($a) => $body,
+            Array::Rma($a) => $body,
+        }
+    };
+}
+
+/// Creates a zeroed array of `len` elements distributed over the hybrid
+/// world's ranks, with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`.
+/// Collective; the ranks must agree on `len` (else `SHMPI_E_INVALID`).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_create(
+    h: *mut HybridHandle,
+    len: usize,
+    backend: c_int,
+    out: *mut *mut DsmHandle,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, out) = unsafe { (arg(h, "hybrid world")?, arg(out, "out")?) };
+        let array = match backend {
+            SHMPI_DSM_OWNER => Array::Owner(Box::new(DistArray::owner(h.world.dup()?, len)?)),
+            SHMPI_DSM_RMA => Array::Rma(DistArray::rma(h.world.world(), len)?),
+            b => return Err(Failure::new(SHMPI_E_INVALID, format!("backend {b}"))),
+        };
+        give(out, DsmHandle(array));
+        Ok(())
+    })
+}
+
+/// Reads element `index` into `*value`.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `value` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_get(d: *mut DsmHandle, index: usize, value: *mut u64) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (d, value) = unsafe { (arg(d, "array")?, arg(value, "value")?) };
+        *value = on_array!(d, a => a.get(index))?;
+        Ok(())
+    })
+}
+
+/// Writes `value` to element `index` (complete on return).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_put(d: *mut DsmHandle, index: usize, value: u64) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        on_array!(d, a => a.put(index, value))?;
+        Ok(())
+    })
+}
+
+/// Adds `value` to element `index` atomically (wrapping); the previous
+/// value goes to `*previous` unless it is NULL.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `previous` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_fetch_add(
+    d: *mut DsmHandle,
+    index: usize,
+    value: u64,
+    previous: *mut u64,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        let old = on_array!(d, a => a.fetch_add(index, value))?;
+        // SAFETY: NULL or writable.
+        unsafe { write_opt(previous, old) };
+        Ok(())
+    })
+}
+
+/// Waits for every rank; afterwards every read sees every earlier write.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_barrier(d: *mut DsmHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        on_array!(d, a => a.barrier())?;
+        Ok(())
+    })
+}
+
+/// The array's global length (0 for NULL).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_len(d: *mut DsmHandle) -> usize {
+    // SAFETY: the caller's contract.
+    match unsafe { d.as_mut() } {
+        Some(d) => on_array!(d, a => a.len()),
+        None => 0,
+    }
+}
+
+/// Frees the array (collective: every rank frees it; NULL: nothing).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_free(d: *mut DsmHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(d) });
+    super::SHMPI_OK
+}
