@@ -4,7 +4,7 @@
  * of N samples after one warm-up sample.
  *
  *   mpicc -O2 -o osu_latency osu_latency.c
- *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--mprobe] [--json FILE]
+ *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--mprobe] [--json FILE] [--records]
  *
  * --mprobe receives with MPI_Mprobe + MPI_Mrecv, as shmpi does to keep a
  * message that is too long for the buffer (path "mpi.c.mprobe"): it shows
@@ -32,12 +32,13 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, mprobe = 0, rank, size, provided;
+    int quick = 0, mprobe = 0, records = 0, rank, size, provided;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--mprobe")) mprobe = 1;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--records")) records = 1;
     }
     MPI_Init_thread(&argc, &argv, MPI_THREAD_SINGLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -76,9 +77,14 @@ int main(int argc, char **argv) {
     }
     const char *path = mprobe ? "mpi.c.mprobe" : "mpi.c";
     if (rank == 0) {
-        printf("| path | metric | size | median | min–max | n |\n|---|---|---:|---:|---:|---:|\n");
-        for (int s = 0; s < nsizes; s++)
-            printf("| %s | latency_ns | %d B | %.1f | %.1f–%.1f | %d |\n", path, sizes[s], med[s], lo[s], hi[s], samples);
+        if (records) /* the lines `shmpi bench --c-baseline` reads */
+            for (int s = 0; s < nsizes; s++)
+                printf("shmpi-record\t%s\tlatency_ns\t%d\t%f\t%f\t%f\t%d\n", path, sizes[s], med[s], lo[s], hi[s], samples);
+        else {
+            printf("| path | metric | size | median | min–max | n |\n|---|---|---:|---:|---:|---:|\n");
+            for (int s = 0; s < nsizes; s++)
+                printf("| %s | latency_ns | %d B | %.1f | %.1f–%.1f | %d |\n", path, sizes[s], med[s], lo[s], hi[s], samples);
+        }
         if (json) {
             FILE *f = fopen(json, "w");
             if (!f) {

@@ -148,6 +148,27 @@ c_api() {
   return $status
 }
 
+# `shmpi bench --quick` runs every row it can here and writes its JSON and
+# plot (timings are not judged: the check is that each family of rows was
+# measured and the files are whole).
+bench_smoke() {
+  cargo build --locked --release -q --bin shmpi || return 1
+  make -s -C c_examples || return 1
+  local dir
+  dir=$(mktemp -d)
+  target/release/shmpi bench --quick --json "$dir/bench.json" --plot "$dir/latency.svg" \
+    --c-baseline target/c_examples/osu_latency > "$dir/out.md" || { cat "$dir/out.md"; rm -rf "$dir"; return 1; }
+  head -n 12 "$dir/out.md"
+  local missing=""
+  for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm \
+    mpi.sm mpi.tcp mpi.c hybrid.intranode.r1 dsm.owner.get dsm.rma.get alltoall16.mpi; do
+    grep -q "\"path\": \"$path\"" "$dir/bench.json" || missing="$missing $path"
+  done
+  grep -q "</svg>" "$dir/latency.svg" || missing="$missing (plot)"
+  rm -rf "$dir"
+  [ -z "$missing" ] || { echo "not measured:$missing"; return 1; }
+}
+
 # MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.
 mpich_smoke() {
   MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich cargo build --locked --release -q --examples || return 1
@@ -161,12 +182,13 @@ phase clippy             check cargo clippy --all-targets --locked -- -D warning
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
 phase no-mpi-deps        check no_mpi_in_tree
 phase no-mpi-smoke       check cargo run --locked -q --no-default-features --example shared_array -- 10000
-phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess) and not binary(loom_ring) and not binary(mpi)'
+phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess) and not binary(loom_ring) and not binary(mpi) and not binary(cli)'
 phase loom               tests cargo nextest run --locked --profile ci --release -E 'binary(loom_ring)'
-phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess) or binary(mpi)' --test-threads 1
+phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess) or binary(mpi) or binary(cli)' --test-threads 1
 phase mpi-examples       check mpi_examples
 phase cluster            tests cluster_tests
 phase c-api              check c_api
+phase bench-smoke        check bench_smoke
 phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps

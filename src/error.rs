@@ -457,6 +457,17 @@ pub enum TransportError {
         /// Element size.
         elem: usize,
     },
+    /// A message arrived out of its sender's sequence (lost, duplicated or
+    /// reordered): what a checking workload reports.
+    #[error("message {found} from rank {source_rank} arrived where {expected} was due")]
+    OutOfSequence {
+        /// The sender.
+        source_rank: usize,
+        /// The sequence number received.
+        found: u64,
+        /// The one expected.
+        expected: u64,
+    },
     /// The ranks disagree on a collective's element count.
     #[error("collective: rank {rank} contributed {found} elements, {expected} expected")]
     CountMismatch {

@@ -313,12 +313,7 @@ impl MailboxGroup {
         options: &MailboxOptions,
         threads: bool,
     ) -> Result<MailboxGroup, Error> {
-        let header_ptr = seg.place("mailbox group header", 0, GROUP_HEADER, 8)?;
-        // SAFETY: in bounds and aligned (place); atomics accept any bits.
-        let header = unsafe { header_ptr.cast::<GroupHeader>().as_ref() };
-        let layout = GroupParams::read(header)
-            .and_then(|p| p.validate(Some(seg.len())))
-            .map_err(MailboxError::from)?;
+        let layout = read_layout(&seg)?;
         let n = layout.params.members;
         if let Some(expected) = expected_members {
             if expected != n {
@@ -479,26 +474,14 @@ impl MailboxGroup {
     /// impossible state word, or the `fcntl` error of the liveness check.
     pub fn peer_status(&self, peer: usize) -> Result<PeerStatus, MailboxError> {
         self.check_rank(peer)?;
-        match self.member(peer).state.load(Ordering::Acquire) {
-            state::VACANT => Ok(PeerStatus::Vacant),
-            state::LEFT => Ok(PeerStatus::Left),
-            state::JOINED if self.threads || peer == self.id => Ok(PeerStatus::Alive),
-            state::JOINED => {
-                let byte = lock::MEMBER_BYTE_BASE + peer as u64;
-                match lock::is_held_by_other(self.seg.fd(), lock::LockKind::Exclusive, byte) {
-                    Ok(true) => Ok(PeerStatus::Alive),
-                    Ok(false) => Ok(PeerStatus::Dead),
-                    Err(errno) => Err(SyncError::Os {
-                        op: "fcntl(F_OFD_GETLK) on a member byte",
-                        errno,
-                    }
-                    .into()),
-                }
-            }
-            other => Err(MailboxError::Corrupt(format!(
-                "member {peer} has state word {other:#x}"
-            ))),
+        if self.threads || peer == self.id {
+            // Threads share one process; this member is alive by definition.
+            return match self.member(peer).state.load(Ordering::Acquire) {
+                state::JOINED => Ok(PeerStatus::Alive),
+                _ => member_status(&self.seg, &self.layout, peer),
+            };
         }
+        member_status(&self.seg, &self.layout, peer)
     }
 
     /// Counters of the ring `src → dst`, `None` for `src == dst`.
@@ -509,28 +492,35 @@ impl MailboxGroup {
     pub fn counters(&self, src: usize, dst: usize) -> Result<Option<PairCounters>, MailboxError> {
         self.check_rank(src)?;
         self.check_rank(dst)?;
-        if src == dst {
-            return Ok(None);
+        Ok((src != dst).then(|| ring_counters(&self.seg, &self.layout, src, dst)))
+    }
+
+    /// What is in the group segment `seg` (opened by a tool that is not a
+    /// member, e.g. `shmpi inspect`): its parameters, every member's status
+    /// and every ring's counters. Reads only; the layout is validated
+    /// first, so a corrupt segment is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Layout`] or [`MailboxError::Corrupt`] for a segment
+    /// that is not a valid group; the liveness check's `fcntl` error.
+    pub fn inspect(seg: &Segment) -> Result<GroupReport, Error> {
+        let layout = read_layout(seg)?;
+        let n = layout.params.members;
+        let members = (0..n)
+            .map(|id| member_status(seg, &layout, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rings = Vec::new();
+        for src in 0..n {
+            for dst in (0..n).filter(|&d| d != src) {
+                rings.push((src, dst, ring_counters(seg, &layout, src, dst)));
+            }
         }
-        let ptr = self
-            .seg
-            .as_ptr()
-            .wrapping_add(self.layout.ring_offset(src, dst));
-        // SAFETY: a validated ring block inside the mapping; `ShmRing` only
-        // reads its control block here.
-        let ring = unsafe { ShmRing::new(NonNull::new_unchecked(ptr), self.layout.geometry) };
-        let c = ring.control();
-        let (head, tail) = (
-            c.head.load(Ordering::Relaxed),
-            c.tail.load(Ordering::Relaxed),
-        );
-        Ok(Some(PairCounters {
-            messages: c.messages.load(Ordering::Relaxed),
-            bytes: c.bytes.load(Ordering::Relaxed),
-            sender_sleeps: c.send_sleeps.load(Ordering::Relaxed),
-            receiver_sleeps: c.recv_sleeps.load(Ordering::Relaxed),
-            queued_bytes: tail.saturating_sub(head),
-        }))
+        Ok(GroupReport {
+            capacity: layout.params.capacity,
+            members,
+            rings,
+        })
     }
 
     fn check_rank(&self, rank: usize) -> Result<(), MailboxError> {
@@ -1617,6 +1607,84 @@ fn var_parse(var: &'static str, value: &str) -> Result<usize, MailboxError> {
 }
 
 /// Opens a group's segment, waiting for its creator up to `timeout`.
+/// The group layout a segment's header describes, validated against the
+/// segment's length.
+fn read_layout(seg: &Segment) -> Result<GroupLayout, Error> {
+    let header_ptr = seg.place("mailbox group header", 0, GROUP_HEADER, 8)?;
+    // SAFETY: in bounds and aligned (place); atomics accept any bits.
+    let header = unsafe { header_ptr.cast::<GroupHeader>().as_ref() };
+    Ok(GroupParams::read(header)
+        .and_then(|p| p.validate(Some(seg.len())))
+        .map_err(MailboxError::from)?)
+}
+
+/// A member's status, read from the segment (state word, then the member
+/// byte's lock for a joined member).
+fn member_status(
+    seg: &Segment,
+    layout: &GroupLayout,
+    id: usize,
+) -> Result<PeerStatus, MailboxError> {
+    // SAFETY: id < members (callers check); the layout was validated
+    // against the segment's length, member blocks are 64-aligned.
+    let member = unsafe {
+        &*seg
+            .as_ptr()
+            .add(layout.member_offset(id))
+            .cast::<MemberBlock>()
+    };
+    match member.state.load(Ordering::Acquire) {
+        state::VACANT => Ok(PeerStatus::Vacant),
+        state::LEFT => Ok(PeerStatus::Left),
+        state::JOINED => {
+            let byte = lock::MEMBER_BYTE_BASE + id as u64;
+            match lock::is_held_by_other(seg.fd(), lock::LockKind::Exclusive, byte) {
+                Ok(true) => Ok(PeerStatus::Alive),
+                Ok(false) => Ok(PeerStatus::Dead),
+                Err(errno) => Err(SyncError::Os {
+                    op: "fcntl(F_OFD_GETLK) on a member byte",
+                    errno,
+                }
+                .into()),
+            }
+        }
+        other => Err(MailboxError::Corrupt(format!(
+            "member {id} has state word {other:#x}"
+        ))),
+    }
+}
+
+/// The counters of ring `src → dst` (validated layout, `src != dst`).
+fn ring_counters(seg: &Segment, layout: &GroupLayout, src: usize, dst: usize) -> PairCounters {
+    let ptr = seg.as_ptr().wrapping_add(layout.ring_offset(src, dst));
+    // SAFETY: a validated ring block inside the mapping; `ShmRing` only
+    // reads its control block here.
+    let ring = unsafe { ShmRing::new(NonNull::new_unchecked(ptr), layout.geometry) };
+    let c = ring.control();
+    let (head, tail) = (
+        c.head.load(Ordering::Relaxed),
+        c.tail.load(Ordering::Relaxed),
+    );
+    PairCounters {
+        messages: c.messages.load(Ordering::Relaxed),
+        bytes: c.bytes.load(Ordering::Relaxed),
+        sender_sleeps: c.send_sleeps.load(Ordering::Relaxed),
+        receiver_sleeps: c.recv_sleeps.load(Ordering::Relaxed),
+        queued_bytes: tail.saturating_sub(head),
+    }
+}
+
+/// What [`MailboxGroup::inspect`] found in a group segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Bytes per ring.
+    pub capacity: usize,
+    /// Each member's status.
+    pub members: Vec<PeerStatus>,
+    /// Each ring `(src, dst, counters)`.
+    pub rings: Vec<(usize, usize, PairCounters)>,
+}
+
 fn open_group(name: &SegmentName, timeout: Duration) -> Result<Segment, Error> {
     let start = Instant::now();
     loop {

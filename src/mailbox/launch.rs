@@ -73,6 +73,19 @@ impl GroupLaunch {
         self.segment.name()
     }
 
+    /// Takes member `rank`'s standard output and error, when its command
+    /// piped them (`Stdio::piped()`), e.g. to forward them with a prefix.
+    pub fn take_output(
+        &mut self,
+        rank: usize,
+    ) -> Option<(
+        Option<std::process::ChildStdout>,
+        Option<std::process::ChildStderr>,
+    )> {
+        let child = self.children.get_mut(rank)?;
+        Some((child.stdout.take(), child.stderr.take()))
+    }
+
     /// Process id of member `rank`.
     pub fn pid(&self, rank: usize) -> Option<u32> {
         self.children.get(rank).map(Child::id)

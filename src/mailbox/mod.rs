@@ -50,7 +50,9 @@ pub mod wake;
 
 use std::time::Duration;
 
-pub use group::{Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox};
+pub use group::{
+    GroupReport, Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox,
+};
 pub use layout::{GroupLayout, GroupParams, LayoutError, FLAG_EPHEMERAL, MAX_MEMBERS};
 
 /// The largest message: 4 GiB.

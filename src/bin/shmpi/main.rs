@@ -1,76 +1,91 @@
-//! The `shmpi` command. For now: `shmpi mpirun`, which launches an MPI job
-//! through the library's launcher (`shmpi::mpirun`), so scripts and an
-//! installed binary need no knowledge of Open MPI's flags.
+//! The `shmpi` command: manage shared-memory segments, start jobs, and
+//! measure message passing against shared memory on this machine.
 //!
 //! ```text
-//! shmpi mpirun -n RANKS [--threads T] [--timeout SECS] [--tcp] [--] PROGRAM [ARGS...]
+//! shmpi ls [--json]                  segments in /dev/shm
+//! shmpi inspect NAME                 a segment's header; a group's members and rings
+//! shmpi rm NAME...                   remove segments
+//! shmpi gc [--dry-run]               remove shmpi segments nobody uses any more
+//! shmpi run -n N -- PROGRAM ARGS     N processes of a mailbox group, output prefixed by rank
+//! shmpi mpirun -n N -- PROGRAM ARGS  an MPI job through the library's launcher
+//! shmpi bench [--quick] [--json F] [--plot F.svg] [--hosts]
 //! ```
 
+mod bench;
+mod manage;
+mod run;
+
 use std::process::ExitCode;
-use std::time::Duration;
 
-use shmpi::mpirun::Mpirun;
+use clap::{Parser, Subcommand};
 
-const USAGE: &str =
-    "usage: shmpi mpirun -n RANKS [--threads T] [--timeout SECS] [--tcp] [--] PROGRAM [ARGS...]";
+#[derive(Parser)]
+#[command(
+    name = "shmpi",
+    version,
+    about = "Shared memory and message passing: manage segments, start jobs, measure both models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn mpirun(args: &[String]) -> Result<ExitCode, String> {
-    let (mut ranks, mut threads, mut timeout, mut tcp) = (None, 1, None, false);
-    let mut i = 0;
-    let number = |v: Option<&String>, flag: &str| -> Result<u64, String> {
-        v.and_then(|s| s.parse().ok())
-            .ok_or(format!("{flag} needs a number\n{USAGE}"))
-    };
-    while i < args.len() {
-        match args[i].as_str() {
-            "-n" | "-np" => {
-                ranks = Some(number(args.get(i + 1), "-n")? as usize);
-                i += 2;
-            }
-            "--threads" => {
-                threads = number(args.get(i + 1), "--threads")? as usize;
-                i += 2;
-            }
-            "--timeout" => {
-                timeout = Some(Duration::from_secs(number(args.get(i + 1), "--timeout")?));
-                i += 2;
-            }
-            "--tcp" => {
-                tcp = true;
-                i += 1;
-            }
-            "--" => {
-                i += 1;
-                break;
-            }
-            _ => break,
-        }
-    }
-    let ranks = ranks.ok_or(format!("-n is required\n{USAGE}"))?;
-    let program = args.get(i).ok_or(format!("no program given\n{USAGE}"))?;
-    let mut job = Mpirun::new(ranks, program)
-        .args(&args[i + 1..])
-        .threads_per_rank(threads)
-        .force_tcp(tcp);
-    if let Some(t) = timeout {
-        job = job.timeout(t);
-    }
-    let status = job.command().status().map_err(|e| {
-        format!("starting mpirun: {e} (is Open MPI installed? scripts/setup.sh installs it)")
-    })?;
-    Ok(ExitCode::from(
-        status.code().unwrap_or(1).clamp(0, 255) as u8
-    ))
+#[derive(Subcommand)]
+enum Command {
+    /// List the segments in /dev/shm: name, kind, size, creator, alive or
+    /// dead, age. Objects without a shmpi header are listed as foreign.
+    Ls {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a segment's header and, for a mailbox group, its members and
+    /// every ring's occupancy and counters.
+    Inspect {
+        /// The segment's name (as `shmpi ls` shows it).
+        name: String,
+    },
+    /// Remove segments by name (foreign ones too: they are named).
+    Rm {
+        /// Names to remove.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove shmpi segments whose creator and members are all gone.
+    Gc {
+        /// Show what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Start N processes of a mailbox group (each joins with
+    /// `MailboxGroup::from_env()`), forward their output prefixed with
+    /// their rank, and fail if any fails.
+    Run(run::RunArgs),
+    /// Start an MPI job through the library's launcher (root, binding,
+    /// oversubscription, timeouts, one-sided components).
+    Mpirun(run::MpirunArgs),
+    /// Measure latency, bandwidth and cost of each model on this machine.
+    Bench(bench::BenchArgs),
+    /// A benchmark's worker process (started by `shmpi bench`).
+    #[command(hide = true)]
+    BenchWorker(bench::WorkerArgs),
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("mpirun") => mpirun(&args[1..]),
-        _ => Err(USAGE.to_owned()),
+    shmpi::bench::shm::run_peer_if_requested();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ls { json } => manage::ls(json),
+        Command::Inspect { name } => manage::inspect(&name),
+        Command::Rm { names } => manage::rm(&names),
+        Command::Gc { dry_run } => manage::gc(dry_run),
+        Command::Run(args) => run::run(&args),
+        Command::Mpirun(args) => run::mpirun(&args),
+        Command::Bench(args) => bench::bench(&args),
+        Command::BenchWorker(args) => bench::worker(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("shmpi: {e}");
-        ExitCode::from(2)
+        ExitCode::FAILURE
     })
 }

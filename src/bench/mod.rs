@@ -9,8 +9,33 @@
 //! ```
 //!
 //! Timings are for benchmarks only, never for pass/fail tests.
+//!
+//! The measurements themselves live here too, so the examples and the
+//! `shmpi bench` command run the same code: [`shm`] (mailboxes between two
+//! processes, and the hardware's limits), `mpi` (feature `mpi`: MPI, hybrid and
+//! distributed-array paths, under `mpirun`), [`alltoall`] (many processes
+//! sending to each other through any transport).
+
+pub mod alltoall;
+#[cfg(feature = "mpi")]
+pub mod mpi;
+pub mod shm;
 
 use std::fmt::Write as _;
+
+/// How long a measurement runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Config {
+    /// Fewer iterations and samples: seconds rather than a minute.
+    pub quick: bool,
+}
+
+/// The metrics records carry.
+pub const METRICS: [&str; 4] = ["latency_ns", "bandwidth_mbps", "time_ms", "msgs_per_s"];
+
+/// How a worker process hands records to the process that launched it: one
+/// line each on its standard output, starting with this.
+pub const RECORD_LINE: &str = "shmpi-record";
 
 /// One measured figure: the median of `n` repetitions, with their spread.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +43,7 @@ pub struct Record {
     /// Which path was measured (`shm.default`, `limit.spin`, ...).
     pub path: String,
     /// `latency_ns` (one way: half the round trip), `bandwidth_mbps`
-    /// (10^6 bytes/s) or `time_ms`.
+    /// (10^6 bytes/s), `time_ms` or `msgs_per_s` (see [`METRICS`]).
     pub metric: &'static str,
     /// Message size in bytes.
     pub size: usize,
@@ -60,6 +85,51 @@ impl Record {
             max: s.last().copied().unwrap_or(f64::NAN),
             n: s.len(),
         }
+    }
+}
+
+impl Record {
+    /// The record as one tab-separated line for [`Record::from_line`].
+    pub fn to_line(&self) -> String {
+        format!(
+            "{RECORD_LINE}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            self.path, self.metric, self.size, self.median, self.min, self.max, self.n
+        )
+    }
+
+    /// Parses a line written by [`Record::to_line`]; `None` for any other
+    /// line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmpi::bench::Record;
+    ///
+    /// let r = Record::from_samples("mpi.sm", "latency_ns", 8, &[400.0, 420.0]);
+    /// assert_eq!(Record::from_line(&r.to_line()), Some(r));
+    /// assert_eq!(Record::from_line("hello"), None);
+    /// ```
+    pub fn from_line(line: &str) -> Option<Record> {
+        let mut f = line.trim_end().split('\t');
+        if f.next()? != RECORD_LINE {
+            return None;
+        }
+        let path = f.next()?.to_owned();
+        let metric = f.next()?;
+        let metric = *METRICS.iter().find(|m| **m == metric)?;
+        let size = f.next()?.parse().ok()?;
+        let mut num = || f.next()?.parse::<f64>().ok();
+        let (median, min, max) = (num()?, num()?, num()?);
+        let n = f.next()?.parse().ok()?;
+        Some(Record {
+            path,
+            metric,
+            size,
+            median,
+            min,
+            max,
+            n,
+        })
     }
 }
 
@@ -173,7 +243,14 @@ fn json_number(v: f64) -> String {
     }
 }
 
-fn json_string(s: &str) -> String {
+/// `s` as a JSON string literal (quotes, escapes).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(shmpi::bench::json_string("a\"b"), r#""a\"b""#);
+/// ```
+pub fn json_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

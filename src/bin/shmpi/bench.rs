@@ -1,0 +1,436 @@
+//! `shmpi bench`: the seed's comparison of message passing and shared
+//! memory, measured on this machine. The shared-memory rows run here (a
+//! peer process is this program again); the MPI, hybrid and
+//! distributed-array rows run in `mpirun` jobs of this program
+//! (`shmpi bench-worker`), which hand their records back on standard
+//! output; the all-to-all rows start 16 processes of each kind.
+
+mod compare;
+mod plot;
+
+use std::io::{IsTerminal, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use shmpi::bench::{alltoall, shm, Config, Record, Report};
+use shmpi::mailbox::launch::GroupLaunch;
+use shmpi::mailbox::{MailboxGroup, MailboxOptions};
+use shmpi::mpirun::{Cluster, Mpirun};
+
+/// Processes of the all-to-all rows (the seed's "scalability").
+const ALLTOALL_PROCS: usize = 16;
+/// Bytes per all-to-all message.
+const ALLTOALL_SIZE: usize = 64;
+
+/// Arguments of `shmpi bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A run of under a minute (fewer iterations and samples).
+    #[arg(long)]
+    quick: bool,
+    /// Write the records as JSON (DESIGN.md's schema).
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+    /// Plot latency against message size (log-log SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<String>,
+    /// Also measure across the hosts of `scripts/netns-cluster.sh --slots 1
+    /// -- shmpi bench --hosts` (the `*.internode` rows).
+    #[arg(long)]
+    hosts: bool,
+    /// The C baseline (`c_examples/osu_latency`, built by `make -C
+    /// c_examples`) for the `mpi.c` rows; found in the build tree when not
+    /// given.
+    #[arg(long, value_name = "PROGRAM")]
+    c_baseline: Option<String>,
+}
+
+/// Which worker to run.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WorkerKind {
+    /// MPI ping-pong (`mpi.sm`/`mpi.tcp`, under the path given).
+    Pingpong,
+    /// Hybrid-world ping-pong and distributed-array reads.
+    HybridDsm,
+    /// All-to-all over MPI.
+    AlltoallMpi,
+    /// All-to-all over a mailbox group (`shmpi run`-style environment).
+    AlltoallShm,
+    /// A mailbox member that waits to be killed (fault detection).
+    Victim,
+}
+
+/// Arguments of the hidden `shmpi bench-worker`.
+#[derive(Args)]
+pub struct WorkerArgs {
+    kind: WorkerKind,
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value = "mpi.sm")]
+    path: String,
+    #[arg(long, default_value_t = 1000)]
+    per_peer: usize,
+}
+
+/// Progress on stderr, one line rewritten, when stderr is a terminal.
+struct Progress {
+    tty: bool,
+    start: Instant,
+}
+
+impl Progress {
+    fn say(&self, what: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K[{:>3} s] {what}", self.start.elapsed().as_secs());
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Records a worker job printed on its standard output.
+fn collect(mut cmd: Command, what: &str) -> Result<Vec<Record>, String> {
+    let out = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(6).collect();
+        return Err(format!(
+            "{what}: {} ({})",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(Record::from_line)
+        .collect())
+}
+
+fn this_program() -> Result<String, String> {
+    std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|e| format!("cannot find this program: {e}"))
+}
+
+/// An `mpirun` job of this program's worker.
+fn mpi_job(ranks: usize, kind: &str, args: &BenchArgs, extra: &[&str]) -> Result<Mpirun, String> {
+    let mut worker = vec!["bench-worker", kind];
+    if args.quick {
+        worker.push("--quick");
+    }
+    worker.extend_from_slice(extra);
+    Ok(Mpirun::new(ranks, this_program()?)
+        .args(worker)
+        .timeout(Duration::from_secs(600)))
+}
+
+/// Whether `mpirun` can be started here.
+fn mpirun_available() -> bool {
+    Command::new(std::env::var("SHMPI_MPIRUN").unwrap_or_else(|_| "mpirun".into()))
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Time from SIGKILL of a mailbox peer to `PeerDied` at a receiver.
+fn fault_detection(samples: usize) -> Result<Record, String> {
+    let mut times = Vec::new();
+    for _ in 0..samples {
+        let options = MailboxOptions::default();
+        let name = shmpi::segment::SegmentName::unique("bench-fault");
+        let _seg = MailboxGroup::create_segment(&name, 2, &options).map_err(|e| e.to_string())?;
+        let mut victim = Command::new(this_program()?)
+            .args(["bench-worker", "victim"])
+            .env(shmpi::mailbox::GROUP_ENV, name.as_str())
+            .env(shmpi::mailbox::RANK_ENV, "1")
+            .env(shmpi::mailbox::SIZE_ENV, "2")
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut me = MailboxGroup::join(&name, 0, &options).map_err(|e| e.to_string())?;
+        me.recv_timeout(1, 1, Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        let killed = Instant::now();
+        let _ = victim.kill();
+        match me.recv_timeout(1, 2, Duration::from_secs(30)) {
+            Err(shmpi::MailboxError::PeerDied { .. }) => {
+                times.push(killed.elapsed().as_secs_f64() * 1e3);
+            }
+            other => return Err(format!("expected PeerDied, got {other:?}")),
+        }
+        let _ = victim.wait();
+    }
+    Ok(Record::from_samples("fault.detect", "time_ms", 0, &times))
+}
+
+pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
+    let cfg = Config { quick: args.quick };
+    let progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        start: Instant::now(),
+    };
+    let mut report = Report::default();
+    let mut notes: Vec<String> = Vec::new();
+
+    progress.say("shared memory: limits, mailboxes, threads");
+    let shm_report = shm::measure(&cfg, &mut |what| {
+        progress.say(&format!("shared memory: {what}"))
+    })?;
+    report.records.extend(shm_report.records);
+
+    progress.say("fault isolation: killing a mailbox peer");
+    match fault_detection(if args.quick { 3 } else { 7 }) {
+        Ok(r) => report.records.push(r),
+        Err(e) => notes.push(format!("fault detection not measured: {e}")),
+    }
+
+    progress.say(&format!(
+        "all-to-all: {ALLTOALL_PROCS} processes over shared-memory mailboxes"
+    ));
+    let per_peer = if args.quick { 300 } else { 2000 };
+    let job = GroupLaunch::spawn(ALLTOALL_PROCS, &MailboxOptions::default(), |_| {
+        let mut cmd = Command::new(this_program().unwrap_or_default());
+        cmd.args([
+            "bench-worker",
+            "alltoall-shm",
+            "--per-peer",
+            &per_peer.to_string(),
+        ])
+        .stdout(Stdio::piped());
+        cmd
+    });
+    match job.map_err(|e| e.to_string()).and_then(|mut job| {
+        let out = job.take_output(0).and_then(|(o, _)| o);
+        let statuses = job
+            .wait(Duration::from_secs(600))
+            .map_err(|e| e.to_string())?;
+        if let Some(bad) = statuses.iter().find(|s| !s.success()) {
+            return Err(format!("a member failed: {bad}"));
+        }
+        let mut text = String::new();
+        if let Some(mut o) = out {
+            use std::io::Read;
+            let _ = o.read_to_string(&mut text);
+        }
+        Ok(text
+            .lines()
+            .filter_map(Record::from_line)
+            .collect::<Vec<_>>())
+    }) {
+        Ok(records) => report.records.extend(records),
+        Err(e) => notes.push(format!("all-to-all over mailboxes not measured: {e}")),
+    }
+
+    if !cfg!(feature = "mpi") {
+        notes.push("MPI rows skipped: this shmpi was built without its `mpi` feature".into());
+    } else if !mpirun_available() {
+        notes
+            .push("MPI rows skipped: no `mpirun` here (scripts/setup.sh installs Open MPI)".into());
+    } else {
+        let local = |job: Mpirun| job.cluster(None);
+        let jobs: Vec<(String, Result<Command, String>)> = vec![
+            (
+                "MPI ping-pong (shared-memory transport)".into(),
+                mpi_job(2, "pingpong", args, &["--path", "mpi.sm"]).map(|j| local(j).command()),
+            ),
+            (
+                "MPI ping-pong over TCP".into(),
+                mpi_job(2, "pingpong", args, &["--path", "mpi.tcp"])
+                    .map(|j| local(j).force_tcp(true).command()),
+            ),
+            (
+                "hybrid world and distributed arrays".into(),
+                mpi_job(2, "hybrid-dsm", args, &[]).map(|j| local(j).threads_per_rank(2).command()),
+            ),
+            (
+                format!("all-to-all: {ALLTOALL_PROCS} MPI ranks"),
+                mpi_job(
+                    ALLTOALL_PROCS,
+                    "alltoall-mpi",
+                    args,
+                    &["--per-peer", &per_peer.to_string()],
+                )
+                .map(|j| local(j).command()),
+            ),
+        ];
+        for (what, cmd) in jobs {
+            progress.say(&what);
+            match cmd.and_then(|c| collect(c, &what)) {
+                Ok(records) => report.records.extend(records),
+                Err(e) => notes.push(format!("{what} not measured: {e}")),
+            }
+        }
+        let baseline = args.c_baseline.clone().or_else(|| {
+            let p = "target/c_examples/osu_latency";
+            std::path::Path::new(p).is_file().then(|| p.to_owned())
+        });
+        match baseline {
+            Some(program) => {
+                progress.say("the C baseline (osu_latency)");
+                let mut job = Mpirun::new(2, &program).cluster(None).timeout(Duration::from_secs(300));
+                job = job.args(if args.quick { vec!["--records", "--quick"] } else { vec!["--records"] });
+                match collect(job.command(), "C baseline") {
+                    Ok(records) => report.records.extend(records),
+                    Err(e) => notes.push(format!("mpi.c not measured: {e}")),
+                }
+            }
+            None => notes.push("mpi.c (the C baseline) skipped: build it with `make -C c_examples`, or pass --c-baseline PROGRAM".into()),
+        }
+        if args.hosts {
+            match Cluster::from_env() {
+                Ok(Some(cluster)) => {
+                    let across = |kind: &str, extra: &[&str]| {
+                        mpi_job(2, kind, args, extra).map(|j| j.cluster(Some(cluster.clone())))
+                    };
+                    for (what, cmd) in [
+                        ("across hosts: MPI ping-pong", across("pingpong", &["--path", "mpi.tcp.internode"]).map(|j| j.command())),
+                        ("across hosts: hybrid world and distributed arrays", across("hybrid-dsm", &["--path", "internode"]).map(|j| j.threads_per_rank(2).command())),
+                    ] {
+                        progress.say(what);
+                        match cmd.and_then(|c| collect(c, what)) {
+                            Ok(records) => report.records.extend(records),
+                            Err(e) => notes.push(format!("{what} not measured: {e}")),
+                        }
+                    }
+                }
+                Ok(None) => notes.push("--hosts needs the namespace hosts: run `scripts/netns-cluster.sh --slots 1 -- shmpi bench --hosts`".into()),
+                Err(e) => notes.push(format!("--hosts: {e}")),
+            }
+        } else {
+            notes.push("cross-host rows (*.internode) not measured: run `scripts/netns-cluster.sh --slots 1 -- shmpi bench --hosts`".into());
+        }
+        report.mpi = report
+            .records
+            .iter()
+            .any(|r| r.path.starts_with("mpi."))
+            .then(|| "Open MPI (mpirun)".to_owned());
+    }
+    progress.done();
+
+    println!(
+        "# shmpi bench: {} CPUs, {} run, {:.0} s\n",
+        shmpi::mailbox::online_cpus(),
+        if args.quick { "quick" } else { "full" },
+        progress.start.elapsed().as_secs_f64()
+    );
+    println!("{}", compare::table(&report));
+    println!(
+        "## All records (medians of n samples, min–max)\n\n{}",
+        report.to_markdown()
+    );
+    for n in &notes {
+        println!("- {n}");
+    }
+    if let Some(path) = &args.json {
+        report
+            .write_json(path)
+            .map_err(|e| format!("{path}: {e}"))?;
+        println!("\nrecords: {path}");
+    }
+    if let Some(path) = &args.plot {
+        plot::latency(&report, path)?;
+        println!("plot: {path}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the records of rank 0 in the line format `collect` reads.
+#[cfg(feature = "mpi")]
+fn emit(report: Option<Report>) {
+    if let Some(r) = report {
+        for rec in r.records {
+            println!("{}", rec.to_line());
+        }
+    }
+}
+
+pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
+    let cfg = Config { quick: args.quick };
+    let e = |e: shmpi::Error| e.to_string();
+    match args.kind {
+        WorkerKind::AlltoallShm => {
+            let mut group = MailboxGroup::from_env().map_err(e)?;
+            if let Some(rate) =
+                alltoall::run(&mut group, args.per_peer, ALLTOALL_SIZE).map_err(e)?
+            {
+                let path = format!("alltoall{ALLTOALL_PROCS}.shm");
+                println!(
+                    "{}",
+                    Record::from_samples(&path, "msgs_per_s", ALLTOALL_SIZE, &[rate]).to_line()
+                );
+            }
+        }
+        WorkerKind::Victim => {
+            let mut group = MailboxGroup::from_env().map_err(e)?;
+            group.send(0, 1, b"ready").map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        #[cfg(feature = "mpi")]
+        WorkerKind::Pingpong | WorkerKind::HybridDsm | WorkerKind::AlltoallMpi => {
+            mpi_worker(args, &cfg)?;
+        }
+        #[cfg(not(feature = "mpi"))]
+        _ => return Err("this shmpi was built without MPI".into()),
+    }
+    let _ = cfg;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "mpi")]
+fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
+    use shmpi::mpi::{Mpi, MpiTransport, ThreadLevel};
+    let e = |e: shmpi::Error| e.to_string();
+    match args.kind {
+        WorkerKind::Pingpong => {
+            let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
+            let world = mpi.world().map_err(|e| e.to_string())?;
+            emit(shmpi::bench::mpi::pingpong(&world, &args.path, cfg).map_err(e)?);
+        }
+        WorkerKind::HybridDsm => {
+            let mpi = Mpi::init(ThreadLevel::Multiple).map_err(|e| e.to_string())?;
+            let world = mpi.world().map_err(|e| e.to_string())?;
+            let mut hybrid = shmpi::hybrid::HybridWorld::new(&mpi).map_err(e)?;
+            let mut out = shmpi::bench::mpi::hybrid(&mut hybrid, cfg).map_err(e)?;
+            let dsm = shmpi::bench::mpi::dsm(&world, cfg).map_err(e)?;
+            if let (Some(o), Some(d)) = (out.as_mut(), dsm) {
+                // Across hosts the paths say so.
+                let suffix = if args.path == "internode" {
+                    ".internode"
+                } else {
+                    ""
+                };
+                o.records.extend(d.records.into_iter().map(|mut r| {
+                    if r.path.starts_with("dsm.") || r.path == "mpi.roundtrip" {
+                        r.path.push_str(suffix);
+                    }
+                    r
+                }));
+            }
+            emit(out);
+        }
+        WorkerKind::AlltoallMpi => {
+            let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
+            let mut t = MpiTransport::new(mpi.world().map_err(|e| e.to_string())?);
+            if let Some(rate) = alltoall::run(&mut t, args.per_peer, ALLTOALL_SIZE).map_err(e)? {
+                let path = format!("alltoall{ALLTOALL_PROCS}.mpi");
+                println!(
+                    "{}",
+                    Record::from_samples(&path, "msgs_per_s", ALLTOALL_SIZE, &[rate]).to_line()
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `shmpi run` (a mailbox group of processes) and `shmpi mpirun`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::Args;
+use shmpi::mailbox::launch::GroupLaunch;
+use shmpi::mailbox::MailboxOptions;
+use shmpi::mpirun::Mpirun;
+
+/// Arguments of `shmpi run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Number of processes.
+    #[arg(short = 'n', value_parser = clap::value_parser!(u64).range(1..=4096))]
+    processes: u64,
+    /// Bytes per ring (a power of two; default 256 KiB).
+    #[arg(long)]
+    capacity: Option<usize>,
+    /// End the job (killing what still runs) after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// The program and its arguments.
+    #[arg(required = true, last = true)]
+    command: Vec<String>,
+}
+
+/// Arguments of `shmpi mpirun`.
+#[derive(Args)]
+pub struct MpirunArgs {
+    /// Number of ranks.
+    #[arg(short = 'n', alias = "np")]
+    ranks: usize,
+    /// Threads each rank runs (more than one: ranks are not bound to a core).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// End the job, non-zero, after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Force the network path between ranks (`--mca btl tcp,self`).
+    #[arg(long)]
+    tcp: bool,
+    /// The program and its arguments (`--` before them is optional).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// Copies `from` to `to` line by line, each prefixed with `[rank]`.
+fn forward(
+    rank: usize,
+    from: impl Read + Send + 'static,
+    mut to: impl Write + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = writeln!(to, "[{rank}] {line}");
+        }
+    })
+}
+
+pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
+    let n = args.processes as usize;
+    let mut options = MailboxOptions::default();
+    if let Some(c) = args.capacity {
+        options.capacity = c;
+    }
+    let (program, rest) = args.command.split_first().ok_or("no program given")?;
+    let mut job = GroupLaunch::spawn(n, &options, |_| {
+        let mut cmd = Command::new(program);
+        cmd.args(rest).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    })
+    .map_err(|e| format!("starting {program}: {e}"))?;
+    let mut forwarders = Vec::new();
+    for rank in 0..n {
+        if let Some((out, err)) = job.take_output(rank) {
+            if let Some(out) = out {
+                forwarders.push(forward(rank, out, std::io::stdout()));
+            }
+            if let Some(err) = err {
+                forwarders.push(forward(rank, err, std::io::stderr()));
+            }
+        }
+    }
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(u64::MAX / 4));
+    let statuses = job.wait(timeout).map_err(|e| format!("{program}: {e}"))?;
+    for f in forwarders {
+        let _ = f.join();
+    }
+    let failed: Vec<String> = statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.success())
+        .map(|(r, s)| format!("rank {r}: {s}"))
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("{program} failed ({})", failed.join(", ")))
+    }
+}
+
+pub fn mpirun(args: &MpirunArgs) -> Result<ExitCode, String> {
+    let (program, rest) = args.command.split_first().ok_or("no program given")?;
+    let program = if program == "--" {
+        rest.first().ok_or("no program given")?
+    } else {
+        program
+    };
+    let rest = &args.command[args
+        .command
+        .iter()
+        .position(|a| a == program)
+        .map_or(1, |i| i + 1)..];
+    let mut job = Mpirun::new(args.ranks, program)
+        .args(rest)
+        .threads_per_rank(args.threads)
+        .force_tcp(args.tcp);
+    if let Some(t) = args.timeout {
+        job = job.timeout(Duration::from_secs(t));
+    }
+    let status = job.command().status().map_err(|e| {
+        format!("starting mpirun: {e} (is Open MPI installed? scripts/setup.sh installs it)")
+    })?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}

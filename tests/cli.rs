@@ -1,0 +1,165 @@
+//! The `shmpi` command on real segments: listing, inspecting, collecting
+//! garbage (never a foreign object), corrupt segments reported without a
+//! crash, and `shmpi run`.
+
+use std::process::Command;
+
+use shmpi::mailbox::{MailboxGroup, MailboxOptions};
+use shmpi::segment::{Segment, SegmentName};
+
+fn shmpi(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmpi"))
+        .args(args)
+        .output()
+        .expect("running shmpi");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Removes a /dev/shm entry when dropped (also when the test fails).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
+}
+
+fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{text}"))
+}
+
+#[test]
+fn ls_gc_and_rm_tell_alive_dead_foreign_and_corrupt_apart() {
+    let pid = std::process::id();
+    // Alive: this process holds it.
+    let alive = SegmentName::unique("cli-alive");
+    let seg = Segment::create(&alive, 4096).unwrap();
+    let _c1 = Cleanup(alive.file_name().to_owned());
+    // Dead: created by a process that is gone (persisted, never removed).
+    let dead = SegmentName::unique("cli-dead");
+    let _c2 = Cleanup(dead.file_name().to_owned());
+    {
+        let mut s = Segment::create(&dead, 4096).unwrap();
+        s.persist();
+    } // closed: nobody holds it now
+      // Foreign: not shmpi's.
+    let foreign = format!("cli-foreign-{pid}");
+    std::fs::write(format!("/dev/shm/{foreign}"), b"someone else's").unwrap();
+    let _c3 = Cleanup(foreign.clone());
+    // Corrupt: a shmpi name, too short for a header.
+    let corrupt = format!("shmpi.cli-corrupt-{pid}");
+    std::fs::write(format!("/dev/shm/{corrupt}"), b"SHMPI").unwrap();
+    let _c4 = Cleanup(corrupt.clone());
+
+    let (ok, text) = shmpi(&["ls"]);
+    assert!(ok, "{text}");
+    assert!(
+        line_of(&text, alive.file_name()).contains("alive"),
+        "{text}"
+    );
+    assert!(line_of(&text, dead.file_name()).contains("dead"), "{text}");
+    assert!(line_of(&text, &foreign).contains("foreign"), "{text}");
+    assert!(line_of(&text, &corrupt).contains("corrupt"), "{text}");
+    let (ok, json) = shmpi(&["ls", "--json"]);
+    assert!(
+        ok && json.contains(&format!("\"name\": \"{foreign}\"")),
+        "{json}"
+    );
+
+    let (ok, text) = shmpi(&["gc", "--dry-run"]);
+    assert!(
+        ok && text.contains(dead.file_name()) && text.contains(&corrupt),
+        "{text}"
+    );
+    assert!(
+        !text.contains(alive.file_name()) && !text.contains(&foreign),
+        "{text}"
+    );
+    assert!(std::path::Path::new(&format!("/dev/shm/{}", dead.file_name())).exists());
+
+    let (ok, text) = shmpi(&["gc"]);
+    assert!(ok, "{text}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{}", dead.file_name())).exists());
+    assert!(!std::path::Path::new(&format!("/dev/shm/{corrupt}")).exists());
+    assert!(
+        std::path::Path::new(&format!("/dev/shm/{foreign}")).exists(),
+        "gc touched a foreign object"
+    );
+    assert!(std::path::Path::new(&format!("/dev/shm/{}", alive.file_name())).exists());
+
+    let (ok, text) = shmpi(&["rm", &foreign]);
+    assert!(
+        ok && !std::path::Path::new(&format!("/dev/shm/{foreign}")).exists(),
+        "{text}"
+    );
+    let (ok, _) = shmpi(&["rm", "no-such-segment-anywhere"]);
+    assert!(!ok);
+    drop(seg);
+}
+
+#[test]
+fn inspect_shows_a_groups_members_and_rings_and_survives_garbage() {
+    let name = SegmentName::unique("cli-group");
+    let _c = Cleanup(name.file_name().to_owned());
+    let mut a = MailboxGroup::create_or_join(&name, 0, 2, &MailboxOptions::default()).unwrap();
+    let b = MailboxGroup::join(&name, 1, &MailboxOptions::default()).unwrap();
+    a.send(1, 5, b"hello").unwrap();
+    let (ok, text) = shmpi(&["inspect", name.file_name()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("mailbox-group") && text.contains("2 members"),
+        "{text}"
+    );
+    assert!(
+        text.contains("member 0: alive") && text.contains("member 1: alive"),
+        "{text}"
+    );
+    let ring = text
+        .lines()
+        .find(|l| l.contains("0 → 1"))
+        .expect("ring 0 → 1");
+    assert_eq!(
+        ring.split_whitespace().nth(3),
+        Some("1"),
+        "one message: {ring}"
+    );
+    drop(b);
+    let (_, text) = shmpi(&["inspect", name.file_name()]);
+    assert!(text.contains("member 1: left"), "{text}");
+    drop(a);
+
+    // A header with the magic but nonsense fields: reported, no crash.
+    let bad = format!("shmpi.cli-bad-{}", std::process::id());
+    let _c2 = Cleanup(bad.clone());
+    let mut bytes = vec![0xEEu8; 4096];
+    bytes[..8].copy_from_slice(&shmpi::segment::MAGIC.to_ne_bytes());
+    std::fs::write(format!("/dev/shm/{bad}"), &bytes).unwrap();
+    let (ok, text) = shmpi(&["inspect", &bad]);
+    assert!(!ok && text.contains("corrupt"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let (ok, text) = shmpi(&["ls"]);
+    assert!(ok && line_of(&text, &bad).contains("corrupt"), "{text}");
+}
+
+#[test]
+fn run_starts_a_group_and_prefixes_output_with_ranks() {
+    let (ok, text) = shmpi(&[
+        "run",
+        "-n",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "echo rank $SHMPI_RANK of $SHMPI_SIZE",
+    ]);
+    assert!(ok, "{text}");
+    for r in 0..3 {
+        assert!(text.contains(&format!("[{r}] rank {r} of 3")), "{text}");
+    }
+    let (ok, text) = shmpi(&["run", "-n", "2", "--", "sh", "-c", "exit $SHMPI_RANK"]);
+    assert!(!ok && text.contains("rank 1"), "{text}");
+}
