@@ -124,8 +124,9 @@ pub fn pingpong(world: &Comm, path: &str, cfg: &Config) -> Result<Option<Report>
 
 /// One-way latency from rank 0 to every other rank through the hybrid
 /// world, at 8 B, 1 KiB and 64 KiB, and at 8 B with a receive from any
-/// source (`.any`): paths `hybrid.intranode.r{peer}` or
-/// `hybrid.internode.r{peer}`. Every reply is checked.
+/// source (`.any`): paths `hybrid.intranode` or `hybrid.internode`, with
+/// `.r{peer}` appended in jobs of more than 2 ranks. Every reply is
+/// checked.
 ///
 /// # Errors
 ///
@@ -167,7 +168,17 @@ pub fn hybrid(world: &mut HybridWorld, cfg: &Config) -> Result<Option<Report>, E
                 times.push(start.elapsed().as_secs_f64() * 1e9 / f64::from(iters) / 2.0);
             }
             times.remove(0);
-            let name = format!("{path}{}.r{peer}", if any { ".any" } else { "" });
+            // DESIGN.md's fixed names when there is one peer; `.r{peer}`
+            // tells peers apart in larger jobs.
+            let name = format!(
+                "{path}{}{}",
+                if any { ".any" } else { "" },
+                if n > 2 {
+                    format!(".r{peer}")
+                } else {
+                    String::new()
+                }
+            );
             out.records
                 .push(Record::from_samples(&name, "latency_ns", size, &times));
         }

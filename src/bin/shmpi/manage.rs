@@ -18,6 +18,8 @@ struct Entry {
     kind: String,
     size: u64,
     creator: Option<u32>,
+    /// The decoded header, for a shmpi segment.
+    header: Option<HeaderFields>,
     /// `alive`, `dead`, `corrupt: …`, or `foreign`.
     state: String,
     age: Option<Duration>,
@@ -56,6 +58,7 @@ fn examine(name: &str) -> Entry {
             kind: "foreign".to_owned(),
             size,
             creator: None,
+            header: None,
             state: match read {
                 Err(e) => format!("unreadable: {e}"),
                 Ok(_) if head.len() < HEADER_SIZE && name.starts_with("shmpi") => {
@@ -80,6 +83,7 @@ fn examine(name: &str) -> Entry {
         kind: SegmentKind(h.kind).name().to_owned(),
         size,
         creator: Some(h.creator_pid),
+        header: Some(h),
         state,
         age: Some(Duration::from_millis(
             now_ms().saturating_sub(h.created_unix_ms),
@@ -159,8 +163,17 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
         "name     {}\nkind     {}\nsize     {} bytes\nstate    {}",
         e.name, e.kind, e.size, e.state
     );
-    if let Some(pid) = e.creator {
-        println!("creator  pid {pid}, {} ago", human_age(e.age));
+    if let Some(h) = &e.header {
+        println!(
+            "creator  pid {}, uid {}, {} ago\nheader   version {}, data at byte {}, {} bytes in all, ready word {:#x}",
+            h.creator_pid,
+            h.creator_uid,
+            human_age(e.age),
+            h.version,
+            h.data_offset,
+            h.total_size,
+            h.ready
+        );
     }
     if !e.shmpi || e.state.starts_with("corrupt") {
         return Ok(if e.state.starts_with("corrupt") {

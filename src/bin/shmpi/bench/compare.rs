@@ -39,7 +39,7 @@ pub fn table(r: &Report) -> String {
     let block = lat("shm.block");
     let mpi = lat("mpi.sm");
     let mpi_c = lat("mpi.c");
-    let hybrid = lat("hybrid.intranode.r1");
+    let hybrid = lat("hybrid.intranode");
     let bw_shm = get(r, "shm.spin", "bandwidth_mbps", 1 << 20);
     let bw_mpi = get(r, "mpi.sm", "bandwidth_mbps", 1 << 20);
     let a_shm = get(r, "alltoall16.shm", "msgs_per_s", 64);
@@ -49,7 +49,7 @@ pub fn table(r: &Report) -> String {
     let rma = lat("dsm.rma.get");
     let local = lat("dsm.local.get");
     let trip = lat("mpi.roundtrip");
-    let inter = lat("hybrid.internode.r1");
+    let inter = lat("hybrid.internode");
     let tcp_inter = lat("mpi.tcp.internode");
 
     let msg_vs_store = ratio(shm, spin);
