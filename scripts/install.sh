@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:?usage: scripts/install.sh PREFIX}
+scripts/setup.sh >/dev/null   # Open MPI, libclang, a C compiler, when missing
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
 cargo build --locked --release -q --lib
