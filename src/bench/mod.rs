@@ -18,6 +18,8 @@
 
 pub mod alltoall;
 #[cfg(feature = "mpi")]
+pub mod heat2d;
+#[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod shm;
 
@@ -205,7 +207,12 @@ impl Report {
                 "| {} | {} | {} | {} | {}–{} | {} |",
                 r.path,
                 r.metric,
-                human_size(r.size),
+                match (r.metric, r.size) {
+                    (_, 0) => "–".to_owned(),
+                    // A workload's size is its own (heat2d: the grid's side).
+                    ("time_ms", n) => n.to_string(),
+                    (_, n) => human_size(n),
+                },
                 figure(r.median),
                 figure(r.min),
                 figure(r.max),
@@ -230,8 +237,10 @@ fn figure(v: f64) -> String {
         "–".to_owned()
     } else if v >= 100.0 {
         format!("{v:.0}")
-    } else {
+    } else if v >= 1.0 {
         format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
     }
 }
 

@@ -59,6 +59,8 @@ pub enum WorkerKind {
     AlltoallShm,
     /// A mailbox member that waits to be killed (fault detection).
     Victim,
+    /// heat2d on a grid that fits in cache (`heat2d.R{r}xT{t}`).
+    Heat2d,
 }
 
 /// Arguments of the hidden `shmpi bench-worker`.
@@ -71,6 +73,9 @@ pub struct WorkerArgs {
     path: String,
     #[arg(long, default_value_t = 1000)]
     per_peer: usize,
+    /// Threads per rank (heat2d).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// Progress on stderr, one line rewritten, when stderr is a terminal.
@@ -254,6 +259,15 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
                 mpi_job(2, "hybrid-dsm", args, &[]).map(|j| local(j).threads_per_rank(2).command()),
             ),
             (
+                "heat2d: 2 ranks x 1 thread (pure MPI)".into(),
+                mpi_job(2, "heat2d", args, &["--threads", "1"]).map(|j| local(j).command()),
+            ),
+            (
+                "heat2d: 1 rank x 2 threads (shared memory)".into(),
+                mpi_job(1, "heat2d", args, &["--threads", "2"])
+                    .map(|j| local(j).threads_per_rank(2).command()),
+            ),
+            (
                 format!("all-to-all: {ALLTOALL_PROCS} MPI ranks"),
                 mpi_job(
                     ALLTOALL_PROCS,
@@ -377,7 +391,10 @@ pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
             std::thread::sleep(Duration::from_secs(60));
         }
         #[cfg(feature = "mpi")]
-        WorkerKind::Pingpong | WorkerKind::HybridDsm | WorkerKind::AlltoallMpi => {
+        WorkerKind::Pingpong
+        | WorkerKind::HybridDsm
+        | WorkerKind::AlltoallMpi
+        | WorkerKind::Heat2d => {
             mpi_worker(args, &cfg)?;
         }
         #[cfg(not(feature = "mpi"))]
@@ -418,6 +435,22 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
                 }));
             }
             emit(out);
+        }
+        WorkerKind::Heat2d => {
+            let mpi = Mpi::init(ThreadLevel::Multiple).map_err(|e| e.to_string())?;
+            let mut world = shmpi::hybrid::HybridWorld::new(&mpi).map_err(e)?;
+            let steps = if cfg.quick { 1000 } else { 5000 };
+            if let Some(out) =
+                shmpi::bench::heat2d::run(&mut world, 128, steps, args.threads).map_err(e)?
+            {
+                if out.differing != 0 {
+                    return Err(format!(
+                        "heat2d: {} cells differ from the serial run",
+                        out.differing
+                    ));
+                }
+                println!("{}", out.record.to_line());
+            }
         }
         WorkerKind::AlltoallMpi => {
             let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;

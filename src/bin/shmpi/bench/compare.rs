@@ -50,6 +50,8 @@ pub fn table(r: &Report) -> String {
     let local = lat("dsm.local.get");
     let trip = lat("mpi.roundtrip");
     let inter = lat("hybrid.internode");
+    let h_mpi = get(r, "heat2d.R2xT1", "time_ms", 128);
+    let h_thr = get(r, "heat2d.R1xT2", "time_ms", 128);
     let tcp_inter = lat("mpi.tcp.internode");
 
     let msg_vs_store = ratio(shm, spin);
@@ -86,11 +88,13 @@ pub fn table(r: &Report) -> String {
             "lower",
             "higher",
             format!(
-                "8 B: MPI {} (C: {}) against the shared-memory mailbox {} ({}); 1 MiB bandwidth MPI {} against mailbox {} MB/s; hybrid (mailbox inside MPI) {}",
+                "8 B: MPI {} (C: {}) against the shared-memory mailbox {} ({}); 1 MiB bandwidth MPI {} against mailbox {} MB/s; hybrid (mailbox inside MPI) {}; heat2d 128² per step: 2 ranks {} ms, 1 rank × 2 threads {} ms",
                 ns(mpi), ns(mpi_c), ns(shm), times(mpi_vs_shm),
                 bw_mpi.map_or("–".into(), |v| format!("{v:.0}")),
                 bw_shm.map_or("–".into(), |v| format!("{v:.0}")),
-                ns(hybrid)
+                ns(hybrid),
+                h_mpi.map_or("–".into(), |v| format!("{v:.3}")),
+                h_thr.map_or("–".into(), |v| format!("{v:.3}"))
             ),
             verdict(mpi_vs_shm.map(|x| x > 1.0), "backs for small messages", "contradicts"),
         ),
