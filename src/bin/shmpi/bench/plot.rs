@@ -4,6 +4,24 @@
 use plotters::prelude::*;
 use shmpi::bench::Report;
 
+/// Axis ticks fall on powers of ten: `1000.0` → `1 kB`.
+fn size_label(bytes: f64) -> String {
+    match bytes {
+        b if b >= 1e6 => format!("{:.0} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.0} kB", b / 1e3),
+        b => format!("{b:.0} B"),
+    }
+}
+
+/// Nanoseconds as ns, µs or ms.
+fn time_label(ns: f64) -> String {
+    match ns {
+        t if t >= 1e6 => format!("{:.0} ms", t / 1e6),
+        t if t >= 1e3 => format!("{:.0} µs", t / 1e3),
+        t => format!("{t:.0} ns"),
+    }
+}
+
 /// Writes the plot of every latency path measured at two sizes or more.
 pub fn latency(report: &Report, path: &str) -> Result<(), String> {
     let mut paths: Vec<&str> = Vec::new();
@@ -52,8 +70,10 @@ pub fn latency(report: &Report, path: &str) -> Result<(), String> {
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
-        .x_desc("message size (bytes)")
-        .y_desc("latency (ns)")
+        .x_desc("message size")
+        .y_desc("one-way latency")
+        .x_label_formatter(&|x| size_label(*x))
+        .y_label_formatter(&|y| time_label(*y))
         .draw()
         .map_err(|x| e(&x))?;
     for (i, (name, pts)) in series.iter().enumerate() {
