@@ -223,6 +223,39 @@ pub trait Backend<T: Pod> {
     ///
     /// As [`read`](Self::read).
     fn write(&mut self, owner: usize, at: usize, data: &[T]) -> Result<(), Error>;
+    /// Reads the parts of a range ([`Distribution::parts`]: owner, index
+    /// in its block, part of `out`); by default one [`read`](Self::read)
+    /// after another.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    fn read_parts(
+        &mut self,
+        parts: &[(usize, usize, Range<usize>)],
+        out: &mut [T],
+    ) -> Result<(), Error> {
+        for (owner, at, part) in parts {
+            self.read(*owner, *at, &mut out[part.clone()])?;
+        }
+        Ok(())
+    }
+    /// Writes the parts of a range; by default one [`write`](Self::write)
+    /// after another.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    fn write_parts(
+        &mut self,
+        parts: &[(usize, usize, Range<usize>)],
+        data: &[T],
+    ) -> Result<(), Error> {
+        for (owner, at, part) in parts {
+            self.write(*owner, *at, &data[part.clone()])?;
+        }
+        Ok(())
+    }
     /// Adds `value` to `owner`'s element `at`; returns the previous value.
     ///
     /// # Errors
@@ -322,17 +355,16 @@ impl<T: Pod, B: Backend<T>> DistArray<T, B> {
         self.backend.write(owner, at, &[value])
     }
 
-    /// Reads `out.len()` elements from `start` (one request per owner).
+    /// Reads `out.len()` elements from `start` (one request per owner; the
+    /// owner protocol has them all in flight at once).
     ///
     /// # Errors
     ///
     /// [`DsmError::OutOfBounds`] when the range passes the end (nothing is
     /// read); the backend's errors.
     pub fn get_range(&mut self, start: usize, out: &mut [T]) -> Result<(), Error> {
-        for (owner, at, part) in self.dist.parts(start, out.len())? {
-            self.backend.read(owner, at, &mut out[part])?;
-        }
-        Ok(())
+        let parts = self.dist.parts(start, out.len())?;
+        self.backend.read_parts(&parts, out)
     }
 
     /// Writes `data` from `start` (one request per owner).
@@ -342,10 +374,8 @@ impl<T: Pod, B: Backend<T>> DistArray<T, B> {
     /// As [`get_range`](Self::get_range) (nothing is written when the
     /// range passes the end).
     pub fn put_range(&mut self, start: usize, data: &[T]) -> Result<(), Error> {
-        for (owner, at, part) in self.dist.parts(start, data.len())? {
-            self.backend.write(owner, at, &data[part])?;
-        }
-        Ok(())
+        let parts = self.dist.parts(start, data.len())?;
+        self.backend.write_parts(&parts, data)
     }
 
     /// Waits for every rank; afterwards every read sees every write made

@@ -1,6 +1,7 @@
 //! The owner protocol: requests to the owner as messages on the array's own
 //! channel, applied by the owner in arrival order (see [`super::wire`]).
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytemuck::Pod;
@@ -172,39 +173,55 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
     /// Sends `request` to `owner` and waits for its reply (serving others
     /// meanwhile); returns the reply's payload.
     fn round_trip(&mut self, owner: usize, request: &[u8]) -> Result<Vec<u8>, Error> {
-        self.channel.send(owner, REQUEST, request)?;
-        let reply = if self.has_progress_thread() {
-            // The thread serves; only our reply is for us. Poll and yield
-            // rather than block in MPI (which spins): our own progress
-            // thread may share this core and have a request to answer.
-            loop {
-                let m = self
-                    .channel
-                    .try_recv_matching(Source::Rank(owner), TagMatch::Tag(REPLY))?;
-                match m {
-                    Some(m) => break m,
-                    None => std::thread::yield_now(),
-                }
-            }
-        } else {
-            self.next_awaited()?
-        };
-        if reply.tag != REPLY || reply.source != owner {
-            return Err(DsmError::Protocol(format!(
-                "awaiting a reply from rank {owner}, got tag {} from rank {}",
-                reply.tag, reply.source
-            ))
-            .into());
+        let mut payloads = self.round_trips(&[(owner, request)])?;
+        Ok(payloads.pop().unwrap_or_default())
+    }
+
+    /// Sends every request (to distinct owners) at once, then collects the
+    /// replies in whatever order they come, serving others meanwhile;
+    /// returns the payloads in request order. Every reply is taken off the
+    /// channel before an owner's refusal is reported, so none is left to
+    /// confuse the next operation.
+    fn round_trips(&mut self, requests: &[(usize, &[u8])]) -> Result<Vec<Vec<u8>>, Error> {
+        for (owner, request) in requests {
+            self.channel.send(*owner, REQUEST, request)?;
         }
-        let (status, payload) = wire::parse_reply(&reply.data)
-            .ok_or_else(|| DsmError::Protocol(format!("malformed reply from rank {owner}")))?;
-        let reason = match status {
-            wire::Status::Ok => return Ok(payload.to_vec()),
-            wire::Status::OutOfRange => "range outside its block",
-            wire::Status::Malformed => "malformed request",
-            wire::Status::NotAnInteger => "integer operation on a non-integer element size",
-        };
-        Err(DsmError::Refused { owner, reason }.into())
+        let mut payloads: Vec<Option<Result<Vec<u8>, Error>>> = vec![None; requests.len()];
+        for _ in 0..requests.len() {
+            let reply = if self.has_progress_thread() {
+                // The thread serves; only replies are for us. Poll and
+                // yield rather than block in MPI (which spins): our own
+                // progress thread may share this core.
+                loop {
+                    match self
+                        .channel
+                        .try_recv_matching(Source::Any, TagMatch::Tag(REPLY))?
+                    {
+                        Some(m) => break m,
+                        None => std::thread::yield_now(),
+                    }
+                }
+            } else {
+                self.next_awaited()?
+            };
+            let slot = requests
+                .iter()
+                .position(|(owner, _)| *owner == reply.source)
+                .filter(|&i| reply.tag == REPLY && payloads[i].is_none())
+                .ok_or_else(|| {
+                    DsmError::Protocol(format!(
+                        "awaiting replies, got tag {} from rank {}",
+                        reply.tag, reply.source
+                    ))
+                })?;
+            payloads[slot] = Some(parse(reply.source, &reply.data));
+        }
+        payloads
+            .into_iter()
+            .map(|p| {
+                p.unwrap_or_else(|| Err(DsmError::Protocol("a reply went missing".into()).into()))
+            })
+            .collect()
     }
 
     /// A reply payload of exactly `out`'s bytes, copied into it.
@@ -295,6 +312,19 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
     }
 }
 
+/// A reply's payload, or the owner's refusal.
+fn parse(owner: usize, reply: &[u8]) -> Result<Vec<u8>, Error> {
+    let (status, payload) = wire::parse_reply(reply)
+        .ok_or_else(|| DsmError::Protocol(format!("malformed reply from rank {owner}")))?;
+    let reason = match status {
+        wire::Status::Ok => return Ok(payload.to_vec()),
+        wire::Status::OutOfRange => "range outside its block",
+        wire::Status::Malformed => "malformed request",
+        wire::Status::NotAnInteger => "integer operation on a non-integer element size",
+    };
+    Err(DsmError::Refused { owner, reason }.into())
+}
+
 /// The owner's side: applies a request to the block behind `block`.
 fn serve_block<T: Pod>(block: &Mutex<Vec<T>>, request: &[u8]) -> Vec<u8> {
     let mut guard = block.lock().unwrap_or_else(|p| p.into_inner());
@@ -332,6 +362,56 @@ impl<T: Pod, C: Transport> Backend<T> for OwnerProtocol<T, C> {
         }
         let request = wire::request(wire::Op::Put, at, data.len(), bytemuck::cast_slice(data));
         self.round_trip(owner, &request).map(drop)
+    }
+
+    /// One request per remote owner, all in flight at once.
+    fn read_parts(
+        &mut self,
+        parts: &[(usize, usize, Range<usize>)],
+        out: &mut [T],
+    ) -> Result<(), Error> {
+        let me = self.rank();
+        let mut requests = Vec::new();
+        for (owner, at, part) in parts {
+            if *owner == me {
+                self.read(me, *at, &mut out[part.clone()])?;
+            } else {
+                requests.push((
+                    *owner,
+                    wire::request(wire::Op::Get, *at, part.len(), &[]),
+                    part.clone(),
+                ));
+            }
+        }
+        let sent: Vec<(usize, &[u8])> = requests
+            .iter()
+            .map(|(o, r, _)| (*o, r.as_slice()))
+            .collect();
+        let payloads = self.round_trips(&sent)?;
+        for ((owner, _, part), payload) in requests.iter().zip(payloads) {
+            Self::payload_into(*owner, &payload, &mut out[part.clone()])?;
+        }
+        Ok(())
+    }
+
+    /// One request per remote owner, all in flight at once.
+    fn write_parts(
+        &mut self,
+        parts: &[(usize, usize, Range<usize>)],
+        data: &[T],
+    ) -> Result<(), Error> {
+        let me = self.rank();
+        let mut requests = Vec::new();
+        for (owner, at, part) in parts {
+            if *owner == me {
+                self.write(me, *at, &data[part.clone()])?;
+            } else {
+                let bytes = bytemuck::cast_slice(&data[part.clone()]);
+                requests.push((*owner, wire::request(wire::Op::Put, *at, part.len(), bytes)));
+            }
+        }
+        let sent: Vec<(usize, &[u8])> = requests.iter().map(|(o, r)| (*o, r.as_slice())).collect();
+        self.round_trips(&sent).map(drop)
     }
 
     fn fetch_add(&mut self, owner: usize, at: usize, value: T) -> Result<T, Error>
