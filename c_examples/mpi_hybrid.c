@@ -62,13 +62,22 @@ int main(int argc, char **argv) {
         snprintf(want, sizeof want, "lap %d from %d", lap, left);
         ASSERT(from == left && tag == 3 && strcmp(in, want) == 0);
     }
-    /* Too long for the buffer: reported, kept, then received. */
+    /* Too long for the buffer: reported, kept, then received — two such
+     * messages at once, neither lost, each delivered in order. */
+    memset(out, 'a', sizeof out);
     CHECK(shmpi_hybrid_send(world, right, 4, out, sizeof out));
+    memset(out, 'b', sizeof out);
+    CHECK(shmpi_hybrid_send(world, right, 5, out, sizeof out - 1));
     char tiny[4];
     size_t len = 0;
+    EXPECT(SHMPI_E_TOO_LONG, shmpi_hybrid_recv(world, SHMPI_ANY_SOURCE, 5, tiny, sizeof tiny, &len, NULL, NULL));
+    ASSERT(len == sizeof out - 1);
     EXPECT(SHMPI_E_TOO_LONG, shmpi_hybrid_recv(world, SHMPI_ANY_SOURCE, 4, tiny, sizeof tiny, &len, NULL, NULL));
     ASSERT(len == sizeof out);
     CHECK(shmpi_hybrid_recv(world, SHMPI_ANY_SOURCE, 4, in, sizeof in, &len, NULL, NULL));
+    ASSERT(len == sizeof out && in[0] == 'a');
+    CHECK(shmpi_hybrid_recv(world, SHMPI_ANY_SOURCE, 5, in, sizeof in, &len, NULL, NULL));
+    ASSERT(len == sizeof out - 1 && in[0] == 'b');
     EXPECT(SHMPI_E_INVALID, shmpi_hybrid_send(world, n, 0, out, 1));
     EXPECT(SHMPI_E_NULL, shmpi_hybrid_send(NULL, 0, 0, out, 1));
     CHECK(shmpi_hybrid_barrier(world));

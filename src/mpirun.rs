@@ -127,6 +127,21 @@ impl Cluster {
     }
 }
 
+/// The launcher program: `SHMPI_MPIRUN` if set, else `mpirun`.
+pub fn launcher() -> PathBuf {
+    std::env::var_os("SHMPI_MPIRUN").map_or_else(|| PathBuf::from("mpirun"), PathBuf::from)
+}
+
+/// Whether the launcher can be started here (`--version` succeeds).
+pub fn available() -> bool {
+    Command::new(launcher())
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Which launcher `mpirun` on the `PATH` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
@@ -188,8 +203,7 @@ impl Mpirun {
     /// names a cluster that can be read, on its hosts.
     pub fn new(ranks: usize, program: impl Into<OsString>) -> Mpirun {
         Mpirun {
-            launcher: std::env::var_os("SHMPI_MPIRUN")
-                .map_or_else(|| PathBuf::from("mpirun"), PathBuf::from),
+            launcher: launcher(),
             ranks,
             threads_per_rank: 1,
             timeout: None,

@@ -7,6 +7,16 @@ use std::process::Command;
 use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 use shmpi::segment::{Segment, SegmentName};
 
+/// `shmpi gc` removes any dead shmpi segment in /dev/shm — another test's
+/// too — so the tests of this file take turns: this lock under `cargo
+/// test` (threads), a nextest test group (`.config/nextest.toml`) under
+/// nextest (one process per test).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn shmpi(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_shmpi"))
         .args(args)
@@ -34,6 +44,7 @@ fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn ls_gc_and_rm_tell_alive_dead_foreign_and_corrupt_apart() {
+    let _turn = turn();
     let pid = std::process::id();
     // Alive: this process holds it.
     let alive = SegmentName::unique("cli-alive");
@@ -103,6 +114,7 @@ fn ls_gc_and_rm_tell_alive_dead_foreign_and_corrupt_apart() {
 
 #[test]
 fn inspect_shows_a_groups_members_and_rings_and_survives_garbage() {
+    let _turn = turn();
     let name = SegmentName::unique("cli-group");
     let _c = Cleanup(name.file_name().to_owned());
     let mut a = MailboxGroup::create_or_join(&name, 0, 2, &MailboxOptions::default()).unwrap();
@@ -147,6 +159,7 @@ fn inspect_shows_a_groups_members_and_rings_and_survives_garbage() {
 
 #[test]
 fn run_starts_a_group_and_prefixes_output_with_ranks() {
+    let _turn = turn();
     let (ok, text) = shmpi(&[
         "run",
         "-n",

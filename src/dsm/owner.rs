@@ -52,8 +52,22 @@ pub(super) fn check_agreement<T: Pod>(
         std::mem::align_of::<T>() as u64,
         len as u64,
     ];
-    let min = channel.allreduce(&mine, ReduceOp::Min)?;
-    let max = channel.allreduce(&mine, ReduceOp::Max)?;
+    // One collective for both bounds: the maximum of `!v` is `!min(v)`.
+    let both: Vec<u64> = mine
+        .iter()
+        .copied()
+        .chain(mine.iter().map(|v| !v))
+        .collect();
+    let max_both = channel.allreduce(&both, ReduceOp::Max)?;
+    if max_both.len() != both.len() {
+        return Err(
+            DsmError::Protocol(format!("allreduce gave {} values for 6", max_both.len())).into(),
+        );
+    }
+    let (max, min): (Vec<u64>, Vec<u64>) = (
+        max_both[..3].to_vec(),
+        max_both[3..].iter().map(|v| !v).collect(),
+    );
     for (k, what) in ["element size", "element alignment", "length"]
         .into_iter()
         .enumerate()

@@ -29,9 +29,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::error::{
-    DsmError, Error, MailboxError, MpiError, SegmentError, SyncError, TransportError,
-};
+use crate::error::{DsmError, Error, MailboxError, MpiError, SegmentError, SyncError};
 
 pub use mailbox::*;
 #[cfg(feature = "mpi")]
@@ -174,7 +172,6 @@ fn status_of(e: &Error) -> c_int {
         Error::Placement(_) => SHMPI_E_INVALID,
         Error::Sync(e) => sync_status(e),
         Error::Mailbox(e) => mailbox_status(e),
-        Error::Transport(TransportError::TypeMismatch { .. }) => SHMPI_E_INVALID,
         Error::Transport(_) => SHMPI_E_INVALID,
         Error::Mpi(e) => mpi_status(e),
         Error::Dsm(DsmError::OutOfBounds { .. }) => SHMPI_E_OUT_OF_BOUNDS,

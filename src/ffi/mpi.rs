@@ -18,9 +18,9 @@ use crate::transport::{Message, Transport};
 /// a time per process.
 pub struct HybridHandle {
     world: HybridWorld,
-    /// A message too long for the buffer it was received into, kept for
-    /// the next receive.
-    pending: Option<Message>,
+    /// Messages too long for the buffer they were received into, in
+    /// arrival order, kept for later receives (which look here first).
+    kept: Vec<Message>,
     _mpi: Mpi,
 }
 
@@ -42,7 +42,7 @@ pub unsafe extern "C" fn shmpi_hybrid_create(comm: c_int, out: *mut *mut HybridH
             out,
             HybridHandle {
                 world,
-                pending: None,
+                kept: Vec::new(),
                 _mpi: mpi,
             },
         );
@@ -147,28 +147,30 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
             super::mailbox::tag_of(tag)?,
         );
         let matches = |m: &Message| source.accepts(m.source) && tag.accepts(m.tag);
-        let m = match h.pending.take() {
-            Some(p) if matches(&p) => p,
-            other => {
-                h.pending = other;
-                h.world.recv_matching(source, tag, None)?
+        // A kept message arrived before anything still in the world: it
+        // comes first, and stays kept while it does not fit.
+        let m = match h.kept.iter().position(matches) {
+            Some(i) => {
+                let needed = h.kept[i].data.len();
+                if needed > buf.len() {
+                    // SAFETY: `len` is NULL or writable (caller's contract).
+                    return Err(unsafe { too_long(needed, buf.len(), len) });
+                }
+                h.kept.remove(i)
+            }
+            None => {
+                let m = h.world.recv_matching(source, tag, None)?;
+                if m.data.len() > buf.len() {
+                    // SAFETY: `len` is NULL or writable (caller's contract).
+                    let err = unsafe { too_long(m.data.len(), buf.len(), len) };
+                    h.kept.push(m);
+                    return Err(err);
+                }
+                m
             }
         };
         // SAFETY: NULL or writable.
         unsafe { write_opt(len, m.data.len()) };
-        if m.data.len() > buf.len() {
-            let message = format!(
-                "a message of {} bytes does not fit the {}-byte buffer (it is kept)",
-                m.data.len(),
-                buf.len()
-            );
-            if h.pending.is_none() {
-                h.pending = Some(m);
-            } else {
-                return Err(Failure::new(SHMPI_E_TOO_LONG, "two messages too long for their buffers: receive the first with a larger buffer"));
-            }
-            return Err(Failure::new(SHMPI_E_TOO_LONG, message));
-        }
         buf[..m.data.len()].copy_from_slice(&m.data);
         // SAFETY: NULL or writable.
         unsafe {
@@ -177,6 +179,21 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
         }
         Ok(())
     })
+}
+
+/// The failure for a message of `needed` bytes and a buffer of `cap`, with
+/// the length written through `len`.
+///
+/// # Safety
+///
+/// `len` is NULL or writable.
+unsafe fn too_long(needed: usize, cap: usize, len: *mut usize) -> Failure {
+    // SAFETY: NULL or writable (this function's contract).
+    unsafe { write_opt(len, needed) };
+    Failure::new(
+        SHMPI_E_TOO_LONG,
+        format!("a message of {needed} bytes does not fit the {cap}-byte buffer (it is kept)"),
+    )
 }
 
 /// A barrier of every rank (hierarchical: node, then node leaders).

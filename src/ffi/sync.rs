@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{arg, arg_ref, call, give, millis, take, write_opt, Failure, SegmentHandle};
 use super::{SHMPI_E_OWNER_DIED, SHMPI_E_STATE};
 use crate::segment::Segment;
-use crate::sync::{Barrier, LockError, RobustMutex, Semaphore};
+use crate::sync::{Barrier, LockError, MutexGuard, RobustMutex, Semaphore};
 
 /// An object at `offset` in a segment kept mapped by this handle.
 struct Placed {
@@ -306,6 +306,17 @@ fn with_held(
     })
 }
 
+/// Runs `f` on the guard of a lock held through a handle (inside
+/// `with_held`), and keeps the lock held.
+fn on_held_guard<R>(mutex: &RobustMutex<'_, u64>, f: impl FnOnce(&MutexGuard<'_, u64>) -> R) -> R {
+    // SAFETY: called inside `with_held`, so this thread holds the lock
+    // through the handle and the guard that took it was forgotten.
+    let guard = unsafe { mutex.assume_locked() };
+    let r = f(&guard);
+    std::mem::forget(guard); // still held: unlocked by shmpi_mutex_unlock
+    r
+}
+
 /// The guarded value (while locked through `m`).
 ///
 /// # Safety
@@ -313,22 +324,9 @@ fn with_held(
 /// `m` is NULL or a live handle; `value` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn shmpi_mutex_get(m: *mut MutexHandle, value: *mut u64) -> c_int {
-    with_held(m, |_, mutex, recovered| {
-        // SAFETY: locked through this handle (`held`), guard forgotten.
-        let v = match unsafe { mutex.assume_locked(recovered) } {
-            Ok(g) => {
-                let v = g.get();
-                std::mem::forget(g);
-                v
-            }
-            Err(r) => {
-                let v = r.get();
-                std::mem::forget(r);
-                v
-            }
-        };
-        // SAFETY: checked for NULL below by arg.
-        *unsafe { arg(value, "value")? } = v;
+    with_held(m, |_, mutex, _| {
+        // SAFETY: NULL or writable (the caller's contract); NULL is checked.
+        *unsafe { arg(value, "value")? } = on_held_guard(mutex, |g| g.get());
         Ok(())
     })
 }
@@ -340,18 +338,8 @@ pub unsafe extern "C" fn shmpi_mutex_get(m: *mut MutexHandle, value: *mut u64) -
 /// `m` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn shmpi_mutex_set(m: *mut MutexHandle, value: u64) -> c_int {
-    with_held(m, |_, mutex, recovered| {
-        // SAFETY: locked through this handle (`held`), guard forgotten.
-        match unsafe { mutex.assume_locked(recovered) } {
-            Ok(g) => {
-                g.set(value);
-                std::mem::forget(g);
-            }
-            Err(r) => {
-                r.set(value);
-                std::mem::forget(r);
-            }
-        }
+    with_held(m, |_, mutex, _| {
+        on_held_guard(mutex, |g| g.set(value));
         Ok(())
     })
 }
@@ -371,10 +359,9 @@ pub unsafe extern "C" fn shmpi_mutex_consistent(m: *mut MutexHandle) -> c_int {
                 "the mutex is not in the owner-died state",
             ));
         }
-        // SAFETY: locked through this handle in the owner-died state.
-        if let Err(r) = unsafe { mutex.assume_locked(true) } {
-            std::mem::forget(r.make_consistent()?);
-        }
+        // SAFETY: locked through this handle in the owner-died state, its
+        // guard forgotten; the consistent guard is forgotten again (held).
+        std::mem::forget(unsafe { mutex.assume_recovered() }.make_consistent()?);
         h.held = Some(false);
         Ok(())
     })
@@ -387,10 +374,12 @@ pub unsafe extern "C" fn shmpi_mutex_consistent(m: *mut MutexHandle) -> c_int {
 /// `m` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn shmpi_mutex_unlock(m: *mut MutexHandle) -> c_int {
-    with_held(m, |h, mutex, recovered| {
+    with_held(m, |h, mutex, _| {
         h.held = None;
-        // SAFETY: locked through this handle; dropping the guard unlocks.
-        drop(unsafe { mutex.assume_locked(recovered) });
+        // SAFETY: locked through this handle, its guard forgotten; dropping
+        // this one unlocks (in the owner-died state that leaves the mutex
+        // unrecoverable, as documented on shmpi_mutex_lock).
+        drop(unsafe { mutex.assume_locked() });
         Ok(())
     })
 }

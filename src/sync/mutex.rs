@@ -194,24 +194,28 @@ impl<'a, T: Pod> RobustMutex<'a, T> {
 
     /// A guard for a lock this thread holds through a guard it forgot
     /// (`mem::forget`): for the C API, where lock and unlock are separate
-    /// calls. `recovered`: the lock was taken in the owner-died state and
-    /// not yet made consistent.
+    /// calls. Dropping it unlocks.
     ///
     /// # Safety
     ///
     /// This thread holds the lock, and no other guard for it exists.
-    pub(crate) unsafe fn assume_locked(
-        &self,
-        recovered: bool,
-    ) -> Result<MutexGuard<'_, T>, RecoveredGuard<'_, T>> {
-        let guard = MutexGuard {
+    pub(crate) unsafe fn assume_locked(&self) -> MutexGuard<'_, T> {
+        MutexGuard {
             cell: self.cell,
             _not_send: PhantomData,
-        };
-        if recovered {
-            Err(RecoveredGuard { guard })
-        } else {
-            Ok(guard)
+        }
+    }
+
+    /// [`assume_locked`](Self::assume_locked) for a lock taken in the
+    /// owner-died state and not yet made consistent.
+    ///
+    /// # Safety
+    ///
+    /// As [`assume_locked`](Self::assume_locked).
+    pub(crate) unsafe fn assume_recovered(&self) -> RecoveredGuard<'_, T> {
+        RecoveredGuard {
+            // SAFETY: the caller's contract.
+            guard: unsafe { self.assume_locked() },
         }
     }
 

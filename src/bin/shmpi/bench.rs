@@ -127,36 +127,34 @@ fn this_program() -> Result<String, String> {
         .map_err(|e| format!("cannot find this program: {e}"))
 }
 
-/// An `mpirun` job of this program's worker.
-fn mpi_job(ranks: usize, kind: &str, args: &BenchArgs, extra: &[&str]) -> Result<Mpirun, String> {
+/// An `mpirun` job of `program`'s (this program's) worker.
+fn mpi_job(program: &str, ranks: usize, kind: &str, quick: bool, extra: &[&str]) -> Mpirun {
     let mut worker = vec!["bench-worker", kind];
-    if args.quick {
+    if quick {
         worker.push("--quick");
     }
     worker.extend_from_slice(extra);
-    Ok(Mpirun::new(ranks, this_program()?)
+    Mpirun::new(ranks, program)
         .args(worker)
-        .timeout(Duration::from_secs(600)))
+        .timeout(Duration::from_secs(600))
 }
 
-/// Whether `mpirun` can be started here.
-fn mpirun_available() -> bool {
-    Command::new(std::env::var("SHMPI_MPIRUN").unwrap_or_else(|_| "mpirun".into()))
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// Runs a worker job: its records join the report, or its failure the notes.
+fn gather(report: &mut Report, notes: &mut Vec<String>, what: &str, cmd: Command) {
+    match collect(cmd, what) {
+        Ok(records) => report.records.extend(records),
+        Err(e) => notes.push(format!("{what} not measured: {e}")),
+    }
 }
 
 /// Time from SIGKILL of a mailbox peer to `PeerDied` at a receiver.
-fn fault_detection(samples: usize) -> Result<Record, String> {
+fn fault_detection(program: &str, samples: usize) -> Result<Record, String> {
     let mut times = Vec::new();
     for _ in 0..samples {
         let options = MailboxOptions::default();
         let name = shmpi::segment::SegmentName::unique("bench-fault");
         let _seg = MailboxGroup::create_segment(&name, 2, &options).map_err(|e| e.to_string())?;
-        let mut victim = Command::new(this_program()?)
+        let mut victim = Command::new(program)
             .args(["bench-worker", "victim"])
             .env(shmpi::mailbox::GROUP_ENV, name.as_str())
             .env(shmpi::mailbox::RANK_ENV, "1")
@@ -185,6 +183,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         tty: std::io::stderr().is_terminal(),
         start: Instant::now(),
     };
+    let program = this_program()?;
     let mut report = Report::default();
     let mut notes: Vec<String> = Vec::new();
 
@@ -195,7 +194,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     report.records.extend(shm_report.records);
 
     progress.say("fault isolation: killing a mailbox peer");
-    match fault_detection(if args.quick { 3 } else { 7 }) {
+    match fault_detection(&program, if args.quick { 3 } else { 7 }) {
         Ok(r) => report.records.push(r),
         Err(e) => notes.push(format!("fault detection not measured: {e}")),
     }
@@ -205,7 +204,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     ));
     let per_peer = if args.quick { 300 } else { 2000 };
     let job = GroupLaunch::spawn(ALLTOALL_PROCS, &MailboxOptions::default(), |_| {
-        let mut cmd = Command::new(this_program().unwrap_or_default());
+        let mut cmd = Command::new(&program);
         cmd.args([
             "bench-worker",
             "alltoall-shm",
@@ -239,83 +238,77 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
 
     if !cfg!(feature = "mpi") {
         notes.push("MPI rows skipped: this shmpi was built without its `mpi` feature".into());
-    } else if !mpirun_available() {
+    } else if !shmpi::mpirun::available() {
         notes
             .push("MPI rows skipped: no `mpirun` here (scripts/setup.sh installs Open MPI)".into());
     } else {
-        let local = |job: Mpirun| job.cluster(None);
-        let jobs: Vec<(String, Result<Command, String>)> = vec![
+        // On this host (also when run under the namespace hosts).
+        let local = |ranks, kind, extra: &[&str]| {
+            mpi_job(&program, ranks, kind, args.quick, extra).cluster(None)
+        };
+        let per_peer = per_peer.to_string();
+        let jobs: Vec<(String, Command)> = vec![
             (
                 "MPI ping-pong (shared-memory transport)".into(),
-                mpi_job(2, "pingpong", args, &["--path", "mpi.sm"]).map(|j| local(j).command()),
+                local(2, "pingpong", &["--path", "mpi.sm"]).command(),
             ),
             (
                 "MPI ping-pong over TCP".into(),
-                mpi_job(2, "pingpong", args, &["--path", "mpi.tcp"])
-                    .map(|j| local(j).force_tcp(true).command()),
+                local(2, "pingpong", &["--path", "mpi.tcp"])
+                    .force_tcp(true)
+                    .command(),
             ),
             (
                 "hybrid world and distributed arrays".into(),
-                mpi_job(2, "hybrid-dsm", args, &[]).map(|j| local(j).threads_per_rank(2).command()),
+                local(2, "hybrid-dsm", &[]).threads_per_rank(2).command(),
             ),
             (
                 "heat2d: 2 ranks x 1 thread (pure MPI)".into(),
-                mpi_job(2, "heat2d", args, &["--threads", "1"]).map(|j| local(j).command()),
+                local(2, "heat2d", &["--threads", "1"]).command(),
             ),
             (
                 "heat2d: 1 rank x 2 threads (shared memory)".into(),
-                mpi_job(1, "heat2d", args, &["--threads", "2"])
-                    .map(|j| local(j).threads_per_rank(2).command()),
+                local(1, "heat2d", &["--threads", "2"])
+                    .threads_per_rank(2)
+                    .command(),
             ),
             (
                 format!("all-to-all: {ALLTOALL_PROCS} MPI ranks"),
-                mpi_job(
-                    ALLTOALL_PROCS,
-                    "alltoall-mpi",
-                    args,
-                    &["--per-peer", &per_peer.to_string()],
-                )
-                .map(|j| local(j).command()),
+                local(ALLTOALL_PROCS, "alltoall-mpi", &["--per-peer", &per_peer]).command(),
             ),
         ];
         for (what, cmd) in jobs {
             progress.say(&what);
-            match cmd.and_then(|c| collect(c, &what)) {
-                Ok(records) => report.records.extend(records),
-                Err(e) => notes.push(format!("{what} not measured: {e}")),
-            }
+            gather(&mut report, &mut notes, &what, cmd);
         }
         let baseline = args.c_baseline.clone().or_else(|| {
             let p = "target/c_examples/osu_latency";
             std::path::Path::new(p).is_file().then(|| p.to_owned())
         });
         match baseline {
-            Some(program) => {
+            Some(c_program) => {
                 progress.say("the C baseline (osu_latency)");
-                let mut job = Mpirun::new(2, &program).cluster(None).timeout(Duration::from_secs(300));
-                job = job.args(if args.quick { vec!["--records", "--quick"] } else { vec!["--records"] });
-                match collect(job.command(), "C baseline") {
-                    Ok(records) => report.records.extend(records),
-                    Err(e) => notes.push(format!("mpi.c not measured: {e}")),
-                }
+                let flags = if args.quick { vec!["--records", "--quick"] } else { vec!["--records"] };
+                let job = Mpirun::new(2, &c_program)
+                    .cluster(None)
+                    .timeout(Duration::from_secs(300))
+                    .args(flags);
+                gather(&mut report, &mut notes, "mpi.c (the C baseline)", job.command());
             }
             None => notes.push("mpi.c (the C baseline) skipped: build it with `make -C c_examples`, or pass --c-baseline PROGRAM".into()),
         }
         if args.hosts {
             match Cluster::from_env() {
                 Ok(Some(cluster)) => {
-                    let across = |kind: &str, extra: &[&str]| {
-                        mpi_job(2, kind, args, extra).map(|j| j.cluster(Some(cluster.clone())))
+                    let across = |kind, extra: &[&str]| {
+                        mpi_job(&program, 2, kind, args.quick, extra).cluster(Some(cluster.clone()))
                     };
                     for (what, cmd) in [
-                        ("across hosts: MPI ping-pong", across("pingpong", &["--path", "mpi.tcp.internode"]).map(|j| j.command())),
-                        ("across hosts: hybrid world and distributed arrays", across("hybrid-dsm", &["--path", "internode"]).map(|j| j.threads_per_rank(2).command())),
+                        ("across hosts: MPI ping-pong", across("pingpong", &["--path", "mpi.tcp.internode"]).command()),
+                        ("across hosts: hybrid world and distributed arrays", across("hybrid-dsm", &["--path", "internode"]).threads_per_rank(2).command()),
                     ] {
                         progress.say(what);
-                        match cmd.and_then(|c| collect(c, what)) {
-                            Ok(records) => report.records.extend(records),
-                            Err(e) => notes.push(format!("{what} not measured: {e}")),
-                        }
+                        gather(&mut report, &mut notes, what, cmd);
                     }
                 }
                 Ok(None) => notes.push("--hosts needs the namespace hosts: run `scripts/netns-cluster.sh --slots 1 -- shmpi bench --hosts`".into()),
@@ -324,11 +317,11 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         } else {
             notes.push("cross-host rows (*.internode) not measured: run `scripts/netns-cluster.sh --slots 1 -- shmpi bench --hosts`".into());
         }
-        report.mpi = report
-            .records
-            .iter()
-            .any(|r| r.path.starts_with("mpi."))
-            .then(|| "Open MPI (mpirun)".to_owned());
+        #[cfg(feature = "mpi")]
+        {
+            // Callable before MPI is initialised (MPI-3.1 §8.1.1).
+            report.mpi = Some(shmpi::mpi::library_version());
+        }
     }
     progress.done();
 

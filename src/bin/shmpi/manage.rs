@@ -17,7 +17,6 @@ struct Entry {
     name: String,
     kind: String,
     size: u64,
-    creator: Option<u32>,
     /// The decoded header, for a shmpi segment.
     header: Option<HeaderFields>,
     /// `alive`, `dead`, `corrupt: …`, or `foreign`.
@@ -57,7 +56,6 @@ fn examine(name: &str) -> Entry {
             name: name.to_owned(),
             kind: "foreign".to_owned(),
             size,
-            creator: None,
             header: None,
             state: match read {
                 Err(e) => format!("unreadable: {e}"),
@@ -82,7 +80,6 @@ fn examine(name: &str) -> Entry {
         name: name.to_owned(),
         kind: SegmentKind(h.kind).name().to_owned(),
         size,
-        creator: Some(h.creator_pid),
         header: Some(h),
         state,
         age: Some(Duration::from_millis(
@@ -124,7 +121,7 @@ pub fn ls(json: bool) -> Result<ExitCode, String> {
                     json_string(&e.name),
                     json_string(&e.kind),
                     e.size,
-                    e.creator.map_or("null".to_owned(), |p| p.to_string()),
+                    e.header.map_or("null".to_owned(), |h| h.creator_pid.to_string()),
                     json_string(&e.state),
                     e.age.map_or("null".to_owned(), |a| a.as_secs().to_string()),
                     e.shmpi
@@ -145,7 +142,8 @@ pub fn ls(json: bool) -> Result<ExitCode, String> {
             e.name,
             e.kind,
             e.size,
-            e.creator.map_or("–".to_owned(), |p| p.to_string()),
+            e.header
+                .map_or("–".to_owned(), |h| h.creator_pid.to_string()),
             e.state,
             human_age(e.age)
         );

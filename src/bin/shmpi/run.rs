@@ -102,17 +102,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
 }
 
 pub fn mpirun(args: &MpirunArgs) -> Result<ExitCode, String> {
-    let (program, rest) = args.command.split_first().ok_or("no program given")?;
-    let program = if program == "--" {
-        rest.first().ok_or("no program given")?
-    } else {
-        program
+    // `--` before the program is optional (clap keeps it in the list).
+    let command = match args.command.split_first() {
+        Some((first, rest)) if first == "--" => rest,
+        _ => &args.command[..],
     };
-    let rest = &args.command[args
-        .command
-        .iter()
-        .position(|a| a == program)
-        .map_or(1, |i| i + 1)..];
+    let (program, rest) = command.split_first().ok_or("no program given")?;
     let mut job = Mpirun::new(args.ranks, program)
         .args(rest)
         .threads_per_rank(args.threads)
