@@ -332,9 +332,13 @@ pub enum MailboxError {
     /// The group's shared memory holds something impossible.
     #[error("corrupt mailbox group: {0}")]
     Corrupt(String),
-    /// The group header is invalid.
-    #[error(transparent)]
+    /// The group header read from shared memory is invalid.
+    #[error("corrupt mailbox group header: {0}")]
     Layout(#[from] crate::mailbox::LayoutError),
+    /// The caller's options for a new group are invalid (the message names
+    /// the option: members, capacity or granularity).
+    #[error("invalid mailbox group options: {0}")]
+    InvalidOptions(crate::mailbox::LayoutError),
     /// A launcher variable is missing or malformed.
     #[error("environment variable {var}: {problem}")]
     Env {

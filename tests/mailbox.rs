@@ -180,7 +180,7 @@ fn bad_arguments_are_errors() {
                 ..small()
             }
         ),
-        Err(shmpi::Error::Mailbox(MailboxError::Layout(_)))
+        Err(shmpi::Error::Mailbox(MailboxError::InvalidOptions(_)))
     ));
 }
 
@@ -288,8 +288,8 @@ fn a_corrupt_ring_is_an_error_not_a_panic() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // A member state word that is no state at all.
-    // Group header (128), member block 0 (128), member 1: doorbell (64), sleeping flag (4), state.
-    let state = HEADER_SIZE + 128 + 128 + 64 + 4;
+    // Group header (128), member block 0 (128), member 1: doorbell (4), sleeping flag (4), state.
+    let state = HEADER_SIZE + 128 + 128 + 4 + 4;
     raw.slice::<u32>(state, 1).unwrap().set(0, 0xDEAD);
     assert!(matches!(a.peer_status(1), Err(MailboxError::Corrupt(_))));
     raw.slice::<u32>(state, 1).unwrap().set(0, 1);

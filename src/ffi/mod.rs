@@ -215,6 +215,8 @@ fn mailbox_status(e: &MailboxError) -> c_int {
         | MailboxError::InvalidTag { .. }
         | MailboxError::TooLarge { .. }
         | MailboxError::RecordTooLarge { .. }
+        | MailboxError::InvalidOptions(_)
+        | MailboxError::Mismatch { .. }
         | MailboxError::Env { .. } => SHMPI_E_INVALID,
         MailboxError::MessageTooLong { .. } => SHMPI_E_TOO_LONG,
         MailboxError::Timeout { .. } => SHMPI_E_TIMEOUT,
@@ -222,9 +224,7 @@ fn mailbox_status(e: &MailboxError) -> c_int {
         MailboxError::PeerDied { .. } => SHMPI_E_PEER_DIED,
         MailboxError::PeerLeft { .. } | MailboxError::AllPeersGone => SHMPI_E_PEER_GONE,
         MailboxError::AlreadyJoined { .. } => SHMPI_E_EXISTS,
-        MailboxError::Mismatch { .. } | MailboxError::Corrupt(_) | MailboxError::Layout(_) => {
-            SHMPI_E_CORRUPT
-        }
+        MailboxError::Corrupt(_) | MailboxError::Layout(_) => SHMPI_E_CORRUPT,
         MailboxError::Segment(e) => segment_status(e),
         MailboxError::Sync(e) => sync_status(e),
         _ => SHMPI_E_OS,

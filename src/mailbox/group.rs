@@ -6,19 +6,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::framing::{self, Assembler, Completed, Frame, FramingError, Payload, TOTAL_FIELD};
 use super::layout::{
     state, GroupHeader, GroupLayout, GroupParams, MemberBlock, ShmRing, FLAG_EPHEMERAL,
     GROUP_HEADER,
 };
-use super::ring::{Consumer, Producer, RecordRef, Reservation, RingError, FLAG_CONT, FLAG_MORE};
+use super::ring::{
+    Consumer, Producer, RecordRef, Reservation, RingError, FLAG_ABORT, FLAG_CONT, FLAG_MORE,
+};
 use super::wake::{notify, sleep};
 use super::{
-    default_spin, MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MESSAGE_LEN,
-    RANK_ENV, SIZE_ENV,
+    default_spin, MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MEMBERS,
+    MAX_MESSAGE_LEN, RANK_ENV, SIZE_ENV,
 };
 use crate::error::{Error, MailboxError, SegmentError, SyncError};
 use crate::segment::{lock, Segment, SegmentKind, SegmentName};
-use crate::sync::Semaphore;
+use crate::sync::futex::Doorbell;
 use crate::transport::{Message, Source, TagMatch, Transport};
 
 /// A member of a mailbox group: one endpoint of message passing on shared
@@ -61,7 +64,23 @@ pub struct MailboxGroup {
     next_any: usize,
     wait: WaitStrategy,
     spin: Duration,
-    reported_gone: Vec<bool>,
+    /// What a receive from any source has told about each peer's end.
+    ends: Vec<EndReport>,
+    /// Peers to which a streamed message was abandoned at a deadline and
+    /// whose abort record did not fit yet: it goes before the next record.
+    abort_owed: Vec<bool>,
+}
+
+/// Whether a receive from any source has reported a peer's end (death or
+/// departure) — exactly once, after the peer's last message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndReport {
+    /// Alive as far as we know (or back after a rejoin).
+    None,
+    /// Found gone; reported once its ring holds nothing more.
+    Pending(PeerStatus),
+    /// Reported.
+    Reported,
 }
 
 /// A group whose members are the threads of one process: the same rings
@@ -82,16 +101,36 @@ struct Outgoing {
 struct Incoming {
     ring: ShmRing,
     cons: Consumer,
-    partial: Option<Partial>,
+    assembler: Assembler,
 }
 
-struct Partial {
-    tag: i32,
-    total: usize,
-    data: Vec<u8>,
-    /// Set while the message streams straight into the buffer of the
-    /// `recv_into` call in progress: how many bytes it holds already.
-    direct: Option<usize>,
+/// A record's payload in a ring, read through [`Payload`].
+struct RingPayload {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl RingPayload {
+    /// # Safety
+    ///
+    /// `ptr` must be valid for `len` reads while the value lives (a
+    /// validated record that is not released meanwhile).
+    unsafe fn new(ptr: *const u8, len: usize) -> RingPayload {
+        RingPayload { ptr, len }
+    }
+}
+
+impl Payload for RingPayload {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn copy_to(&self, from: usize, dst: &mut [u8]) {
+        let end = from.checked_add(dst.len()).expect("copy range overflows");
+        assert!(end <= self.len, "copy past the record's payload");
+        // SAFETY: from..end lies inside the payload (asserted), which is
+        // valid for reads (constructor contract); dst is our own memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(from), dst.as_mut_ptr(), dst.len()) };
+    }
 }
 
 /// What heads a ring, for a receive.
@@ -99,16 +138,6 @@ enum Head {
     Empty,
     Whole(RecordRef),
     Other,
-}
-
-/// A message that `progress` completed.
-enum Complete {
-    Owned(Message),
-    /// Assembled in the caller's buffer.
-    Direct {
-        tag: i32,
-        len: usize,
-    },
 }
 
 /// What a member looks like to its peers.
@@ -139,11 +168,44 @@ pub struct PairCounters {
     pub queued_bytes: u64,
 }
 
+/// When a `_timeout` operation must end, and the timeout it was given.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// The deadline `timeout` from now, if any.
+    fn after(timeout: Option<Duration>) -> Option<Deadline> {
+        timeout.map(|timeout| Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        })
+    }
+
+    fn expired(&self) -> MailboxError {
+        MailboxError::Timeout {
+            waited: self.timeout,
+        }
+    }
+}
+
+/// The error that reports a peer's end, if `status` is one.
+fn end_error(peer: usize, status: PeerStatus) -> Option<MailboxError> {
+    match status {
+        PeerStatus::Dead => Some(MailboxError::PeerDied { id: peer }),
+        PeerStatus::Left => Some(MailboxError::PeerLeft { id: peer }),
+        PeerStatus::Vacant | PeerStatus::Alive => None,
+    }
+}
+
 /// What a waiting call waits for, and whose death ends the wait.
 #[derive(Debug, Clone, Copy)]
 enum Watch {
     Source(usize),
-    AnySource,
+    /// Any source, for a receive of `TagMatch`.
+    AnySource(TagMatch),
     Dest(usize),
 }
 
@@ -167,6 +229,13 @@ fn ring_error(src: usize, dst: usize, e: RingError) -> MailboxError {
     MailboxError::Corrupt(format!("ring {src}→{dst}: {e}"))
 }
 
+fn framing_error(src: usize, dst: usize, e: FramingError) -> MailboxError {
+    match e {
+        FramingError::Interrupted => MailboxError::Interrupted { id: src },
+        FramingError::Corrupt(what) => ring_error(src, dst, RingError::Corrupt(what)),
+    }
+}
+
 impl MailboxGroup {
     /// Creates the segment of a group of `members` (the launcher's job, or
     /// the first member's through [`create_or_join`](Self::create_or_join)).
@@ -174,7 +243,8 @@ impl MailboxGroup {
     ///
     /// # Errors
     ///
-    /// [`MailboxError::Layout`] for invalid options, or the segment's errors.
+    /// [`MailboxError::InvalidOptions`] for invalid options (naming the
+    /// option), or the segment's errors.
     pub fn create_segment(
         name: &SegmentName,
         members: usize,
@@ -186,25 +256,19 @@ impl MailboxGroup {
             granularity: options.granularity,
             flags: if options.ephemeral { FLAG_EPHEMERAL } else { 0 },
         };
-        let layout = params.validate(None).map_err(MailboxError::from)?;
+        let layout = params
+            .validate(None)
+            .map_err(MailboxError::InvalidOptions)?;
         Segment::builder(name.as_str())
             .size(layout.total)
             .kind(SegmentKind::MAILBOX_GROUP)
             .create_init(|seg| {
                 // SAFETY: the data region is at least layout.total bytes
                 // (sized above), 128-aligned; GroupHeader is atomics only.
+                // Member blocks and rings start zeroed (fresh pages), which
+                // is their initial state: doorbells, flags and positions 0.
                 let header = unsafe { &*seg.as_ptr().cast::<GroupHeader>() };
                 params.write(header);
-                for id in 0..members {
-                    let offset = layout.member_offset(id);
-                    // SAFETY: member blocks lie inside the region (layout);
-                    // nobody can use the doorbells before the segment is
-                    // marked ready, after this initialiser.
-                    unsafe {
-                        let block = &*seg.as_ptr().add(offset).cast::<MemberBlock>();
-                        Semaphore::init(&block.doorbell, 0)?;
-                    }
-                }
                 Ok(())
             })
     }
@@ -232,25 +296,39 @@ impl MailboxGroup {
     ///
     /// # Errors
     ///
-    /// As [`join`](Self::join), and [`MailboxError::Mismatch`] when an
-    /// existing group has another size.
+    /// As [`join`](Self::join), [`MailboxError::InvalidOptions`] for
+    /// invalid options, and [`MailboxError::Mismatch`] when an existing
+    /// group has another size. A call that fails leaves nothing in
+    /// `/dev/shm`.
     pub fn create_or_join(
         name: &SegmentName,
         id: usize,
         members: usize,
         options: &MailboxOptions,
     ) -> Result<MailboxGroup, Error> {
-        let seg = match Self::create_segment(name, members, options) {
-            Ok(mut seg) => {
-                seg.persist();
-                seg
+        if (1..=MAX_MEMBERS).contains(&members) && id >= members {
+            return Err(MailboxError::InvalidRank {
+                rank: id,
+                size: members,
             }
+            .into());
+        }
+        let (seg, created) = match Self::create_segment(name, members, options) {
+            Ok(seg) => (seg, true),
             Err(Error::Segment(SegmentError::AlreadyExists { .. })) => {
-                open_group(name, options.join_timeout)?
+                (open_group(name, options.join_timeout)?, false)
             }
             Err(e) => return Err(e),
         };
-        Self::attach(Arc::new(seg), id, Some(members), options, false)
+        // A failed attach drops the segment, and a creator's segment then
+        // removes its name: a failed call leaves nothing behind.
+        let mut group = Self::attach(Arc::new(seg), id, Some(members), options, false)?;
+        if created {
+            if let Some(seg) = Arc::get_mut(&mut group.seg) {
+                seg.persist();
+            }
+        }
+        Ok(group)
     }
 
     /// Joins the group a launcher prepared: name, id and size from
@@ -362,7 +440,7 @@ impl MailboxGroup {
             inc.push(Some(Incoming {
                 cons: Consumer::recover(&i).map_err(|e| ring_error(peer, id, e))?,
                 ring: i,
-                partial: None,
+                assembler: Assembler::default(),
             }));
         }
         let group = MailboxGroup {
@@ -375,10 +453,10 @@ impl MailboxGroup {
             next_any: (id + 1) % n,
             wait: options.wait,
             spin: options.spin.unwrap_or_else(|| default_spin(n)),
-            reported_gone: vec![false; n],
+            ends: vec![EndReport::None; n],
+            abort_owed: vec![false; n],
             seg,
         };
-        group.doorbell(id)?;
         let me = group.member(id);
         let previous = me.state.swap(state::JOINED, Ordering::AcqRel);
         me.pid.store(std::process::id(), Ordering::Relaxed);
@@ -388,7 +466,7 @@ impl MailboxGroup {
             header.left.fetch_sub(1, Ordering::AcqRel);
         }
         if previous == state::VACANT {
-            let joined = header.joined.fetch_add(1, Ordering::AcqRel) + 1;
+            let joined = header.joined.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
             if joined as usize == n && layout.params.flags & FLAG_EPHEMERAL != 0 && !threads {
                 // Everyone is attached: the memory lives while mapped.
                 let _ = Segment::remove(group.seg.name());
@@ -451,19 +529,13 @@ impl MailboxGroup {
         }
     }
 
-    fn doorbell(&self, id: usize) -> Result<Semaphore<'_>, SyncError> {
-        Semaphore::from_cell(&self.member(id).doorbell, self.layout.member_offset(id))
+    fn doorbell(&self, id: usize) -> Doorbell<'_> {
+        Doorbell::new(&self.member(id).doorbell)
     }
 
     /// Rings `peer`'s doorbell if it announced that it sleeps.
     fn notify(&self, peer: usize) {
-        notify(&self.member(peer).sleeping, || {
-            // A corrupt doorbell is the sleeper's problem: it fails when it
-            // waits on it; the message itself is already published.
-            if let Ok(bell) = self.doorbell(peer) {
-                let _ = bell.post();
-            }
-        });
+        notify(&self.member(peer).sleeping, || self.doorbell(peer).ring());
     }
 
     /// What `peer` looks like now.
@@ -551,21 +623,29 @@ impl MailboxGroup {
     // ------------------------------------------------------------ waiting
 
     /// Polls until `poll` yields, following the wait strategy; ends with
-    /// `Timeout` at the deadline, or with the watched peer's death.
+    /// `Timeout` at the deadline, or with the watched peer's end.
+    ///
+    /// Ends are found by a liveness check every [`LIVENESS_SLICE`] of
+    /// waiting, and reported only once the peer's ring is drained: for a
+    /// named source or destination at every call; for any source exactly
+    /// once per end ([`EndReport`]), by the first call that finds the
+    /// ended peer's ring empty — a death found together with a message is
+    /// reported by the next call.
     fn wait_for<T>(
         &mut self,
-        timeout: Option<Duration>,
+        deadline: Option<Deadline>,
         watch: Watch,
         mut poll: impl FnMut(&mut Self) -> Result<Option<T>, MailboxError>,
     ) -> Result<T, MailboxError> {
+        if let Watch::AnySource(tag) = watch {
+            if let Some(e) = self.take_end_report(tag)? {
+                return Err(e);
+            }
+        }
         if let Some(v) = poll(self)? {
             return Ok(v);
         }
         let start = Instant::now();
-        let deadline = timeout.map(|t| start + t);
-        let timed_out = || MailboxError::Timeout {
-            waited: timeout.unwrap_or_default(),
-        };
         let mut next_check = start + LIVENESS_SLICE;
         let spin_until = match self.wait {
             WaitStrategy::Spin => None,
@@ -581,13 +661,13 @@ impl MailboxGroup {
                     }
                 }
                 let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d) {
-                    return Err(timed_out());
+                if let Some(d) = deadline.filter(|d| now >= d.at) {
+                    return Err(d.expired());
                 }
                 if now >= next_check {
                     next_check = now + LIVENESS_SLICE;
-                    if let Some(e) = self.gone(watch)? {
-                        return poll(self)?.ok_or(e);
+                    if let Some(result) = self.end_of_wait(watch, &mut poll)? {
+                        return result;
                     }
                 }
                 if spin_until.is_some_and(|t| now >= t) {
@@ -599,53 +679,136 @@ impl MailboxGroup {
         loop {
             let now = Instant::now();
             let slice = deadline.map_or(LIVENESS_SLICE, |d| {
-                d.saturating_duration_since(now).min(LIVENESS_SLICE)
+                d.at.saturating_duration_since(now).min(LIVENESS_SLICE)
             });
-            // SAFETY: the member block and its doorbell are in the mapping
-            // that `self.seg` keeps alive for the whole call.
+            // SAFETY: the member block is in the mapping that `self.seg`
+            // keeps alive for the whole call.
             let me = unsafe { detach(self.member(self.id)) };
-            let bell = Semaphore::from_cell(&me.doorbell, self.layout.member_offset(self.id))?;
-            // Drop stale rings: a waker that cleared our flag just as we found
-            // work by ourselves still posts. Left in the count, such posts
-            // would let later sleeps return at once — polling in disguise.
-            while bell.try_wait().is_ok() {}
+            let bell = Doorbell::new(&me.doorbell);
+            // The ticket is taken before the last look for work: a ring
+            // after it changes the word and the sleep returns at once.
+            let ticket = bell.ticket();
             let mut bell_error = None;
             let found = sleep(
                 &me.sleeping,
                 || poll(self).transpose(),
                 || {
-                    sleep_counter.fetch_add(1, Ordering::Relaxed);
-                    match bell.wait_timeout(slice) {
-                        Ok(()) | Err(SyncError::Timeout { .. }) => {}
-                        Err(e) => bell_error = Some(e),
-                    }
+                    let count = sleep_counter.load(Ordering::Relaxed);
+                    sleep_counter.store(count.wrapping_add(1), Ordering::Relaxed);
+                    bell_error = bell.sleep(ticket, slice).err();
                 },
             );
             if let Some(result) = found {
                 return result;
             }
-            if let Some(e) = bell_error {
-                return Err(e.into());
+            if let Some(errno) = bell_error {
+                return Err(SyncError::Os {
+                    op: "futex(FUTEX_WAIT) on a mailbox doorbell",
+                    errno,
+                }
+                .into());
             }
             if let Some(v) = poll(self)? {
                 return Ok(v);
             }
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(timed_out());
+            if let Some(d) = deadline.filter(|d| now >= d.at) {
+                return Err(d.expired());
             }
             if now >= next_check {
                 next_check = now + LIVENESS_SLICE;
-                if let Some(e) = self.gone(watch)? {
-                    return poll(self)?.ok_or(e);
+                if let Some(result) = self.end_of_wait(watch, &mut poll)? {
+                    return result;
                 }
             }
         }
     }
 
+    /// The liveness check of a wait: `None` to go on waiting, else what the
+    /// wait returns — a message that arrived before the end, or the end.
+    fn end_of_wait<T>(
+        &mut self,
+        watch: Watch,
+        poll: &mut impl FnMut(&mut Self) -> Result<Option<T>, MailboxError>,
+    ) -> Result<Option<Result<T, MailboxError>>, MailboxError> {
+        match watch {
+            Watch::Dest(d) => Ok(end_error(d, self.peer_status(d)?).map(|e| poll(self)?.ok_or(e))),
+            Watch::Source(s) => {
+                let Some(e) = end_error(s, self.peer_status(s)?) else {
+                    return Ok(None);
+                };
+                // Drain first: everything the peer published before its
+                // end is delivered; only a message it never finished is
+                // dropped.
+                if let Some(v) = poll(self)? {
+                    return Ok(Some(Ok(v)));
+                }
+                if let Some(inc) = self.inc[s].as_mut() {
+                    inc.assembler.reset();
+                }
+                Ok(Some(Err(e)))
+            }
+            Watch::AnySource(tag) => {
+                let mut all_ended = true;
+                for peer in (0..self.members()).filter(|&p| p != self.id) {
+                    let status = self.peer_status(peer)?;
+                    match (end_error(peer, status), self.ends[peer]) {
+                        (None, _) => {
+                            self.ends[peer] = EndReport::None;
+                            all_ended = false;
+                        }
+                        (Some(_), EndReport::None) => self.ends[peer] = EndReport::Pending(status),
+                        (Some(_), EndReport::Pending(_) | EndReport::Reported) => {}
+                    }
+                }
+                if let Some(v) = poll(self)? {
+                    return Ok(Some(Ok(v)));
+                }
+                if let Some(e) = self.take_end_report(tag)? {
+                    return Ok(Some(Err(e)));
+                }
+                Ok(all_ended.then_some(Err(MailboxError::AllPeersGone)))
+            }
+        }
+    }
+
+    /// The first pending end (see [`EndReport`]) of a peer that has nothing
+    /// more for a receive of `tag` — no record in its ring, no matching
+    /// message queued — marked reported; a message it never finished is
+    /// dropped.
+    fn take_end_report(&mut self, tag: TagMatch) -> Result<Option<MailboxError>, MailboxError> {
+        let id = self.id;
+        for peer in 0..self.members() {
+            let EndReport::Pending(status) = self.ends[peer] else {
+                continue;
+            };
+            if self
+                .unexpected
+                .iter()
+                .any(|m| m.source == peer && tag.accepts(m.tag))
+            {
+                continue;
+            }
+            let Some(inc) = self.inc[peer].as_mut() else {
+                continue;
+            };
+            let drained = inc
+                .cons
+                .peek(&inc.ring)
+                .map_err(|e| ring_error(peer, id, e))?
+                .is_none();
+            if drained {
+                inc.assembler.reset();
+                self.ends[peer] = EndReport::Reported;
+                return Ok(end_error(peer, status));
+            }
+        }
+        Ok(None)
+    }
+
     fn sleep_counter(&self, watch: Watch) -> &'static AtomicU64 {
         let counter = match watch {
-            Watch::AnySource => &self.member(self.id).recv_sleeps,
+            Watch::AnySource(_) => &self.member(self.id).recv_sleeps,
             Watch::Source(s) => {
                 &self.inc[s]
                     .as_ref()
@@ -668,48 +831,6 @@ impl MailboxGroup {
         unsafe { detach(counter) }
     }
 
-    /// The error that ends a wait on `watch`, if its peer(s) are gone.
-    fn gone(&mut self, watch: Watch) -> Result<Option<MailboxError>, MailboxError> {
-        let error = |peer: usize, status: PeerStatus| match status {
-            PeerStatus::Dead => Some(MailboxError::PeerDied { id: peer }),
-            PeerStatus::Left => Some(MailboxError::PeerLeft { id: peer }),
-            PeerStatus::Vacant | PeerStatus::Alive => None,
-        };
-        match watch {
-            Watch::Dest(d) => Ok(error(d, self.peer_status(d)?)),
-            Watch::Source(s) => {
-                let e = error(s, self.peer_status(s)?);
-                if e.is_some() {
-                    if let Some(inc) = self.inc[s].as_mut() {
-                        inc.partial = None;
-                    }
-                }
-                Ok(e)
-            }
-            Watch::AnySource => {
-                let mut all_gone = true;
-                for peer in (0..self.members()).filter(|&p| p != self.id) {
-                    let status = self.peer_status(peer)?;
-                    match error(peer, status) {
-                        None => {
-                            self.reported_gone[peer] = false;
-                            all_gone = false;
-                        }
-                        Some(e) if !self.reported_gone[peer] => {
-                            self.reported_gone[peer] = true;
-                            if let Some(inc) = self.inc[peer].as_mut() {
-                                inc.partial = None;
-                            }
-                            return Ok(Some(e));
-                        }
-                        Some(_) => {}
-                    }
-                }
-                Ok(all_gone.then_some(MailboxError::AllPeersGone))
-            }
-        }
-    }
-
     // -------------------------------------------------------------- sending
 
     /// Sends `data` to member `dest` with `tag` (≥ 0), waiting while the
@@ -726,10 +847,13 @@ impl MailboxGroup {
         self.send_inner(dest, tag, data, None)
     }
 
-    /// Like [`send`](Self::send), giving up when the first record cannot be
-    /// placed within `timeout` (nothing is sent then). Once a streamed
-    /// message has begun it is completed, unless the receiver dies or leaves:
-    /// a half-sent message is never left behind by a timeout.
+    /// Like [`send`](Self::send), giving up `timeout` after the call began —
+    /// the whole operation, a streamed message included. On `Timeout`
+    /// nothing is delivered: a streamed message cut off at its deadline is
+    /// abandoned with an abort record (written as soon as the mailbox has
+    /// room for it, at the latest before the next message to `dest`), so
+    /// the receiver discards the part it has and the next message arrives
+    /// whole.
     ///
     /// # Errors
     ///
@@ -764,6 +888,9 @@ impl MailboxGroup {
                 len: data.len(),
                 max,
             });
+        }
+        if !self.pay_abort(dest)? {
+            return Err(MailboxError::WouldBlock);
         }
         let r = self
             .try_reserve(dest, data.len())?
@@ -818,29 +945,85 @@ impl MailboxGroup {
             });
             return Ok(());
         }
-        let g = self.layout.geometry;
-        if data.len() <= g.max_payload() {
+        let deadline = Deadline::after(timeout);
+        self.settle_abort(dest, deadline, &mut hook)?;
+        if data.len() <= self.layout.geometry.max_payload() {
             let r = match self.try_reserve(dest, data.len())? {
                 Some(r) => r,
-                None => self.reserve(dest, data.len(), timeout, &mut hook)?,
+                None => self.reserve(dest, data.len(), deadline, &mut hook)?,
             };
             self.write_commit(dest, r, &[data], 0, tag);
         } else {
-            // First record: total length, then as much data as fits a chunk.
-            let first = g.chunk_payload() - 8;
-            let r = self.reserve(dest, g.chunk_payload(), timeout, &mut hook)?;
-            let total = (data.len() as u64).to_ne_bytes();
-            self.write_commit(dest, r, &[&total, &data[..first]], FLAG_MORE, tag);
-            let mut sent = first;
-            while sent < data.len() {
-                let n = g.chunk_payload().min(data.len() - sent);
-                let more = if sent + n < data.len() { FLAG_MORE } else { 0 };
-                let r = self.reserve(dest, n, None, &mut hook)?;
-                self.write_commit(dest, r, &[&data[sent..sent + n]], FLAG_CONT | more, tag);
-                sent += n;
-            }
+            self.send_stream(dest, tag, data, deadline, &mut hook)?;
         }
         self.count_sent(dest, data.len());
+        Ok(())
+    }
+
+    /// Streams a message larger than one record: the first record carries
+    /// the total length and the first data, later ones the rest. A stream
+    /// that cannot go on (the deadline passed, the receiver ended) is
+    /// abandoned with an abort record, so the receiver discards the part
+    /// it has and the next message is read as the whole message it is.
+    fn send_stream(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        data: &[u8],
+        deadline: Option<Deadline>,
+        hook: &mut Option<&mut dyn FnMut()>,
+    ) -> Result<(), MailboxError> {
+        let chunk = self.layout.geometry.chunk_payload();
+        let first = chunk - TOTAL_FIELD;
+        let r = self.reserve(dest, chunk, deadline, hook)?;
+        let total = (data.len() as u64).to_ne_bytes();
+        self.write_commit(dest, r, &[&total, &data[..first]], FLAG_MORE, tag);
+        let mut sent = first;
+        while sent < data.len() {
+            let n = chunk.min(data.len() - sent);
+            let more = if sent + n < data.len() { FLAG_MORE } else { 0 };
+            let r = match self.reserve(dest, n, deadline, hook) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abort_owed[dest] = true;
+                    self.pay_abort(dest)?;
+                    return Err(e);
+                }
+            };
+            self.write_commit(dest, r, &[&data[sent..sent + n]], FLAG_CONT | more, tag);
+            sent += n;
+        }
+        Ok(())
+    }
+
+    /// Writes the abort record owed to `dest` if there is room now; true
+    /// when nothing is owed any more.
+    fn pay_abort(&mut self, dest: usize) -> Result<bool, MailboxError> {
+        if !self.abort_owed[dest] {
+            return Ok(true);
+        }
+        let Some(r) = self.try_reserve(dest, 0)? else {
+            return Ok(false);
+        };
+        self.write_commit(dest, r, &[], FLAG_ABORT, 0);
+        self.abort_owed[dest] = false;
+        Ok(true)
+    }
+
+    /// Before a new message to `dest`: the abort record owed to it, waiting
+    /// for room until `deadline` (a zero-payload record always fits once
+    /// the receiver frees one granule).
+    fn settle_abort(
+        &mut self,
+        dest: usize,
+        deadline: Option<Deadline>,
+        hook: &mut Option<&mut dyn FnMut()>,
+    ) -> Result<(), MailboxError> {
+        if !self.pay_abort(dest)? {
+            let r = self.reserve(dest, 0, deadline, hook)?;
+            self.write_commit(dest, r, &[], FLAG_ABORT, 0);
+            self.abort_owed[dest] = false;
+        }
         Ok(())
     }
 
@@ -858,18 +1041,18 @@ impl MailboxGroup {
             .map_err(|e| ring_error(id, dest, e))
     }
 
-    /// Waits for room in `dest`'s mailbox. Meanwhile it keeps receiving
-    /// into the local queue, so two members that send each other large
-    /// messages at once both make progress (a send never waits on a peer
-    /// that waits on us).
+    /// Waits for room in `dest`'s mailbox until `deadline`. Meanwhile it
+    /// keeps receiving into the local queue, so two members that send each
+    /// other large messages at once both make progress (a send never waits
+    /// on a peer that waits on us).
     fn reserve(
         &mut self,
         dest: usize,
         len: usize,
-        timeout: Option<Duration>,
+        deadline: Option<Deadline>,
         hook: &mut Option<&mut dyn FnMut()>,
     ) -> Result<Reservation, MailboxError> {
-        self.wait_for(timeout, Watch::Dest(dest), |s| {
+        self.wait_for(deadline, Watch::Dest(dest), |s| {
             match s.try_reserve(dest, len)? {
                 Some(r) => Ok(Some(r)),
                 None => {
@@ -924,13 +1107,14 @@ impl MailboxGroup {
 
     fn count_sent(&self, dest: usize, len: usize) {
         let c = self.out[dest].as_ref().expect("ring").ring.control();
-        // Single writer (this producer): load + store, no atomic RMW.
+        // Single writer (this producer): load + store, no atomic RMW;
+        // wrapping, since another process may have written anything there.
+        let messages = c.messages.load(Ordering::Relaxed);
         c.messages
-            .store(c.messages.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        c.bytes.store(
-            c.bytes.load(Ordering::Relaxed) + len as u64,
-            Ordering::Relaxed,
-        );
+            .store(messages.wrapping_add(1), Ordering::Relaxed);
+        let bytes = c.bytes.load(Ordering::Relaxed);
+        c.bytes
+            .store(bytes.wrapping_add(len as u64), Ordering::Relaxed);
     }
 
     /// Reserves space for a `len`-byte message to `dest` directly in its
@@ -998,7 +1182,9 @@ impl MailboxGroup {
         if len > max {
             return Err(MailboxError::RecordTooLarge { len, max });
         }
-        let reservation = self.reserve(dest, len, timeout, &mut None)?;
+        let deadline = Deadline::after(timeout);
+        self.settle_abort(dest, deadline, &mut None)?;
+        let reservation = self.reserve(dest, len, deadline, &mut None)?;
         let o = self.out[dest].as_ref().expect("ring");
         let ptr = Producer::payload_ptr(&o.ring, &reservation);
         Ok(Loan {
@@ -1070,10 +1256,10 @@ impl MailboxGroup {
         }
     }
 
-    fn watch_for(&self, source: Source) -> Watch {
+    fn watch_for(&self, source: Source, tag: TagMatch) -> Watch {
         match source {
             Source::Rank(s) => Watch::Source(s),
-            Source::Any => Watch::AnySource,
+            Source::Any => Watch::AnySource(tag),
         }
     }
 
@@ -1089,8 +1275,10 @@ impl MailboxGroup {
                 .poll_match(source, tag)?
                 .ok_or(MailboxError::WouldBlock);
         }
-        let watch = self.watch_for(source);
-        self.wait_for(timeout, watch, |s| s.poll_match(source, tag))
+        let watch = self.watch_for(source, tag);
+        self.wait_for(Deadline::after(timeout), watch, |s| {
+            s.poll_match(source, tag)
+        })
     }
 
     fn queued_match(&mut self, source: Source, tag: TagMatch) -> Option<Message> {
@@ -1139,8 +1327,12 @@ impl MailboxGroup {
     fn progress(&mut self, src: usize) -> Result<Option<Message>, MailboxError> {
         match self.progress_into(src, None)? {
             None => Ok(None),
-            Some(Complete::Owned(m)) => Ok(Some(m)),
-            Some(Complete::Direct { .. }) => Err(MailboxError::Corrupt(format!(
+            Some(Completed::Owned { tag, data }) => Ok(Some(Message {
+                source: src,
+                tag,
+                data,
+            })),
+            Some(Completed::Direct { .. }) => Err(MailboxError::Corrupt(format!(
                 "ring {src}→{}: a message was streaming into a receive buffer that is gone",
                 self.id
             ))),
@@ -1149,12 +1341,13 @@ impl MailboxGroup {
 
     /// [`progress`](Self::progress), and when `sink` is given, a streamed
     /// message whose tag it accepts and that fits goes straight into its
-    /// buffer instead of an owned vector (one copy instead of two).
+    /// buffer instead of an owned vector (one copy instead of two). The
+    /// framing rules and their checks are [`framing`]'s.
     fn progress_into(
         &mut self,
         src: usize,
         mut sink: Option<(&mut [u8], TagMatch)>,
-    ) -> Result<Option<Complete>, MailboxError> {
+    ) -> Result<Option<Completed>, MailboxError> {
         let id = self.id;
         loop {
             let Some(inc) = self.inc[src].as_mut() else {
@@ -1167,116 +1360,23 @@ impl MailboxGroup {
             else {
                 return Ok(None);
             };
-            let corrupt = |what| ring_error(src, id, RingError::Corrupt(what));
-            let tag = i32::try_from(rec.tag()).map_err(|_| corrupt("negative tag"))?;
-            let payload = Consumer::payload_ptr(&inc.ring, &rec);
-            let cont = rec.flags() & FLAG_CONT != 0;
-            let more = rec.flags() & FLAG_MORE != 0;
-            let complete = match (inc.partial.take(), cont) {
-                // A whole message in one record.
-                (None, false) if !more => {
-                    let mut data = Vec::with_capacity(rec.len());
-                    // SAFETY: the record's payload is rec.len() bytes.
-                    unsafe { append(&mut data, payload, rec.len()) };
-                    Some(Complete::Owned(Message {
-                        source: src,
-                        tag,
-                        data,
-                    }))
+            let (frame, tag) = framing::classify(rec.flags(), rec.tag(), rec.len())
+                .map_err(|e| framing_error(src, id, e))?;
+            // SAFETY: a validated record: its payload is rec.len() bytes
+            // inside the ring, and it stays there until released below.
+            let payload =
+                unsafe { RingPayload::new(Consumer::payload_ptr(&inc.ring, &rec), rec.len()) };
+            let offered = match (frame, sink.as_mut()) {
+                (Frame::First, Some((buf, filter))) if filter.accepts(tag) => Some(&mut **buf),
+                (Frame::Cont { .. }, Some((buf, _))) if inc.assembler.is_direct() => {
+                    Some(&mut **buf)
                 }
-                // The first record of a streamed message: total, then data.
-                (None, false) => {
-                    if rec.len() < 8 {
-                        return Err(corrupt("first chunk shorter than its length field"));
-                    }
-                    let mut total = [0u8; 8];
-                    // SAFETY: the payload has at least 8 bytes (checked).
-                    unsafe { std::ptr::copy_nonoverlapping(payload, total.as_mut_ptr(), 8) };
-                    let total = u64::from_ne_bytes(total);
-                    if total > MAX_MESSAGE_LEN as u64 || (total as usize) < rec.len() - 8 {
-                        return Err(corrupt("streamed message length out of range"));
-                    }
-                    let (total, first) = (total as usize, rec.len() - 8);
-                    let direct = match sink.as_mut() {
-                        Some((buf, filter)) if filter.accepts(tag) && total <= buf.len() => {
-                            // SAFETY: `first` bytes follow the length field;
-                            // buf holds at least total >= first bytes.
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    payload.add(8),
-                                    buf.as_mut_ptr(),
-                                    first,
-                                )
-                            };
-                            Some(first)
-                        }
-                        _ => None,
-                    };
-                    let mut data = Vec::new();
-                    if direct.is_none() {
-                        data.reserve_exact(total);
-                        // SAFETY: `first` payload bytes follow the length.
-                        unsafe { append(&mut data, payload.add(8), first) };
-                    }
-                    inc.partial = Some(Partial {
-                        tag,
-                        total,
-                        data,
-                        direct,
-                    });
-                    None
-                }
-                // The next chunk of the message being assembled.
-                (Some(mut p), true) => {
-                    let got = p.direct.unwrap_or(p.data.len());
-                    if tag != p.tag || got + rec.len() > p.total {
-                        return Err(corrupt("continuation does not fit its message"));
-                    }
-                    match (p.direct, sink.as_mut()) {
-                        (Some(_), Some((buf, _))) => {
-                            // SAFETY: got + rec.len() <= total <= buf.len()
-                            // (checked when the stream went direct).
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    payload,
-                                    buf.as_mut_ptr().add(got),
-                                    rec.len(),
-                                )
-                            };
-                            p.direct = Some(got + rec.len());
-                        }
-                        (Some(_), None) => {
-                            return Err(corrupt(
-                                "a message streams into a receive buffer that is gone",
-                            ));
-                        }
-                        // SAFETY: the payload is rec.len() bytes.
-                        (None, _) => unsafe { append(&mut p.data, payload, rec.len()) },
-                    }
-                    let got = got + rec.len();
-                    if more {
-                        inc.partial = Some(p);
-                        None
-                    } else if got != p.total {
-                        return Err(corrupt("streamed message ended short"));
-                    } else if p.direct.is_some() {
-                        Some(Complete::Direct { tag, len: got })
-                    } else {
-                        Some(Complete::Owned(Message {
-                            source: src,
-                            tag,
-                            data: p.data,
-                        }))
-                    }
-                }
-                // The rest of a message our predecessor (before a rejoin)
-                // had begun to consume: not ours to deliver.
-                (None, true) => None,
-                // A new message while one was being streamed: the sender died
-                // mid-message and a new incarnation sends afresh. The record
-                // stays for the next call.
-                (Some(_), false) => return Err(MailboxError::Interrupted { id: src }),
+                _ => None,
             };
+            let complete = inc
+                .assembler
+                .accept(frame, tag, &payload, offered)
+                .map_err(|e| framing_error(src, id, e))?;
             self.release(src, rec);
             if complete.is_some() {
                 return Ok(complete);
@@ -1363,19 +1463,15 @@ impl MailboxGroup {
                 .poll_into(source, tag, buf)?
                 .ok_or(MailboxError::WouldBlock);
         }
-        let watch = self.watch_for(source);
-        let result = self.wait_for(timeout, watch, |s| s.poll_into(source, tag, buf));
-        if result.is_err() {
-            // A message half-streamed into `buf` cannot stay there after
-            // this call: move what arrived into an owned buffer.
-            if let Source::Rank(src) = source {
-                if let Some(p) = self.inc[src].as_mut().and_then(|i| i.partial.as_mut()) {
-                    if let Some(got) = p.direct.take() {
-                        let mut data = Vec::with_capacity(p.total);
-                        data.extend_from_slice(&buf[..got]);
-                        p.data = data;
-                    }
-                }
+        let watch = self.watch_for(source, tag);
+        let result = self.wait_for(Deadline::after(timeout), watch, |s| {
+            s.poll_into(source, tag, buf)
+        });
+        // A message half-streamed into `buf` cannot stay there after this
+        // call: what arrived moves into an owned buffer.
+        if let Source::Rank(src) = source {
+            if let Some(inc) = self.inc[src].as_mut() {
+                inc.assembler.detach_sink(buf);
             }
         }
         result
@@ -1419,11 +1515,18 @@ impl MailboxGroup {
             }
             match self.progress_into(src, Some((&mut *buf, tag)))? {
                 None => return Ok(None),
-                Some(Complete::Direct { tag, len }) => return Ok(Some((src, tag, len))),
-                Some(Complete::Owned(m)) if tag.accepts(m.tag) => {
-                    return self.deliver_owned(m, buf).map(Some)
+                Some(Completed::Direct { tag, len }) => return Ok(Some((src, tag, len))),
+                Some(Completed::Owned { tag: t, data }) => {
+                    let m = Message {
+                        source: src,
+                        tag: t,
+                        data,
+                    };
+                    if tag.accepts(t) {
+                        return self.deliver_owned(m, buf).map(Some);
+                    }
+                    self.unexpected.push_back(m);
                 }
-                Some(Complete::Owned(m)) => self.unexpected.push_back(m),
             }
         }
     }
@@ -1434,7 +1537,7 @@ impl MailboxGroup {
     fn head_record(&mut self, src: usize, tag: TagMatch) -> Result<Head, MailboxError> {
         let id = self.id;
         let inc = self.inc[src].as_mut().expect("ring");
-        if inc.partial.is_some() {
+        if inc.assembler.in_progress() {
             return Ok(Head::Other);
         }
         let Some(rec) = inc
@@ -1520,8 +1623,8 @@ impl MailboxGroup {
                     .ok_or(MailboxError::WouldBlock)?,
             )
         } else {
-            let watch = self.watch_for(source);
-            self.wait_for(timeout, watch, |s| s.poll_ref(source, tag))?
+            let watch = self.watch_for(source, tag);
+            self.wait_for(Deadline::after(timeout), watch, |s| s.poll_ref(source, tag))?
         };
         Ok(RecvRef { group: self, found })
     }
@@ -1580,22 +1683,6 @@ fn wrap(i: usize, n: usize) -> usize {
         i - n
     } else {
         i
-    }
-}
-
-/// Appends `len` bytes from shared memory to `v`.
-///
-/// # Safety
-///
-/// `src` must be valid for `len` reads.
-unsafe fn append(v: &mut Vec<u8>, src: *const u8, len: usize) {
-    v.reserve(len);
-    // SAFETY: reserve made room for len more bytes; src is valid (caller)
-    // and does not overlap our own allocation; u8 needs no initialisation
-    // beyond the bytes copied.
-    unsafe {
-        std::ptr::copy_nonoverlapping(src, v.as_mut_ptr().add(v.len()), len);
-        v.set_len(v.len() + len);
     }
 }
 
@@ -1703,14 +1790,23 @@ fn open_group(name: &SegmentName, timeout: Duration) -> Result<Segment, Error> {
 
 impl Drop for MailboxGroup {
     fn drop(&mut self) {
-        let n = self.members();
+        let (n, me) = (self.members(), self.id);
+        for peer in (0..n).filter(|&p| p != me) {
+            // Best effort: a receiver that never gets the abort record
+            // drops the partial message when it sees us leave.
+            let _ = self.pay_abort(peer);
+        }
         self.member(self.id)
             .state
             .store(state::LEFT, Ordering::Release);
         for peer in (0..n).filter(|&p| p != self.id) {
             self.notify(peer);
         }
-        let left = self.header().left.fetch_add(1, Ordering::AcqRel) + 1;
+        let left = self
+            .header()
+            .left
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
         if left as usize == n && !self.threads {
             // The last member out removes a name nobody needs any more (it
             // may be gone already: ephemeral, or removed by a launcher).

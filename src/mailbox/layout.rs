@@ -6,7 +6,7 @@
 //! | offset | size | what |
 //! |---|---|---|
 //! | 0 | 128 | group header: magic, version, members, flags, ring capacity, granularity, joined/left counts |
-//! | 128 | 128 × N | member blocks: doorbell semaphore (one cache line), sleeping flag, state, pid, incarnation, counters |
+//! | 128 | 128 × N | member blocks: doorbell (a futex sequence word), sleeping flag, state, pid, incarnation, counters |
 //! | 128 + 128N | (128 + C) × N(N−1) | rings, one per ordered pair (no ring from a member to itself): a control block (consumer line: head, receiver sleeps; producer line: tail, messages, bytes, sender sleeps), then C ring bytes |
 //!
 //! The parameters are checked by [`GroupParams::validate`], a pure
@@ -16,13 +16,12 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use super::ring::{Geometry, RingError, RingMemory};
-use crate::sync::SemaphoreCell;
+use super::ring::{Geometry, GeometryError, RingMemory};
 
 /// Magic of a group header: `MBG1`.
 pub const GROUP_MAGIC: u32 = u32::from_le_bytes(*b"MBG1");
-/// Version of this layout.
-pub const GROUP_VERSION: u32 = 1;
+/// Version of this layout (2: the doorbell is a futex sequence word).
+pub const GROUP_VERSION: u32 = 2;
 /// Bytes of the group header.
 pub const GROUP_HEADER: usize = 128;
 /// Bytes of one member block.
@@ -61,16 +60,21 @@ pub(crate) mod state {
     pub const LEFT: u32 = 2;
 }
 
-/// One member's block.
+/// One member's block. Every field is an atomic whose every value is
+/// valid: a scribbled word can mislead a member, never crash it.
 #[repr(C, align(64))]
 pub(crate) struct MemberBlock {
-    pub doorbell: SemaphoreCell,
+    /// The doorbell: a futex sequence word a waker increments
+    /// (see [`super::wake`]).
+    pub doorbell: AtomicU32,
+    /// Set while this member sleeps (or is about to) on its doorbell.
     pub sleeping: AtomicU32,
     pub state: AtomicU32,
     pub pid: AtomicU32,
     pub incarnation: AtomicU32,
+    _pad: AtomicU32,
     pub recv_sleeps: AtomicU64,
-    _reserved: [AtomicU64; 5],
+    _reserved: [AtomicU64; 12],
 }
 
 const _: () = assert!(std::mem::size_of::<MemberBlock>() == MEMBER_BLOCK);
@@ -145,7 +149,7 @@ pub enum LayoutError {
     Flags(u32),
     /// Capacity or granularity out of range.
     #[error(transparent)]
-    Geometry(RingError),
+    Geometry(GeometryError),
     /// The layout does not fit the segment (or the address space).
     #[error("the group needs {needed} bytes but the segment has {available}")]
     TooSmall {

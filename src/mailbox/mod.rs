@@ -42,6 +42,7 @@
 //! [`MailboxError::PeerDied`]: crate::MailboxError::PeerDied
 //! [`MailboxError::Interrupted`]: crate::MailboxError::Interrupted
 
+pub mod framing;
 mod group;
 pub mod launch;
 mod layout;

@@ -50,8 +50,19 @@ pub const FLAG_PAD: u32 = 1 << 31;
 pub const FLAG_MORE: u32 = 1 << 30;
 /// Meta flag: this record continues a message begun in an earlier record.
 pub const FLAG_CONT: u32 = 1 << 29;
+/// Meta flag: the message being streamed is abandoned (its sender gave up
+/// at a deadline); the receiver discards what it assembled. Carries no
+/// payload and no other flag.
+pub const FLAG_ABORT: u32 = 1 << 28;
 /// Mask of the payload length in `meta`.
-pub const LEN_MASK: u32 = (1 << 29) - 1;
+pub const LEN_MASK: u32 = (1 << 28) - 1;
+/// The framing flags a producer may set on a record.
+pub const FRAME_FLAGS: u32 = FLAG_MORE | FLAG_CONT | FLAG_ABORT;
+
+/// Largest position (bytes through the ring since creation) accepted from
+/// shared memory: 2^62 bytes is centuries of traffic, and the bound keeps
+/// every position computation far from overflow.
+pub const MAX_POSITION: u64 = 1 << 62;
 
 /// A 64-bit atomic word: `std`'s in shared memory, loom's in the models.
 pub trait RingWord {
@@ -94,6 +105,25 @@ pub unsafe trait RingMemory {
     fn bytes(&self) -> *mut u8;
 }
 
+/// A ring capacity or record granularity that is not allowed: a caller's
+/// option, or a value read from a group header (the caller decides which it
+/// was and reports it as such).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    /// Not a power of two from [`Geometry::MIN_CAPACITY`] to
+    /// [`Geometry::MAX_CAPACITY`].
+    #[error("ring capacity {0} is not a power of two from 1 KiB to 512 MiB")]
+    Capacity(usize),
+    /// Not a power of two from [`RECORD_HEADER`] to capacity / 16.
+    #[error("record granularity {granularity} is not a power of two from 16 bytes to capacity/16 ({capacity}/16)")]
+    Granularity {
+        /// The granularity given.
+        granularity: usize,
+        /// The capacity it goes with.
+        capacity: usize,
+    },
+}
+
 /// Something in a ring is impossible: corrupted by another process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
@@ -120,8 +150,9 @@ pub struct Geometry {
 impl Geometry {
     /// Smallest capacity accepted.
     pub const MIN_CAPACITY: usize = 1024;
-    /// Largest capacity accepted (1 GiB).
-    pub const MAX_CAPACITY: usize = 1 << 30;
+    /// Largest capacity accepted (512 MiB: a record's payload length then
+    /// fits the 28 bits of [`LEN_MASK`]).
+    pub const MAX_CAPACITY: usize = 1 << 29;
 
     /// Checks the parameters: both powers of two, granularity at least
     /// [`RECORD_HEADER`] and at most capacity / 16, capacity within
@@ -129,23 +160,22 @@ impl Geometry {
     ///
     /// # Errors
     ///
-    /// [`RingError::Corrupt`] naming the violated rule (the same check serves
-    /// a caller's options and a header read from shared memory).
-    pub fn new(capacity: usize, granularity: usize) -> Result<Geometry, RingError> {
+    /// [`GeometryError`] naming the violated rule (the same check serves a
+    /// caller's options and a header read from shared memory).
+    pub fn new(capacity: usize, granularity: usize) -> Result<Geometry, GeometryError> {
         if !capacity.is_power_of_two()
             || !(Self::MIN_CAPACITY..=Self::MAX_CAPACITY).contains(&capacity)
         {
-            return Err(RingError::Corrupt(
-                "ring capacity must be a power of two from 1 KiB to 1 GiB",
-            ));
+            return Err(GeometryError::Capacity(capacity));
         }
         if !granularity.is_power_of_two()
             || granularity < RECORD_HEADER
             || granularity > capacity / 16
         {
-            return Err(RingError::Corrupt(
-                "record granularity must be a power of two from 16 bytes to capacity/16",
-            ));
+            return Err(GeometryError::Granularity {
+                granularity,
+                capacity,
+            });
         }
         Ok(Geometry {
             capacity,
@@ -229,7 +259,11 @@ impl Producer {
         let g = mem.geometry();
         let head = mem.head().load(Ordering::Acquire);
         let mut tail = mem.tail().load(Ordering::Acquire);
-        if tail < head || tail - head > g.capacity as u64 || tail % g.granularity() as u64 != 0 {
+        if tail > MAX_POSITION
+            || tail < head
+            || tail - head > g.capacity as u64
+            || tail % g.granularity() as u64 != 0
+        {
             return Err(RingError::Corrupt("ring indices out of range"));
         }
         loop {
@@ -315,7 +349,7 @@ impl Producer {
         unsafe { mem.bytes().add(r.offset + RECORD_HEADER) }
     }
 
-    /// Publishes the record with `flags` (of [`FLAG_MORE`], [`FLAG_CONT`])
+    /// Publishes the record with `flags` (of [`FRAME_FLAGS`])
     /// and `tag`: clears the next record's stamp word, writes the header
     /// fields, then the stamp (release), then the tail.
     pub fn commit<M: RingMemory>(&mut self, mem: &M, r: Reservation, flags: u32, tag: u32) {
@@ -325,7 +359,7 @@ impl Producer {
         if next < self.head_cache + g.capacity as u64 {
             mem.stamp(g.offset_of(next)).store(0, Ordering::Relaxed);
         }
-        let meta = (r.payload_len as u32 & LEN_MASK) | (flags & (FLAG_MORE | FLAG_CONT));
+        let meta = (r.payload_len as u32 & LEN_MASK) | (flags & FRAME_FLAGS);
         // SAFETY: the header lies inside the reserved record.
         unsafe {
             write_u32(mem.bytes().add(r.offset + 8), meta);
@@ -361,7 +395,8 @@ impl RecordRef {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// [`FLAG_MORE`] / [`FLAG_CONT`] bits.
+    /// The [`FRAME_FLAGS`] bits (the framing layer checks their
+    /// combination).
     pub fn flags(&self) -> u32 {
         self.flags
     }
@@ -386,6 +421,9 @@ impl Consumer {
     /// (records start only there).
     pub fn recover<M: RingMemory>(mem: &M) -> Result<Consumer, RingError> {
         let head = mem.head().load(Ordering::Acquire);
+        if head > MAX_POSITION {
+            return Err(RingError::Corrupt("consumer position out of range"));
+        }
         if head % mem.geometry().granularity() as u64 != 0 {
             return Err(RingError::Corrupt(
                 "consumer position not on a record boundary",
@@ -420,7 +458,7 @@ impl Consumer {
                 offset,
                 record_len,
                 len: (meta & LEN_MASK) as usize,
-                flags: meta & (FLAG_MORE | FLAG_CONT),
+                flags: meta & FRAME_FLAGS,
                 tag,
             };
             if meta & FLAG_PAD != 0 {

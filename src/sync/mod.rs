@@ -21,7 +21,7 @@
 //! [`Segment`]: crate::segment::Segment
 
 mod barrier;
-mod futex;
+pub(crate) mod futex;
 mod mutex;
 mod semaphore;
 
@@ -31,7 +31,6 @@ use std::time::Duration;
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use mutex::{LockError, MutexGuard, RecoveredGuard, RobustMutex};
 pub use semaphore::Semaphore;
-pub(crate) use semaphore::SemaphoreCell;
 
 use crate::error::SyncError;
 use crate::segment::Segment;

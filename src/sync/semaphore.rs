@@ -108,12 +108,6 @@ impl<'a> Semaphore<'a> {
         Ok(())
     }
 
-    /// The semaphore in `cell`, if one was initialised there.
-    pub(crate) fn from_cell(cell: &'a SemaphoreCell, offset: usize) -> Result<Self, SyncError> {
-        check_tag(&cell.tag, TAG, "semaphore", offset)?;
-        Ok(Semaphore { cell })
-    }
-
     fn sem(&self) -> *mut libc::sem_t {
         self.cell.sem.get()
     }
