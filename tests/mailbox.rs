@@ -403,3 +403,130 @@ fn recv_into_timeout_mid_stream_loses_nothing() {
         },
     );
 }
+
+/// Issue 12, defect 3: a streamed `send_timeout` honours its deadline for
+/// the whole message, and the message it abandons does not make the next
+/// one look corrupt — whether the abort record fits at once (the receiver
+/// drained some of the stream) or only later (the ring stayed full).
+#[test]
+fn streamed_send_timeout_ends_at_its_deadline_and_the_next_message_is_whole() {
+    let opts = MailboxOptions {
+        capacity: 4 << 10,
+        ..MailboxOptions::default()
+    };
+    let big = vec![7u8; 4 << 20];
+    for receiver_drains_first in [false, true] {
+        let mut m = MailboxGroup::threads(2, &opts).unwrap();
+        let mut b = m.pop().unwrap();
+        let mut a = m.pop().unwrap();
+        if receiver_drains_first {
+            // Take part of the stream, then stop: the sender is
+            // mid-message when its deadline passes.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_millis(5) {
+                        b.progress_incoming().unwrap();
+                    }
+                });
+                let start = std::time::Instant::now();
+                let r = a.send_timeout(1, 1, &big, Duration::from_millis(50));
+                assert!(matches!(r, Err(MailboxError::Timeout { .. })), "{r:?}");
+                assert!(start.elapsed() < Duration::from_secs(2), "deadline ignored");
+            });
+        } else {
+            let start = std::time::Instant::now();
+            let r = a.send_timeout(1, 1, &big, Duration::from_millis(50));
+            assert!(matches!(r, Err(MailboxError::Timeout { .. })), "{r:?}");
+            assert!(start.elapsed() < Duration::from_secs(2), "deadline ignored");
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| a.send(1, 2, b"after").unwrap());
+            let next = b.recv(0, TagMatch::Any).unwrap();
+            assert_eq!((next.tag, next.data.as_slice()), (2, &b"after"[..]));
+            assert!(matches!(b.try_recv(0, TagMatch::Any), Ok(None)));
+        });
+    }
+}
+
+/// Issue 12, defect 2: the doorbell is a futex word every value of which
+/// is valid. Scribbling on it (glibc's `sem_t` aborted the process here)
+/// costs at most a spurious wake-up.
+#[test]
+fn a_scribbled_doorbell_neither_aborts_nor_loses_a_message() {
+    use shmpi::segment::{Segment, HEADER_SIZE};
+    let name = SegmentName::unique("mbx-doorbell");
+    let opts = MailboxOptions {
+        wait: WaitStrategy::Block,
+        ..small()
+    };
+    let mut a = MailboxGroup::create_or_join(&name, 0, 2, &opts).unwrap();
+    let mut b = MailboxGroup::join(&name, 1, &opts).unwrap();
+    let raw = Segment::open_raw(&name).unwrap();
+    // Member blocks follow the 128-byte group header; the doorbell is the
+    // first word of each (128 bytes).
+    let bells = [HEADER_SIZE + 128, HEADER_SIZE + 256];
+    for (i, value) in [0u32, 1, 0x7fff_ffff, 0x8000_0000, u32::MAX, 0xdead_beef]
+        .into_iter()
+        .enumerate()
+    {
+        for bell in bells {
+            // The bytes glibc's sem_t kept private, whole and in part.
+            raw.slice::<u32>(bell, 1).unwrap().set(0, value);
+            raw.slice::<u32>(bell + 4, 1).unwrap().set(0, value);
+        }
+        assert!(matches!(
+            b.recv_timeout(0, 1, Duration::from_millis(5)),
+            Err(MailboxError::Timeout { .. })
+        ));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(2));
+                a.send(1, 1, &[i as u8; 100]).unwrap();
+            });
+            assert_eq!(b.recv(0, 1).unwrap().data, [i as u8; 100]);
+        });
+    }
+}
+
+/// Issue 12, defects 6 and 7: a caller's mistake is an `Invalid…` error
+/// naming the argument, never `Corrupt`, and a failed create leaves
+/// nothing in /dev/shm.
+#[test]
+fn caller_mistakes_are_invalid_and_leave_nothing() {
+    let name = SegmentName::unique("mbx-mistakes");
+    let exists = || {
+        std::path::Path::new("/dev/shm")
+            .join(name.as_str())
+            .exists()
+    };
+    for (members, id, capacity) in [(2, 5, 64 << 10), (0, 0, 64 << 10), (2, 0, 1000)] {
+        let r = MailboxGroup::create_or_join(
+            &name,
+            id,
+            members,
+            &MailboxOptions {
+                capacity,
+                ..MailboxOptions::default()
+            },
+        );
+        match r {
+            Err(shmpi::Error::Mailbox(MailboxError::InvalidRank { rank: 5, size: 2 })) => {}
+            Err(shmpi::Error::Mailbox(MailboxError::InvalidOptions(e))) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("members") || text.contains("capacity"),
+                    "the message names the option: {text}"
+                );
+            }
+            other => panic!("{members} members, id {id}, capacity {capacity}: {other:?}"),
+        }
+        assert!(!exists(), "a failed create left {name}");
+    }
+    // Joining with another group size is the caller's mistake too.
+    let _a = MailboxGroup::create_or_join(&name, 0, 2, &small()).unwrap();
+    assert!(matches!(
+        MailboxGroup::create_or_join(&name, 1, 3, &small()),
+        Err(shmpi::Error::Mailbox(MailboxError::Mismatch { .. }))
+    ));
+}

@@ -356,3 +356,77 @@ fn ephemeral_unlink_keeps_the_memory() {
     a.atomic_u64(0).unwrap().store(5, Ordering::Release);
     assert_eq!(b.atomic_u64(0).unwrap().load(Ordering::Acquire), 5);
 }
+
+/// Issue 12, defect 5: garbage collection beside a create loop. Before the
+/// fix a creator's name existed, empty and unlocked, before its presence
+/// lock, and `gc` removed it (167 of 312,866 segments). Now a creator
+/// publishes a complete, locked object, and the collector takes the
+/// presence byte exclusively before it unlinks: no live segment is ever
+/// removed, and dead ones still are.
+#[test]
+fn garbage_collection_beside_a_create_loop_removes_only_the_dead() {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::AtomicBool;
+    const ROUNDS: usize = 4000;
+    let prefix = format!("shmpi.gc-race.");
+    let done = AtomicBool::new(false);
+    let mut removed = 0usize;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    if !file.starts_with(&prefix)
+                        || !file.contains(&format!(".{}.", std::process::id()))
+                    {
+                        continue;
+                    }
+                    let name = SegmentName::new(&file).unwrap();
+                    if Segment::remove_if_unused(&name).unwrap_or(false) {
+                        removed += 1;
+                    }
+                }
+            }
+        });
+        let result = std::panic::catch_unwind(|| {
+            for round in 0..ROUNDS {
+                let name = SegmentName::unique("gc-race");
+                // Every tenth is left behind, dead: the collector's work.
+                let seg = Segment::builder(name.as_str())
+                    .size(64)
+                    .persist(round % 10 == 0)
+                    .create()
+                    .unwrap();
+                let path = std::path::Path::new("/dev/shm").join(name.file_name());
+                let meta = std::fs::metadata(&path)
+                    .unwrap_or_else(|e| panic!("round {round}: {path:?} removed while alive: {e}"));
+                let held = fstat(seg.fd()).unwrap();
+                assert_eq!(
+                    meta.ino(),
+                    held.st_ino,
+                    "round {round}: the name names another object"
+                );
+                assert!(Segment::in_use(&name).unwrap());
+            }
+        });
+        done.store(true, Ordering::Release);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    // What the collector had not reached yet.
+    for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.contains(&format!(".{}.", std::process::id())) {
+            let name = SegmentName::new(&file).unwrap();
+            if Segment::remove_if_unused(&name).unwrap() {
+                removed += 1;
+            }
+        }
+    }
+    assert_eq!(
+        removed,
+        ROUNDS / 10,
+        "every dead segment collected, no live one"
+    );
+}

@@ -323,6 +323,64 @@ impl Segment {
             .map_err(|e| os_error(name, "fcntl(F_OFD_GETLK)", e))
     }
 
+    /// Removes `name` if no process has it open through shmpi (what
+    /// `shmpi gc` does for each candidate): takes the presence byte
+    /// EXCLUSIVELY — so nobody can open it meanwhile, and nobody who has
+    /// it open lets us — checks that the name still refers to the object
+    /// it locked, then unlinks. Returns false, removing nothing, when the
+    /// segment is in use, or the name went away or now names another
+    /// object.
+    ///
+    /// Races: creators publish complete objects (an unnamed file linked
+    /// under the name last), so a segment being created is never seen
+    /// here; an opener that finds the byte taken retries, then finds the
+    /// name gone.
+    ///
+    /// # Errors
+    ///
+    /// [`SegmentError::NotFound`], [`SegmentError::PermissionDenied`] (an
+    /// object this process cannot open for writing), [`SegmentError::Os`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmpi::segment::{Segment, SegmentName};
+    ///
+    /// let name = SegmentName::unique("doc-gc");
+    /// let seg = Segment::builder(name.as_str()).size(64).persist(true).create()?;
+    /// assert!(!Segment::remove_if_unused(&name)?, "its creator has it open");
+    /// drop(seg);
+    /// assert!(Segment::remove_if_unused(&name)?);
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    pub fn remove_if_unused(name: &SegmentName) -> Result<bool, SegmentError> {
+        let fd = shm_open(
+            name.as_str(),
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| os_error(name, "shm_open", e))?;
+        let locked = lock::try_lock(&fd, lock::LockKind::Exclusive, lock::PRESENCE_BYTE)
+            .map_err(|e| os_error(name, "fcntl(F_OFD_SETLK)", e))?;
+        if !locked {
+            return Ok(false);
+        }
+        let held = fstat(&fd).map_err(|e| os_error(name, "fstat", e))?;
+        match nix::sys::stat::stat(&shm_path(name)) {
+            Ok(now) if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) => {}
+            Ok(_) | Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(os_error(name, "stat", e)),
+        }
+        // `fd` (and with it the exclusive lock) lives until after the unlink.
+        let removed = match shm_unlink(name.as_str()) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(os_error(name, "shm_unlink", e)),
+        };
+        drop(fd);
+        removed
+    }
+
     fn create_with(
         name: SegmentName,
         opts: &SegmentBuilder,
@@ -337,17 +395,20 @@ impl Segment {
             return Err(SegmentError::TooLarge { requested, limit }.into());
         }
         let total = requested + HEADER_SIZE as u64;
+        // A cheap early answer for the common race (symmetric processes
+        // that create-or-join); `publish` is the exclusive check.
+        if shm_path(&name).exists() {
+            return Err(SegmentError::AlreadyExists {
+                name: name.to_string(),
+            }
+            .into());
+        }
         check_space(total)?;
 
-        let fd = shm_open(
-            name.as_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(opts.mode),
-        )
-        .map_err(|e| os_error(&name, "shm_open", e))?;
-        let fd = Self::reserve_and_lock(&name, fd, opts, total)?;
-        // From here on the name exists: remove it again on any failure.
-        let unlink_guard = UnlinkGuard(Some(&name));
+        // Built unnamed, published complete: nobody — an opener, `shmpi gc`
+        // — ever sees a half-made object under the name, and a failure at
+        // any step leaves nothing behind.
+        let fd = create_unnamed(&name, opts.mode)?;
         fchmod(&fd, Mode::from_bits_truncate(opts.mode))
             .map_err(|e| os_error(&name, "fchmod", e))?;
         take_presence_lock(&name, &fd)?;
@@ -368,7 +429,6 @@ impl Segment {
         // the reference lives no longer than `map`.
         let raw = unsafe { &*map.as_ptr().cast::<RawHeader>() };
         raw.write_fields(&header);
-        std::mem::forget(unlink_guard);
         let mut seg = Segment {
             name,
             file,
@@ -376,35 +436,18 @@ impl Segment {
             data_offset: HEADER_SIZE,
             data_len: opts.size,
             header: Some(header),
-            unlink_on_drop: true,
+            unlink_on_drop: false,
         };
-        // Until `ready` is set, an opener waits: lay out the contents first.
         init(&seg)?;
         // SAFETY: as above; the mapping is still the one the header is in.
         unsafe { &*seg.map.as_ptr().cast::<RawHeader>() }.set_ready();
+        publish(&seg.name, &seg.file)?;
         seg.unlink_on_drop = !opts.persist;
         Ok(seg)
     }
 
-    /// Mode, presence lock and reserved pages of a freshly created object.
-    fn reserve_and_lock(
-        name: &SegmentName,
-        fd: OwnedFd,
-        opts: &SegmentBuilder,
-        total: u64,
-    ) -> Result<OwnedFd, SegmentError> {
-        let guard = UnlinkGuard(Some(name));
-        fchmod(&fd, Mode::from_bits_truncate(opts.mode))
-            .map_err(|e| os_error(name, "fchmod", e))?;
-        take_presence_lock(name, &fd)?;
-        reserve(name, &fd, total)?;
-        std::mem::forget(guard);
-        Ok(fd)
-    }
-
     fn open_with(name: SegmentName, opts: &SegmentBuilder) -> Result<Segment, SegmentError> {
-        let fd = open_checked(&name, opts)?;
-        take_presence_lock(&name, &fd)?;
+        let fd = open_present(&name, opts)?;
         let file = File::from(fd);
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
@@ -426,8 +469,8 @@ impl Segment {
             pause = (pause * 2).min(Duration::from_millis(20));
             Ok(())
         };
-        // The creator reserves all pages in one call: wait for the object to
-        // hold at least a header.
+        // shmpi publishes whole objects, another program may not: wait for
+        // the object to hold at least a header.
         let actual = loop {
             let size = object_size(&name, &file)?;
             if size >= HEADER_SIZE as u64 {
@@ -465,8 +508,7 @@ impl Segment {
     }
 
     fn open_raw_with(name: SegmentName, opts: &SegmentBuilder) -> Result<Segment, SegmentError> {
-        let fd = open_checked(&name, opts)?;
-        take_presence_lock(&name, &fd)?;
+        let fd = open_present(&name, opts)?;
         let file = File::from(fd);
         let actual = object_size(&name, &file)?;
         if actual == 0 {
@@ -654,17 +696,6 @@ impl Drop for Segment {
     }
 }
 
-/// Removes a freshly created name unless defused with `mem::forget`.
-struct UnlinkGuard<'a>(Option<&'a SegmentName>);
-
-impl Drop for UnlinkGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(name) = self.0 {
-            let _ = shm_unlink(name.as_str());
-        }
-    }
-}
-
 fn os_error(name: &SegmentName, op: &'static str, errno: Errno) -> SegmentError {
     let name = name.to_string();
     match errno {
@@ -692,6 +723,74 @@ fn open_checked(name: &SegmentName, opts: &SegmentBuilder) -> Result<OwnedFd, Se
         });
     }
     Ok(fd)
+}
+
+/// `/dev/shm/NAME`: where Linux keeps the object `shm_open` names.
+fn shm_path(name: &SegmentName) -> std::path::PathBuf {
+    std::path::Path::new(SHM_DIR).join(name.file_name())
+}
+
+/// A new, unnamed object in `/dev/shm` (`O_TMPFILE`): invisible until
+/// [`publish`]ed, and gone with its last descriptor if never published.
+fn create_unnamed(name: &SegmentName, mode: u32) -> Result<OwnedFd, SegmentError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_TMPFILE)
+        .open(SHM_DIR)
+        .map_err(|e| {
+            let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+            os_error(name, "open(/dev/shm, O_TMPFILE)", errno)
+        })?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Gives a complete unnamed object its name, exclusively: `linkat` fails
+/// with `EEXIST` when the name is taken, as `shm_open(O_CREAT | O_EXCL)`
+/// would.
+fn publish(name: &SegmentName, file: &File) -> Result<(), SegmentError> {
+    use std::os::fd::AsRawFd;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .expect("no NUL in a path of digits");
+    let to = std::ffi::CString::new(shm_path(name).into_os_string().into_encoded_bytes())
+        .expect("validated names hold no NUL");
+    // SAFETY: both paths are NUL-terminated C strings that outlive the
+    // call; linkat only reads them.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    Errno::result(rc)
+        .map(drop)
+        .map_err(|e| os_error(name, "linkat", e))
+}
+
+/// Opens `name` and takes a shared lock on its presence byte. The byte is
+/// held exclusively only by a remover that found the object unused
+/// ([`Segment::remove_if_unused`]): retry until the name is gone (the next
+/// open says `NotFound`), or report `EBUSY` at the ready timeout.
+fn open_present(name: &SegmentName, opts: &SegmentBuilder) -> Result<OwnedFd, SegmentError> {
+    let start = Instant::now();
+    loop {
+        let fd = open_checked(name, opts)?;
+        match take_presence_lock(name, &fd) {
+            Err(SegmentError::Os {
+                errno: Errno::EBUSY,
+                ..
+            }) if start.elapsed() < opts.ready_timeout => {
+                drop(fd);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => return other.map(|()| fd),
+        }
+    }
 }
 
 fn take_presence_lock(name: &SegmentName, fd: &OwnedFd) -> Result<(), SegmentError> {
