@@ -368,20 +368,22 @@ fn garbage_collection_beside_a_create_loop_removes_only_the_dead() {
     use std::os::unix::fs::MetadataExt;
     use std::sync::atomic::AtomicBool;
     const ROUNDS: usize = 4000;
-    let prefix = format!("shmpi.gc-race.");
+    // This process's names only: other tests run beside this one.
+    let ours = || {
+        let pid = format!(".{}.", std::process::id());
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(move |f| f.starts_with("shmpi.gc-race.") && f.contains(&pid))
+            .map(|f| SegmentName::new(&f).unwrap())
+    };
     let done = AtomicBool::new(false);
     let mut removed = 0usize;
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Acquire) {
-                for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
-                    let file = entry.file_name().to_string_lossy().into_owned();
-                    if !file.starts_with(&prefix)
-                        || !file.contains(&format!(".{}.", std::process::id()))
-                    {
-                        continue;
-                    }
-                    let name = SegmentName::new(&file).unwrap();
+                for name in ours() {
                     if Segment::remove_if_unused(&name).unwrap_or(false) {
                         removed += 1;
                     }
@@ -415,13 +417,9 @@ fn garbage_collection_beside_a_create_loop_removes_only_the_dead() {
         }
     });
     // What the collector had not reached yet.
-    for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.starts_with(&prefix) && file.contains(&format!(".{}.", std::process::id())) {
-            let name = SegmentName::new(&file).unwrap();
-            if Segment::remove_if_unused(&name).unwrap() {
-                removed += 1;
-            }
+    for name in ours() {
+        if Segment::remove_if_unused(&name).unwrap() {
+            removed += 1;
         }
     }
     assert_eq!(
