@@ -182,6 +182,11 @@ phase clippy             check cargo clippy --all-targets --locked -- -D warning
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
 phase no-mpi-deps        check no_mpi_in_tree
 phase no-mpi-smoke       check cargo run --locked -q --no-default-features --example shared_array -- 10000
+# The shared-memory half, without MPI: its whole suite that runs in one
+# process (the process tests run below, once), and every doctest, the
+# README's included.
+phase no-mpi-tests       tests cargo nextest run --locked --profile ci --no-default-features -E 'not binary(multiprocess) and not binary(loom_ring)'
+phase no-mpi-doctests    tests cargo test --locked --no-default-features --doc
 phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not binary(multiprocess) and not binary(loom_ring) and not binary(mpi) and not binary(cli)'
 phase loom               tests cargo nextest run --locked --profile ci --release -E 'binary(loom_ring)'
 phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess) or binary(mpi) or binary(cli)' --test-threads 1

@@ -176,3 +176,32 @@ fn run_starts_a_group_and_prefixes_output_with_ranks() {
     let (ok, text) = shmpi(&["run", "-n", "2", "--", "sh", "-c", "exit $SHMPI_RANK"]);
     assert!(!ok && text.contains("rank 1"), "{text}");
 }
+
+/// Issue 12, defects 8 and 9: commands take shared-memory object names
+/// only (a path is refused and nothing outside /dev/shm is touched), and a
+/// command that did not do what was asked exits non-zero with a reason.
+#[test]
+fn names_not_paths_and_honest_exit_codes() {
+    let _turn = turn();
+    let outside = std::env::temp_dir().join(format!("shmpi-cli-victim-{}", std::process::id()));
+    std::fs::write(&outside, b"keep me").unwrap();
+    let relative = format!("../..{}", outside.display());
+    for args in [
+        vec!["rm", relative.as_str()],
+        vec!["rm", outside.to_str().unwrap()],
+        vec!["inspect", relative.as_str()],
+    ] {
+        let (ok, text) = shmpi(&args);
+        assert!(!ok, "shmpi {args:?} succeeded: {text}");
+        assert!(text.contains("not a shared-memory object name"), "{text}");
+    }
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+    std::fs::remove_file(&outside).unwrap();
+
+    let missing = SegmentName::unique("cli-missing");
+    let (ok, text) = shmpi(&["inspect", missing.file_name()]);
+    assert!(!ok, "inspect of a missing name succeeded: {text}");
+    assert!(text.contains("no such shared-memory object"), "{text}");
+    let (ok, text) = shmpi(&["rm", missing.file_name()]);
+    assert!(!ok && text.contains(missing.file_name()), "{text}");
+}

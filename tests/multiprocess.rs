@@ -151,7 +151,22 @@ impl Drop for ChildProcess {
 
 /// The test binary itself, set up to run `role` on segment `seg`.
 fn role_command(seg: &SegmentName, id: usize, procs: usize) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    role_command_at(
+        &std::env::current_exe().expect("current_exe"),
+        seg,
+        id,
+        procs,
+    )
+}
+
+/// [`role_command`] for a copy of the test binary at `program`.
+fn role_command_at(
+    program: &std::path::Path,
+    seg: &SegmentName,
+    id: usize,
+    procs: usize,
+) -> Command {
+    let mut cmd = Command::new(program);
     cmd.env(SEG, seg.as_str())
         .env(ID, id.to_string())
         .env(PROCS, procs.to_string());
@@ -459,11 +474,40 @@ fn another_uid() -> Result<(), Failed> {
         .mode(0o666)
         .create()?;
     open.atomic_u64(0)?.store(0x5EED, Ordering::Release);
-    let mut cmd = role_command(private.name(), 0, 2);
+    // `nobody` may not be able to reach this binary (a clone in a 0700
+    // home directory): run a copy it can reach.
+    let copy = ReachableCopy::of_current_exe()?;
+    let mut cmd = role_command_at(&copy.path, private.name(), 0, 2);
     cmd.env("SHMPI_TEST_OPEN_SEGMENT", open.name().as_str())
         .uid(NOBODY)
         .gid(NOBODY);
     ChildProcess::spawn(cmd, "other-uid").wait_ok()
+}
+
+/// A copy of this test binary in a fresh directory under /tmp, readable
+/// and executable by every user; removed on drop.
+struct ReachableCopy {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl ReachableCopy {
+    fn of_current_exe() -> std::io::Result<ReachableCopy> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("shmpi-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.join("multiprocess");
+        std::fs::copy(std::env::current_exe()?, &path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(ReachableCopy { dir, path })
+    }
+}
+
+impl Drop for ReachableCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn role_other_uid(private: &SegmentName) -> Result<(), Failed> {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shmpi::bench::json_string;
 use shmpi::mailbox::{MailboxGroup, PeerStatus};
 use shmpi::segment::{HeaderFields, Segment, SegmentKind, SegmentName, HEADER_SIZE};
+use shmpi::SegmentError;
 
 const SHM_DIR: &str = "/dev/shm";
 
@@ -154,9 +155,23 @@ pub fn ls(json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The object name a command was given: a shared-memory object name only
+/// (`SegmentName`'s rules), never a path.
+fn object_name(name: &str) -> Result<SegmentName, String> {
+    SegmentName::new(name)
+        .map_err(|e| format!("{name:?} is not a shared-memory object name (no paths): {e}"))
+}
+
 pub fn inspect(name: &str) -> Result<ExitCode, String> {
-    let bare = name.trim_start_matches('/');
+    let name = object_name(name)?;
+    let bare = name.file_name();
+    if !std::path::Path::new(SHM_DIR).join(bare).exists() {
+        return Err(format!("{bare}: no such shared-memory object in {SHM_DIR}"));
+    }
     let e = examine(bare);
+    if let Some(problem) = e.state.strip_prefix("unreadable: ") {
+        return Err(format!("{bare}: unreadable: {problem}"));
+    }
     println!(
         "name     {}\nkind     {}\nsize     {} bytes\nstate    {}",
         e.name, e.kind, e.size, e.state
@@ -173,12 +188,12 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
             h.ready
         );
     }
-    if !e.shmpi || e.state.starts_with("corrupt") {
-        return Ok(if e.state.starts_with("corrupt") {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+    if e.state.starts_with("corrupt") {
+        eprintln!("shmpi inspect: {bare}: {}", e.state);
+        return Ok(ExitCode::FAILURE);
+    }
+    if !e.shmpi {
+        return Ok(ExitCode::SUCCESS);
     }
     if e.kind == SegmentKind::MAILBOX_GROUP.name() {
         let seg = Segment::builder(bare)
@@ -217,11 +232,12 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
 pub fn rm(names: &[String]) -> Result<ExitCode, String> {
     let mut failed = 0;
     for name in names {
-        let bare = name.trim_start_matches('/');
-        match std::fs::remove_file(std::path::Path::new(SHM_DIR).join(bare)) {
-            Ok(()) => println!("removed {bare}"),
+        let removed = object_name(name)
+            .and_then(|n| Segment::remove(&n).map_err(|e| e.to_string()).map(|()| n));
+        match removed {
+            Ok(n) => println!("removed {}", n.file_name()),
             Err(e) => {
-                eprintln!("shmpi rm: {bare}: {e}");
+                eprintln!("shmpi rm: {e}");
                 failed += 1;
             }
         }
@@ -241,21 +257,37 @@ fn garbage(e: &Entry) -> bool {
         && (e.state == "dead" || (e.state.starts_with("corrupt") && in_use(&e.name) == Some(false)))
 }
 
+/// Removes what nobody uses. Each candidate is removed by
+/// [`Segment::remove_if_unused`]: the presence byte taken exclusively and
+/// the inode checked before the unlink, so a segment that someone opened
+/// or created since the listing is left alone.
 pub fn gc(dry_run: bool) -> Result<ExitCode, String> {
-    let mut n = 0;
+    let (mut n, mut failed) = (0, 0);
     for e in entries()?.iter().filter(|e| garbage(e)) {
+        let Ok(name) = SegmentName::new(&e.name) else {
+            continue;
+        };
         n += 1;
         if dry_run {
             println!("would remove {} ({}, {})", e.name, e.kind, e.state);
-        } else {
-            match std::fs::remove_file(std::path::Path::new(SHM_DIR).join(&e.name)) {
-                Ok(()) => println!("removed {} ({}, {})", e.name, e.kind, e.state),
-                Err(err) => eprintln!("shmpi gc: {}: {err}", e.name),
+            continue;
+        }
+        match Segment::remove_if_unused(&name) {
+            Ok(true) => println!("removed {} ({}, {})", e.name, e.kind, e.state),
+            Ok(false) => println!("kept {}: in use again, or gone", e.name),
+            Err(SegmentError::NotFound { .. }) => println!("kept {}: gone", e.name),
+            Err(err) => {
+                eprintln!("shmpi gc: {}: {err}", e.name);
+                failed += 1;
             }
         }
     }
     if n == 0 {
         println!("nothing to collect");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
