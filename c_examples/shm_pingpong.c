@@ -111,6 +111,22 @@ int main(void) {
     shmpi_mailbox *other = NULL;
     EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create("bad/name", 0, 2, 0, 0, &other));
     ASSERT(shmpi_last_error()[0] != '\0');
+    /* Caller mistakes are SHMPI_E_INVALID naming the argument, and a failed
+     * create leaves nothing in /dev/shm. */
+    char fresh[64], path[96];
+    snprintf(fresh, sizeof fresh, "shmpi.c-mistake.%d", (int)getpid());
+    snprintf(path, sizeof path, "/dev/shm/%s", fresh);
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 0, 2, 1000, 0, &other));
+    ASSERT(strstr(shmpi_last_error(), "capacity") != NULL);
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 0, 0, 0, 0, &other));
+    ASSERT(strstr(shmpi_last_error(), "members") != NULL);
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 5, 2, 0, 0, &other));
+    ASSERT(access(path, F_OK) != 0);
+    CHECK(shmpi_mailbox_create(fresh, 0, 2, 0, 0, &other));
+    shmpi_mailbox *third = NULL;
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 1, 3, 0, 0, &third));
+    CHECK(shmpi_mailbox_close(other));
+    CHECK(shmpi_segment_unlink(fresh));
     ASSERT(strcmp(shmpi_status_str(12345), "unknown shmpi status") == 0);
 
     int status = 0;

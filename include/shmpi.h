@@ -100,6 +100,14 @@
 // `shmpi_dsm_create` backend: MPI one-sided operations.
 #define SHMPI_DSM_RMA 1
 
+// Bytes of the header that starts every segment shmpi creates: the data
+// begins at this byte of the POSIX object (`/dev/shm/NAME`), so a program
+// that maps the object itself (`shm_open` + `mmap`) finds the data at
+// offset 128, 128-byte aligned. A segment opened with
+// `shmpi_segment_open_raw` has no header: its data is the whole object,
+// from byte 0.
+#define SHMPI_SEGMENT_HEADER_SIZE 128
+
 // A process-shared barrier (opaque). Freed by `shmpi_barrier_free`.
 typedef struct shmpi_barrier shmpi_barrier;
 
@@ -152,8 +160,15 @@ const char *shmpi_status_str(int status);
 const char *shmpi_last_error(void);
 
 // Creates group `name` of `members` members, or joins it if it exists,
-// as member `id`. `capacity`: bytes per ring (0: 256 KiB). `ephemeral`:
-// the name is removed as soon as every member has joined.
+// as member `id`. `capacity`: bytes per ring (0: 256 KiB; else a power of
+// two from 1 KiB to 512 MiB). `ephemeral`: the name is removed as soon as
+// every member has joined.
+//
+// `SHMPI_E_INVALID` for the caller's mistakes — an invalid name, `id`
+// not below `members`, 0 or more than 1024 members, a bad capacity, or a
+// member count other than the existing group's — with the argument named
+// in `shmpi_last_error()`; `SHMPI_E_CORRUPT` only for invalid bytes read
+// from shared memory. A call that fails leaves nothing in `/dev/shm`.
 //
 // # Safety
 //
@@ -459,7 +474,10 @@ int shmpi_segment_open(const char *name, struct shmpi_segment **out);
 int shmpi_segment_open_raw(const char *name, struct shmpi_segment **out);
 
 // The segment's data: its address and length in bytes (either out-pointer
-// may be NULL). Valid while the handle (or an object in it) is open.
+// may be NULL). Valid while the handle (or an object in it) is open. For a
+// shmpi segment the data starts `SHMPI_SEGMENT_HEADER_SIZE` (128) bytes
+// into the object, after the header, and is 128-byte aligned; for one
+// opened with `shmpi_segment_open_raw` it is the whole object.
 //
 // # Safety
 //

@@ -1,6 +1,7 @@
 //! Arbitrary bytes as a mailbox group header and as ring contents: the
 //! layout validation and the consumer must never panic or read out of
-//! bounds. Run with `cargo +nightly fuzz run mailbox` from `fuzz/`.
+//! bounds, whatever its position word says (positions near `u64::MAX`
+//! included). Run with `cargo +nightly fuzz run mailbox` from `fuzz/`.
 #![no_main]
 
 use std::sync::atomic::Ordering;

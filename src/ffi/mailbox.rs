@@ -98,8 +98,15 @@ pub(super) fn tag_of(tag: c_int) -> Result<TagMatch, Failure> {
 }
 
 /// Creates group `name` of `members` members, or joins it if it exists,
-/// as member `id`. `capacity`: bytes per ring (0: 256 KiB). `ephemeral`:
-/// the name is removed as soon as every member has joined.
+/// as member `id`. `capacity`: bytes per ring (0: 256 KiB; else a power of
+/// two from 1 KiB to 512 MiB). `ephemeral`: the name is removed as soon as
+/// every member has joined.
+///
+/// `SHMPI_E_INVALID` for the caller's mistakes — an invalid name, `id`
+/// not below `members`, 0 or more than 1024 members, a bad capacity, or a
+/// member count other than the existing group's — with the argument named
+/// in `shmpi_last_error()`; `SHMPI_E_CORRUPT` only for invalid bytes read
+/// from shared memory. A call that fails leaves nothing in `/dev/shm`.
 ///
 /// # Safety
 ///

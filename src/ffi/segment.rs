@@ -6,6 +6,16 @@ use std::sync::Arc;
 use super::{arg, arg_ref, call, give, string_arg, take, write_opt};
 use crate::segment::{Segment, SegmentName};
 
+/// Bytes of the header that starts every segment shmpi creates: the data
+/// begins at this byte of the POSIX object (`/dev/shm/NAME`), so a program
+/// that maps the object itself (`shm_open` + `mmap`) finds the data at
+/// offset 128, 128-byte aligned. A segment opened with
+/// `shmpi_segment_open_raw` has no header: its data is the whole object,
+/// from byte 0.
+pub const SHMPI_SEGMENT_HEADER_SIZE: usize = 128;
+
+const _: () = assert!(SHMPI_SEGMENT_HEADER_SIZE == crate::segment::HEADER_SIZE);
+
 /// A mapped segment (opaque). Freed by `shmpi_segment_close`; semaphores,
 /// mutexes and barriers placed in it keep it mapped until they are freed.
 pub struct SegmentHandle(pub(crate) Arc<Segment>);
@@ -78,7 +88,10 @@ pub unsafe extern "C" fn shmpi_segment_open_raw(
 }
 
 /// The segment's data: its address and length in bytes (either out-pointer
-/// may be NULL). Valid while the handle (or an object in it) is open.
+/// may be NULL). Valid while the handle (or an object in it) is open. For a
+/// shmpi segment the data starts `SHMPI_SEGMENT_HEADER_SIZE` (128) bytes
+/// into the object, after the header, and is 128-byte aligned; for one
+/// opened with `shmpi_segment_open_raw` it is the whole object.
 ///
 /// # Safety
 ///

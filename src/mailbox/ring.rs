@@ -690,6 +690,17 @@ mod tests {
     }
 
     #[test]
+    fn positions_near_the_end_of_u64_are_corrupt_not_an_overflow() {
+        let m = ring(1024);
+        for pos in [u64::MAX - 63, MAX_POSITION + 64, u64::MAX & !63] {
+            m.head.store(pos, Ordering::Release);
+            m.tail.store(pos, Ordering::Release);
+            assert!(Consumer::recover(&m).is_err(), "head {pos:#x}");
+            assert!(Producer::recover(&m).is_err(), "tail {pos:#x}");
+        }
+    }
+
+    #[test]
     fn recover_steps_over_a_record_whose_tail_update_was_lost() {
         let m = ring(1024);
         let mut p = Producer::recover(&m).unwrap();

@@ -12,10 +12,21 @@
 //!
 //! Each object starts with a tag word written last at creation; opening
 //! checks it, so an object that was never created (or was overwritten) is a
-//! clear [`SyncError::NotInitialised`], not a call into garbage. The POSIX
-//! objects behind the tag cannot be validated further: a process with write
-//! access to the segment can still make them misbehave (a lost wake-up, a
-//! mutex that never unlocks), which is why segments are mode 0600 by default.
+//! clear [`SyncError::NotInitialised`], not a call into garbage.
+//!
+//! # Trust
+//!
+//! **[`Semaphore`] and [`RobustMutex`] are for trusted peers only.** They
+//! are glibc objects (`sem_t`, `pthread_mutex_t`) whose internals cannot be
+//! validated: a process that scribbles on them can make them misbehave (a
+//! lost wake-up, a mutex that never unlocks) and can make glibc abort the
+//! process ("The futex facility returned an unexpected error code"). Share
+//! them only with processes you trust to follow the protocol; mode 0600,
+//! the default, limits that to your own uid. [`Barrier`] is shmpi's own
+//! (one state word, every value handled): a corrupted barrier returns an
+//! error or times out, never aborts. The mailboxes' doorbells are futex
+//! words shmpi owns for the same reason.
+//!
 //! Every blocking call has a `_timeout` form and a `try_` form.
 //!
 //! [`Segment`]: crate::segment::Segment

@@ -36,9 +36,11 @@ struct MutexCell<T> {
 /// unusable ([`SyncError::NotRecoverable`]) until it is created anew — the
 /// POSIX rule.
 ///
-/// A process that can write the segment can still corrupt the mutex's
-/// internals; share it only with processes you trust to follow the protocol
-/// (mode 0600, the default, limits that to your own uid).
+/// **For trusted peers only**: a process that can write the segment can
+/// corrupt the mutex's glibc internals, and glibc may then abort the process
+/// (see the [module docs](super#trust)); share it only with processes you
+/// trust to follow the protocol (mode 0600, the default, limits that to
+/// your own uid).
 ///
 /// # Examples
 ///

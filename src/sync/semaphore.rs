@@ -22,6 +22,10 @@ pub(crate) struct SemaphoreCell {
 
 /// A counting semaphore inside a segment (`sem_init(3)`, `pshared = 1`).
 ///
+/// **For trusted peers only**: it is glibc's `sem_t`, and glibc aborts the
+/// process when another process overwrites its private word (see the
+/// [module docs](super#trust)).
+///
 /// # Examples
 ///
 /// ```
