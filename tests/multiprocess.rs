@@ -23,7 +23,7 @@ use shmpi::mailbox::launch::GroupLaunch;
 use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 use shmpi::segment::{Segment, SegmentName};
 use shmpi::sync::{Barrier, LockError, RobustMutex, Semaphore};
-use shmpi::transport::Source;
+use shmpi::transport::{Source, TagMatch};
 use shmpi::MailboxError;
 use shmpi::{SegmentError, SpaceResource, SyncError};
 
@@ -73,6 +73,10 @@ fn main() {
         Trial::test(
             "mailbox_any_source_reports_each_death_once_460_rounds",
             mailbox_death_reported_once,
+        ),
+        Trial::test(
+            "mailbox_live_corruption_word_by_word_no_crash_no_hang",
+            mailbox_live_corruption,
         ),
         Trial::test("dsm_owner_protocol_over_mailboxes_4_processes", || {
             dsm_suite(4)
@@ -200,6 +204,7 @@ fn run_role(role: &str) -> Result<(), Failed> {
         "rejoiner" => return role_rejoiner(),
         "death-victim" | "death-streamer" => return role_death_sender(role),
         "death-survivor" => return role_death_survivor(),
+        "corrupt-member" => return role_corrupt_member(),
         _ => {}
     }
     let name = SegmentName::new(&std::env::var(SEG)?)?;
@@ -911,4 +916,267 @@ fn role_death_survivor() -> Result<(), Failed> {
         format!("PeerDied reported {died} times, PeerLeft {left} times")
     })?;
     ensure(next[1] > 0, || "nothing from the streamer".into())
+}
+
+// ------------------------------------------------ corruption while running
+
+/// Rounds of [`mailbox_live_corruption`] (`SHMPI_CORRUPTION_ROUNDS`
+/// overrides), and rounds run under valgrind's memcheck on top, when
+/// valgrind is installed (`SHMPI_CORRUPTION_VALGRIND_ROUNDS`).
+fn corruption_rounds() -> (usize, usize) {
+    let var = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let valgrind = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (
+        var("SHMPI_CORRUPTION_ROUNDS", 24),
+        if valgrind {
+            var("SHMPI_CORRUPTION_VALGRIND_ROUNDS", 2)
+        } else {
+            0
+        },
+    )
+}
+
+/// The words of a live group that another process may scribble on:
+/// (offset in the object, width in bytes), in layout order.
+fn corruption_targets(layout: &shmpi::mailbox::GroupLayout) -> Vec<(usize, usize)> {
+    use shmpi::segment::HEADER_SIZE;
+    let n = layout.params.members;
+    // (offset, width) inside the header, a member block, a ring's control.
+    const HEADER: [(usize, usize); 5] = [(8, 4), (16, 8), (24, 4), (28, 4), (32, 4)];
+    // doorbell, sleeping flag, state, pid, incarnation, receive sleeps
+    const MEMBER: [(usize, usize); 6] = [(0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (24, 8)];
+    // head, receiver sleeps; tail, messages, bytes, sender sleeps
+    const CONTROL: [(usize, usize); 6] = [(0, 8), (8, 8), (64, 8), (72, 8), (80, 8), (88, 8)];
+    fn at(base: usize, words: &[(usize, usize)]) -> impl Iterator<Item = (usize, usize)> + '_ {
+        words.iter().map(move |&(o, w)| (base + o, w))
+    }
+    let mut t: Vec<(usize, usize)> = at(0, &HEADER).collect();
+    for id in 0..n {
+        t.extend(at(layout.member_offset(id), &MEMBER));
+    }
+    for src in 0..n {
+        for dst in (0..n).filter(|&d| d != src) {
+            let r = layout.ring_offset(src, dst);
+            t.extend(at(r, &CONTROL));
+            // The first records: stamp, meta (length and flags), tag, and
+            // where a streamed message's total length sits.
+            let ring = r + 128;
+            for k in 0..48 {
+                let g = ring + k * layout.geometry.granularity();
+                t.extend([(g, 8), (g + 8, 4), (g + 12, 4), (g + 16, 8)]);
+            }
+        }
+    }
+    t.into_iter().map(|(o, w)| (HEADER_SIZE + o, w)).collect()
+}
+
+/// A value to write over a word that holds `old`: the edges, near misses
+/// and noise.
+fn corrupt_value(rng: &mut Xorshift, old: u64, width: usize) -> u64 {
+    let mask = if width == 4 {
+        u64::from(u32::MAX)
+    } else {
+        u64::MAX
+    };
+    let v = match rng.below(8) {
+        0 => 0,
+        1 => mask,
+        2 => old.wrapping_add(1 + rng.below(128)),
+        3 => old.wrapping_sub(1 + rng.below(128)),
+        4 => old ^ (1 << rng.below(width as u64 * 8)),
+        5 => 1 << rng.below(width as u64 * 8),
+        6 => mask >> 1,
+        _ => rng.below(u64::MAX),
+    };
+    v & mask
+}
+
+/// Issue 12: while three members send and receive (every call in its
+/// `_timeout` form, messages streamed and whole, loans, references), this
+/// process scribbles on the group word by word: header, doorbells, member
+/// states, ring indices, record stamps, lengths and tags, stream totals.
+/// Every member must return an error or go on — no crash, abort or panic
+/// (a non-zero exit or a signal), no call that returns later than its
+/// deadline + 1 s (+ 5 s under valgrind), no invalid memory access (the
+/// valgrind rounds; memcheck's exit code 97).
+fn mailbox_live_corruption() -> Result<(), Failed> {
+    let options = MailboxOptions {
+        capacity: 16 << 10,
+        ..MailboxOptions::default()
+    };
+    let (rounds, valgrind_rounds) = corruption_rounds();
+    let mut rng = Xorshift(0xC0FF_EE00_D15E_A5E5);
+    let mut writes = 0usize;
+    let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+    for round in 0..rounds + valgrind_rounds {
+        let valgrind = round >= rounds;
+        let mut job = GroupLaunch::spawn(3, &options, |rank| {
+            let mut cmd = if valgrind {
+                let mut v = Command::new("valgrind");
+                v.args(["-q", "--error-exitcode=97", "--"])
+                    .arg(std::env::current_exe().expect("current_exe"));
+                v.env(ROLE, "corrupt-member").stdin(Stdio::null());
+                v
+            } else {
+                self_command("corrupt-member")
+            };
+            cmd.env(
+                "SHMPI_TEST_SEED",
+                (round as u64 * 131 + rank as u64 + 7).to_string(),
+            )
+            .env("SHMPI_TEST_RUN_MS", if valgrind { "1500" } else { "400" })
+            .env(
+                "SHMPI_TEST_SLACK_MS",
+                if valgrind { "5000" } else { "1000" },
+            )
+            .stdout(Stdio::piped());
+            cmd
+        })?;
+        let seg = Segment::open_raw(job.name())?;
+        let group = Segment::open(job.name())?;
+        let report = MailboxGroup::inspect(&group)?;
+        let layout = shmpi::mailbox::GroupParams {
+            members: report.members.len(),
+            capacity: report.capacity,
+            granularity: options.granularity,
+            flags: 0,
+        }
+        .validate(None)?;
+        // Scribble only once every member is in (a header corrupted before
+        // a join is the join's error, tested elsewhere).
+        let joined = Instant::now();
+        while MailboxGroup::inspect(&group)?
+            .members
+            .contains(&shmpi::mailbox::PeerStatus::Vacant)
+        {
+            ensure(joined.elapsed() < Duration::from_secs(60), || {
+                "members did not join".into()
+            })?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let targets = corruption_targets(&layout);
+        let mut next = rng.below(targets.len() as u64) as usize;
+        let outputs: Vec<_> = (0..3).map(|r| job.take_output(r)).collect();
+        let started = Instant::now();
+        let limit = Duration::from_secs(if valgrind { 120 } else { 30 });
+        let mut statuses = vec![None; 3];
+        while statuses.iter().any(Option::is_none) {
+            // One word every ~200 µs, in layout order from a random start.
+            let (offset, width) = targets[next % targets.len()];
+            next += 1;
+            if width == 4 {
+                let w = seg.atomic_u32(offset)?;
+                let v = corrupt_value(&mut rng, w.load(Ordering::Relaxed).into(), 4);
+                w.store(v as u32, Ordering::Relaxed);
+            } else {
+                let w = seg.atomic_u64(offset)?;
+                let v = corrupt_value(&mut rng, w.load(Ordering::Relaxed), 8);
+                w.store(v, Ordering::Relaxed);
+            }
+            writes += 1;
+            std::thread::sleep(Duration::from_micros(200));
+            for (rank, status) in statuses.iter_mut().enumerate() {
+                if status.is_none() {
+                    *status = job.try_wait(rank)?;
+                }
+            }
+            ensure(started.elapsed() < limit, || {
+                format!("round {round}: a member still runs after {limit:?} (hang)")
+            })?;
+        }
+        for (rank, (status, out)) in statuses.into_iter().zip(outputs).enumerate() {
+            let status = status.expect("waited");
+            let mut text = String::new();
+            if let Some((Some(mut stdout), _)) = out {
+                std::io::Read::read_to_string(&mut stdout, &mut text)?;
+            }
+            ensure(status.success(), || {
+                format!("round {round} (valgrind {valgrind}): member {rank} ended with {status}: {text}")
+            })?;
+            for line in text.lines() {
+                if let Some((kind, count)) =
+                    line.strip_prefix("count ").and_then(|l| l.rsplit_once(' '))
+                {
+                    *totals.entry(kind.to_owned()).or_default() += count.parse::<u64>()?;
+                }
+            }
+        }
+    }
+    println!(
+        "{rounds} rounds + {valgrind_rounds} under valgrind, {writes} words scribbled: \
+         crashes 0, hangs 0; calls by outcome: {totals:?}"
+    );
+    Ok(())
+}
+
+/// A member of [`mailbox_live_corruption`]: random operations, each in
+/// its `_timeout` (or `try_`) form, for `SHMPI_TEST_RUN_MS`; prints how
+/// many calls ended in each outcome ("count KIND N"). A call that returns
+/// more than `SHMPI_TEST_SLACK_MS` after its deadline fails the member.
+fn role_corrupt_member() -> Result<(), Failed> {
+    let ms = |k: &str| -> Result<Duration, Failed> {
+        Ok(Duration::from_millis(std::env::var(k)?.parse()?))
+    };
+    let (run_for, slack) = (ms("SHMPI_TEST_RUN_MS")?, ms("SHMPI_TEST_SLACK_MS")?);
+    let mut m = MailboxGroup::from_env()?;
+    let mut rng = Xorshift(std::env::var("SHMPI_TEST_SEED")?.parse()?);
+    let (id, n) = (m.id(), m.members());
+    let timeout = Duration::from_millis(20);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut outcomes: std::collections::BTreeMap<String, u64> = Default::default();
+    let start = Instant::now();
+    while start.elapsed() < run_for {
+        let peer = (id + 1 + rng.below(n as u64 - 1) as usize) % n;
+        let len = [0, 8, 200, 3000, 12_000, 40_000][rng.below(6) as usize];
+        let data = vec![id as u8; len];
+        let began = Instant::now();
+        let result = match rng.below(7) {
+            0 | 1 => m.send_timeout(peer, 1, &data, timeout),
+            2 => m
+                .recv_timeout(Source::Any, TagMatch::Any, timeout)
+                .map(drop),
+            3 => m
+                .recv_into_timeout(peer, TagMatch::Any, &mut buf, timeout)
+                .map(drop),
+            4 => m
+                .recv_ref_timeout(Source::Any, TagMatch::Any, timeout)
+                .map(|r| drop(r.to_vec())),
+            5 => m
+                .loan_timeout(peer, 2, len.min(m.max_record_payload()), timeout)
+                .map(|mut loan| {
+                    loan.write(0, &[7; 8]);
+                    loan.commit();
+                }),
+            _ => m
+                .try_send(peer, 3, &data[..len.min(100)])
+                .and_then(|()| m.try_recv(Source::Any, TagMatch::Any).map(drop)),
+        };
+        let took = began.elapsed();
+        ensure(took <= timeout + slack, || {
+            format!("a call returned {took:?} after it began (timeout {timeout:?}): a hang")
+        })?;
+        let kind = match &result {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("{e:?}")
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("?")
+                .to_owned(),
+        };
+        *outcomes.entry(kind).or_default() += 1;
+    }
+    for (kind, count) in outcomes {
+        println!("count {kind} {count}");
+    }
+    Ok(())
 }

@@ -99,6 +99,25 @@ impl GroupLaunch {
             .is_some_and(|c| c.kill().is_ok())
     }
 
+    /// Member `rank`'s exit status if it has exited, without waiting
+    /// (`None` also for a rank outside the job).
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Launch`] when `waitpid` fails.
+    pub fn try_wait(&mut self, rank: usize) -> Result<Option<ExitStatus>, Error> {
+        let Some(child) = self.children.get_mut(rank) else {
+            return Ok(None);
+        };
+        child.try_wait().map_err(|e| {
+            MailboxError::Launch {
+                program: format!("member {rank}"),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            }
+            .into()
+        })
+    }
+
     /// Waits for every member to exit, up to `timeout`; then kills the rest.
     ///
     /// # Errors
