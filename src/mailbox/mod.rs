@@ -13,9 +13,12 @@
 //!
 //! A member that must wait — a receiver with nothing to read, a sender
 //! facing a full ring — spins for a bounded time, then sleeps on its own
-//! doorbell semaphore after announcing it with a flag; a peer posts the
-//! doorbell only when the flag is set ([`wake`]), so the fast path makes no
-//! system call. [`WaitStrategy`] chooses spin, block, or spin-then-block (the
+//! doorbell after announcing it with a flag; a peer rings the doorbell only
+//! when the flag is set ([`wake`]), so the fast path makes no system call.
+//! The doorbell is a futex sequence word shmpi owns, not a glibc `sem_t`:
+//! every value is valid, so a process that scribbles on it causes at most
+//! a spurious wake-up (glibc aborts the process when a `sem_t` is
+//! overwritten). [`WaitStrategy`] chooses spin, block, or spin-then-block (the
 //! default). The spin budget defaults to [`DEFAULT_SPIN`], drops to zero when
 //! the group has more members than the machine has online CPUs (processes
 //! that spin while others need the core only delay them), and is overridden
@@ -25,11 +28,30 @@
 //!
 //! Each member holds an exclusive OFD lock on its own byte of the segment
 //! (see [`crate::segment::lock`]); the kernel drops it the moment the process
-//! dies. A wait on, or a send to, a member whose lock is gone ends with
-//! [`MailboxError::PeerDied`] once its remaining messages are delivered (a
-//! waiting call checks every [`LIVENESS_SLICE`]). A send that finds room does
-//! not check: the fast path makes no system call, and the message waits in
-//! the ring like a letter in the box of someone who moved out.
+//! dies. A waiting call checks its peers every [`LIVENESS_SLICE`], and an
+//! end (death, or an orderly departure: [`MailboxError::PeerLeft`]) is
+//! reported only after the peer's last message:
+//!
+//! - a receive from a dead source fails with [`MailboxError::PeerDied`] on
+//!   every call once that source's queued messages are delivered;
+//! - a receive from any source reports each end exactly once, by the first
+//!   call that finds the peer's ring drained — a death found together with
+//!   a message is reported by the next call — then, when every peer has
+//!   ended, [`MailboxError::AllPeersGone`];
+//! - a sender waiting on a dead receiver's full ring gets `PeerDied`. A send
+//!   that finds room does not check: the fast path makes no system call,
+//!   and the message waits in the ring like a letter in the box of someone
+//!   who moved out.
+//!
+//! # Trust and deadlines
+//!
+//! Everything read from the group's memory is untrusted: indices, lengths,
+//! flags, stream totals and member states are checked before use, a
+//! violation is [`MailboxError::Corrupt`], and nothing is allocated from a
+//! size read there. Every `_timeout` call ends by its deadline, a streamed
+//! send included: a stream cut off there is abandoned with an abort record
+//! ([`framing`]), so the receiver drops the part it has and reads the next
+//! message whole.
 //!
 //! A member that died may **rejoin** under its id (named groups only: an
 //! ephemeral group's name is gone). It resumes where its predecessor's
@@ -40,6 +62,9 @@
 //! Peers that had been told `PeerDied` see it alive again.
 //!
 //! [`MailboxError::PeerDied`]: crate::MailboxError::PeerDied
+//! [`MailboxError::PeerLeft`]: crate::MailboxError::PeerLeft
+//! [`MailboxError::AllPeersGone`]: crate::MailboxError::AllPeersGone
+//! [`MailboxError::Corrupt`]: crate::MailboxError::Corrupt
 //! [`MailboxError::Interrupted`]: crate::MailboxError::Interrupted
 
 pub mod framing;
@@ -101,7 +126,7 @@ pub enum WaitStrategy {
 /// or chosen by each member (wait strategy, spin budget, timeouts).
 #[derive(Debug, Clone)]
 pub struct MailboxOptions {
-    /// Bytes per ring (a power of two, 1 KiB to 1 GiB).
+    /// Bytes per ring (a power of two, 1 KiB to 512 MiB).
     pub capacity: usize,
     /// Record alignment (a power of two, 16 bytes to capacity/16).
     pub granularity: usize,
