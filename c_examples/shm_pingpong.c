@@ -67,7 +67,7 @@ int main(void) {
     if (pid == 0) exit(child(name));
 
     shmpi_mailbox *mb = NULL;
-    CHECK(shmpi_mailbox_create(name, 0, 2, 64 * 1024, 1, &mb));
+    CHECK(shmpi_mailbox_create(name, 0, 2, 1 << 20, 1, &mb));
     size_t id = 9, members = 0;
     CHECK(shmpi_mailbox_rank(mb, &id, &members));
     ASSERT(id == 0 && members == 2);
@@ -117,7 +117,7 @@ int main(void) {
     snprintf(fresh, sizeof fresh, "shmpi.c-mistake.%d", (int)getpid());
     snprintf(path, sizeof path, "/dev/shm/%s", fresh);
     EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 0, 2, 1000, 0, &other));
-    ASSERT(strstr(shmpi_last_error(), "capacity") != NULL);
+    ASSERT(strstr(shmpi_last_error(), "pool") != NULL);
     EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 0, 0, 0, 0, &other));
     ASSERT(strstr(shmpi_last_error(), "members") != NULL);
     EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 5, 2, 0, 0, &other));

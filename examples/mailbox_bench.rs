@@ -1,7 +1,8 @@
 //! Mailbox latency and bandwidth between two processes, one per core, with
 //! the hardware's limits measured in the same run (`shmpi::bench::shm`; the
-//! same code as the shared-memory rows of `shmpi bench`). A benchmark, not
-//! a test: nothing here passes or fails on time.
+//! same code as the shared-memory rows of `shmpi bench`), and what a group
+//! costs as it grows (`shmpi::bench::scale`: 2 to 128 processes). A
+//! benchmark, not a test: nothing here passes or fails on time.
 //!
 //! ```text
 //! cargo run --release --example mailbox_bench -- [--quick] [--json FILE]
@@ -9,10 +10,11 @@
 
 use std::process::ExitCode;
 
-use shmpi::bench::{shm, Config};
+use shmpi::bench::{scale, shm, Config};
 
 fn main() -> ExitCode {
     shm::run_peer_if_requested();
+    scale::run_member_if_requested();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = Config {
         quick: args.iter().any(|a| a == "--quick"),
@@ -21,7 +23,13 @@ fn main() -> ExitCode {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1));
-    let report = match shm::measure(&cfg, &mut |what| eprint!("\r{what:<40}")) {
+    let mut progress = |what: &str| eprint!("\r{what:<40}");
+    let measured = shm::measure(&cfg, &mut progress).and_then(|mut r| {
+        r.records
+            .extend(scale::measure(cfg.quick, &mut progress)?.records);
+        Ok(r)
+    });
+    let report = match measured {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mailbox_bench: {e}");

@@ -1,13 +1,14 @@
 //! All-to-all stress over a mailbox group: every member sends every other
-//! member a stream of messages of random sizes (most small, some larger than
-//! the ring, so they stream in chunks), each identified by a sequence number
+//! member a stream of messages of random sizes (most small and inline in the
+//! lanes, some in pool fragments, some up to twice a fragment, so they
+//! stream in chunks), each identified by a sequence number
 //! (the tag) and filled with a pattern derived from (sender, receiver,
 //! sequence). Receivers recompute length and content: any message lost,
 //! duplicated, reordered or corrupted fails the run.
 //!
 //! ```text
 //! cargo run --release --example mailbox_stress -- [-n PROCS] [--messages TOTAL]
-//!                                                 [--wait default|block|spin] [--capacity BYTES]
+//!                                                 [--wait default|block|spin] [--fragment BYTES]
 //! ```
 //!
 //! Without the launcher's environment it is the launcher: it creates the
@@ -24,7 +25,7 @@ struct Args {
     procs: usize,
     messages: u64,
     wait: WaitStrategy,
-    capacity: usize,
+    fragment: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,7 +33,7 @@ fn parse_args() -> Result<Args, String> {
         procs: 4,
         messages: 1_000_000,
         wait: WaitStrategy::SpinThenBlock,
-        capacity: 32 << 10,
+        fragment: 16 << 10,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -43,8 +44,8 @@ fn parse_args() -> Result<Args, String> {
             "--messages" => {
                 a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?
             }
-            "--capacity" => {
-                a.capacity = value()?.parse().map_err(|e| format!("--capacity: {e}"))?
+            "--fragment" => {
+                a.fragment = value()?.parse().map_err(|e| format!("--fragment: {e}"))?
             }
             "--wait" => {
                 a.wait = match value()?.as_str() {
@@ -71,7 +72,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// The length and content of message `seq` from `src` to `dst`.
-fn message(src: usize, dst: usize, seq: u64, capacity: usize) -> Vec<u8> {
+fn message(src: usize, dst: usize, seq: u64, fragment: usize) -> Vec<u8> {
     let x = mix(((src as u64) << 44) ^ ((dst as u64) << 32) ^ seq);
     let r = x % 1000;
     let y = (x >> 20) as usize;
@@ -80,7 +81,7 @@ fn message(src: usize, dst: usize, seq: u64, capacity: usize) -> Vec<u8> {
     } else if r < 990 {
         64 + y % 4032
     } else {
-        4096 + y % (2 * capacity)
+        4096 + y % (2 * fragment)
     };
     let mut state = x;
     let mut v = Vec::with_capacity(len);
@@ -99,7 +100,7 @@ fn member(args: &Args) -> Result<(), String> {
     };
     let mut m = MailboxGroup::from_env_with(&options).map_err(|e| e.to_string())?;
     let (me, n) = (m.id(), m.members());
-    let capacity = m.layout().geometry.capacity();
+    let fragment = m.max_record_payload();
     let per_peer = args.messages / (n * (n - 1)) as u64;
     let expected = per_peer * (n as u64 - 1);
     let mut next = vec![0u64; n];
@@ -112,7 +113,7 @@ fn member(args: &Args) -> Result<(), String> {
                 msg.source, msg.tag
             ));
         }
-        if msg.data != message(msg.source, me, seq, capacity) {
+        if msg.data != message(msg.source, me, seq, fragment) {
             return Err(format!(
                 "member {me}: message {seq} from {} is corrupt ({} bytes)",
                 msg.source,
@@ -126,7 +127,7 @@ fn member(args: &Args) -> Result<(), String> {
         for k in 1..n {
             let dest = (me + k) % n;
             let tag = (seq % (1 << 30)) as i32;
-            m.send(dest, tag, &message(me, dest, seq, capacity))
+            m.send(dest, tag, &message(me, dest, seq, fragment))
                 .map_err(|e| e.to_string())?;
         }
         while let Some(msg) = m
@@ -150,8 +151,10 @@ fn member(args: &Args) -> Result<(), String> {
 }
 
 fn launcher(args: &Args) -> Result<(), String> {
+    // 16 fragments a member: the pool runs dry often, as it must be tested.
     let options = MailboxOptions {
-        capacity: args.capacity,
+        fragment: args.fragment,
+        pool: 16 * args.fragment,
         ..MailboxOptions::default()
     };
     let per_peer = args.messages / (args.procs * (args.procs - 1)) as u64;
@@ -164,7 +167,7 @@ fn launcher(args: &Args) -> Result<(), String> {
         })
         .map(|(s, d)| {
             (0..per_peer)
-                .map(|q| message(s, d, q, args.capacity).len() as u64)
+                .map(|q| message(s, d, q, args.fragment).len() as u64)
                 .sum::<u64>()
         })
         .sum();
@@ -185,11 +188,11 @@ fn launcher(args: &Args) -> Result<(), String> {
         return Err(format!("member {rank} failed: {s}"));
     }
     println!(
-        "mailbox_stress: {} processes, {:?}, ring {} KiB: {total} messages ({:.0} MB) all-to-all in {secs:.2} s \
+        "mailbox_stress: {} processes, {:?}, fragment {} KiB: {total} messages ({:.0} MB) all-to-all in {secs:.2} s \
          ({:.0} messages/s); none lost, duplicated, reordered or corrupted",
         args.procs,
         args.wait,
-        args.capacity >> 10,
+        args.fragment >> 10,
         bytes as f64 / 1e6,
         total as f64 / secs
     );

@@ -161,7 +161,8 @@ bench_smoke() {
   head -n 12 "$dir/out.md"
   local missing=""
   for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm \
-    mpi.sm mpi.tcp mpi.c hybrid.intranode dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2; do
+    mpi.sm mpi.tcp mpi.c hybrid.intranode dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 \
+    scale.mem scale.setup scale.job mpi.setup; do
     grep -q "\"path\": \"$path\"" "$dir/bench.json" || missing="$missing $path"
   done
   grep -q "</svg>" "$dir/latency.svg" || missing="$missing (plot)"

@@ -11,9 +11,11 @@ use shmpi::segment::SegmentName;
 use shmpi::transport::{Source, TagMatch};
 use shmpi::MailboxError;
 
+/// Small pools and fragments, so that moderate messages stream.
 fn small() -> MailboxOptions {
     MailboxOptions {
-        capacity: 64 << 10,
+        pool: 64 << 10,
+        fragment: 16 << 10,
         ..MailboxOptions::default()
     }
 }
@@ -77,7 +79,7 @@ fn large_messages_stream_through_a_small_ring() {
 fn zero_copy_loan_and_receive_by_reference() {
     on_threads(2, &small(), |mut m| {
         let max = m.max_record_payload();
-        assert_eq!(max, (32 << 10) - 16);
+        assert_eq!(max, 16 << 10, "a loan is a whole fragment");
         if m.id() == 0 {
             assert!(matches!(
                 m.loan(1, 0, max + 1),
@@ -92,6 +94,11 @@ fn zero_copy_loan_and_receive_by_reference() {
             }
             let abandoned = m.loan(1, 5, 64)?; // dropped uncommitted: sends nothing
             assert_eq!(abandoned.len(), 64);
+            // A pooled loan abandoned, many times: its fragment comes back.
+            for _ in 0..100 {
+                let abandoned = m.loan(1, 5, 4096)?;
+                assert_eq!(abandoned.len(), 4096);
+            }
             m.send(1, 6, b"after")?;
         } else {
             for round in 0..100u64 {
@@ -118,8 +125,8 @@ fn timeouts_try_forms_and_full_rings() {
         b.recv_timeout(0, 1, Duration::from_millis(20)),
         Err(MailboxError::Timeout { .. })
     ));
-    // Fill the ring: try_send says WouldBlock, send_timeout times out.
-    let chunk = vec![7u8; 1000];
+    // Fill the lane: try_send says WouldBlock, send_timeout times out.
+    let chunk = vec![7u8; 100];
     let mut sent = 0;
     while a.try_send(1, 1, &chunk).is_ok() {
         sent += 1;
@@ -141,10 +148,7 @@ fn timeouts_try_forms_and_full_rings() {
         "nothing duplicated by the failed sends"
     );
     let c = a.counters(0, 1).unwrap().unwrap();
-    assert_eq!(
-        (c.messages, c.bytes, c.queued_bytes),
-        (sent, sent * 1000, 0)
-    );
+    assert_eq!((c.messages, c.bytes, c.queued_bytes), (sent, sent * 100, 0));
 }
 
 #[test]
@@ -176,7 +180,7 @@ fn bad_arguments_are_errors() {
         MailboxGroup::threads(
             2,
             &MailboxOptions {
-                capacity: 1000,
+                lane: 1000,
                 ..small()
             }
         ),
@@ -309,14 +313,15 @@ fn receive_from_any_source_is_fair_and_keeps_per_source_order() {
     let mut b = m.pop().unwrap();
     let mut a = m.pop().unwrap();
     // Both peers queue up messages before anyone receives (a chatty peer and
-    // a quiet one would look the same here: both have plenty waiting).
-    for k in 0..500u32 {
+    // a quiet one would look the same here: both have plenty waiting). A
+    // 2 KiB lane holds 32 small records.
+    for k in 0..30u32 {
         b.send(0, 1, &k.to_le_bytes()).unwrap();
         c.send(0, 1, &k.to_le_bytes()).unwrap();
     }
     let mut next = [0u32; 3];
     let mut served = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..40 {
         let msg = a.recv(Source::Any, 1).unwrap();
         let k = u32::from_le_bytes(msg.data.try_into().unwrap());
         assert_eq!(k, next[msg.source], "order from {}", msg.source);
@@ -324,8 +329,8 @@ fn receive_from_any_source_is_fair_and_keeps_per_source_order() {
         served.push(msg.source);
     }
     // Round-robin: the sources alternate, neither starves.
-    assert_eq!(next[1], 100);
-    assert_eq!(next[2], 100);
+    assert_eq!(next[1], 20);
+    assert_eq!(next[2], 20);
     assert!(
         served.windows(2).all(|w| w[0] != w[1]),
         "alternating service: {served:?}"
@@ -411,7 +416,8 @@ fn recv_into_timeout_mid_stream_loses_nothing() {
 #[test]
 fn streamed_send_timeout_ends_at_its_deadline_and_the_next_message_is_whole() {
     let opts = MailboxOptions {
-        capacity: 4 << 10,
+        pool: 8 << 10,
+        fragment: 4 << 10,
         ..MailboxOptions::default()
     };
     let big = vec![7u8; 4 << 20];
@@ -500,13 +506,13 @@ fn caller_mistakes_are_invalid_and_leave_nothing() {
             .join(name.as_str())
             .exists()
     };
-    for (members, id, capacity) in [(2, 5, 64 << 10), (0, 0, 64 << 10), (2, 0, 1000)] {
+    for (members, id, pool) in [(2, 5, 1 << 20), (0, 0, 1 << 20), (2, 0, 1000)] {
         let r = MailboxGroup::create_or_join(
             &name,
             id,
             members,
             &MailboxOptions {
-                capacity,
+                pool,
                 ..MailboxOptions::default()
             },
         );
@@ -515,15 +521,23 @@ fn caller_mistakes_are_invalid_and_leave_nothing() {
             Err(shmpi::Error::Mailbox(MailboxError::InvalidOptions(e))) => {
                 let text = e.to_string();
                 assert!(
-                    text.contains("members") || text.contains("capacity"),
+                    text.contains("members") || text.contains("pool"),
                     "the message names the option: {text}"
                 );
             }
-            other => panic!("{members} members, id {id}, capacity {capacity}: {other:?}"),
+            other => panic!("{members} members, id {id}, pool {pool}: {other:?}"),
         }
         assert!(!exists(), "a failed create left {name}");
     }
-    // Joining with another group size is the caller's mistake too.
+    // Joining with another group size is the caller's mistake too. (The
+    // guard removes the name, also when an assertion fails.)
+    struct Unlink<'a>(&'a SegmentName);
+    impl Drop for Unlink<'_> {
+        fn drop(&mut self) {
+            let _ = shmpi::segment::Segment::remove(self.0);
+        }
+    }
+    let _unlink = Unlink(&name);
     let _a = MailboxGroup::create_or_join(&name, 0, 2, &small()).unwrap();
     assert!(matches!(
         MailboxGroup::create_or_join(&name, 1, 3, &small()),

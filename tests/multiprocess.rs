@@ -590,7 +590,8 @@ fn check_statuses(statuses: Vec<std::process::ExitStatus>) -> Result<(), Failed>
 
 fn mailbox_suite(procs: usize) -> Result<(), Failed> {
     let options = MailboxOptions {
-        capacity: 64 << 10,
+        pool: 128 << 10,
+        fragment: 16 << 10,
         ..MailboxOptions::default()
     };
     let job = GroupLaunch::spawn(procs, &options, |_| self_command("suite"))?;
@@ -630,7 +631,8 @@ fn role_dsm() -> Result<(), Failed> {
 /// source. Both must end with PeerDied { id: 0 } — within the 10 s watchdog.
 fn mailbox_kill_loop() -> Result<(), Failed> {
     let options = MailboxOptions {
-        capacity: 32 << 10,
+        pool: 64 << 10,
+        fragment: 16 << 10,
         ..MailboxOptions::default()
     };
     let mut detection = Vec::new();
@@ -801,7 +803,8 @@ fn monotonic_ns() -> u64 {
 /// the liveness check found it together with a message (~1 % of rounds).
 fn mailbox_death_reported_once() -> Result<(), Failed> {
     let options = MailboxOptions {
-        capacity: 16 << 10,
+        pool: 32 << 10,
+        fragment: 8 << 10,
         ..MailboxOptions::default()
     };
     let rounds = kill_rounds();
@@ -953,8 +956,10 @@ fn corruption_targets(layout: &shmpi::mailbox::GroupLayout) -> Vec<(usize, usize
     let n = layout.params.members;
     // (offset, width) inside the header, a member block, a ring's control.
     const HEADER: [(usize, usize); 5] = [(8, 4), (16, 8), (24, 4), (28, 4), (32, 4)];
-    // doorbell, sleeping flag, state, pid, incarnation, receive sleeps
-    const MEMBER: [(usize, usize); 6] = [(0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (24, 8)];
+    // doorbell, sleeping flag, state, pid, incarnation, receive sleeps,
+    // the pool's free map
+    const MEMBER: [(usize, usize); 7] =
+        [(0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (24, 8), (64, 8)];
     // head, receiver sleeps; tail, messages, bytes, sender sleeps
     const CONTROL: [(usize, usize); 6] = [(0, 8), (8, 8), (64, 8), (72, 8), (80, 8), (88, 8)];
     fn at(base: usize, words: &[(usize, usize)]) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -1011,7 +1016,8 @@ fn corrupt_value(rng: &mut Xorshift, old: u64, width: usize) -> u64 {
 /// valgrind rounds; memcheck's exit code 97).
 fn mailbox_live_corruption() -> Result<(), Failed> {
     let options = MailboxOptions {
-        capacity: 16 << 10,
+        pool: 32 << 10,
+        fragment: 8 << 10,
         ..MailboxOptions::default()
     };
     let (rounds, valgrind_rounds) = corruption_rounds();
@@ -1047,8 +1053,10 @@ fn mailbox_live_corruption() -> Result<(), Failed> {
         let report = MailboxGroup::inspect(&group)?;
         let layout = shmpi::mailbox::GroupParams {
             members: report.members.len(),
-            capacity: report.capacity,
+            lane: report.lane,
             granularity: options.granularity,
+            fragment: report.fragment,
+            fragments: report.fragments,
             flags: 0,
         }
         .validate(None)?;

@@ -21,6 +21,7 @@ pub mod alltoall;
 pub mod heat2d;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod scale;
 pub mod shm;
 
 use std::fmt::Write as _;
@@ -33,7 +34,13 @@ pub struct Config {
 }
 
 /// The metrics records carry.
-pub const METRICS: [&str; 4] = ["latency_ns", "bandwidth_mbps", "time_ms", "msgs_per_s"];
+pub const METRICS: [&str; 5] = [
+    "latency_ns",
+    "bandwidth_mbps",
+    "time_ms",
+    "msgs_per_s",
+    "bytes",
+];
 
 /// How a worker process hands records to the process that launched it: one
 /// line each on its standard output, starting with this.
@@ -45,7 +52,7 @@ pub struct Record {
     /// Which path was measured (`shm.default`, `limit.spin`, ...).
     pub path: String,
     /// `latency_ns` (one way: half the round trip), `bandwidth_mbps`
-    /// (10^6 bytes/s), `time_ms` or `msgs_per_s` (see [`METRICS`]).
+    /// (10^6 bytes/s), `time_ms`, `msgs_per_s` or `bytes` (see [`METRICS`]).
     pub metric: &'static str,
     /// Message size in bytes.
     pub size: usize,
@@ -209,8 +216,9 @@ impl Report {
                 r.metric,
                 match (r.metric, r.size) {
                     (_, 0) => "–".to_owned(),
-                    // A workload's size is its own (heat2d: the grid's side).
-                    ("time_ms", n) => n.to_string(),
+                    // A workload's size is its own (heat2d: the grid's side;
+                    // scale.*: processes).
+                    ("time_ms" | "bytes", n) => n.to_string(),
                     (_, n) => human_size(n),
                 },
                 figure(r.median),

@@ -98,12 +98,13 @@ pub(super) fn tag_of(tag: c_int) -> Result<TagMatch, Failure> {
 }
 
 /// Creates group `name` of `members` members, or joins it if it exists,
-/// as member `id`. `capacity`: bytes per ring (0: 256 KiB; else a power of
-/// two from 1 KiB to 512 MiB). `ephemeral`: the name is removed as soon as
-/// every member has joined.
+/// as member `id`. `pool`: bytes of each member's outgoing message pool,
+/// its memory budget (0: 3 MiB; else at least one 128 KiB fragment, at most
+/// 512): each member reserves `pool` plus about 2.1 KiB per other member.
+/// `ephemeral`: the name is removed as soon as every member has joined.
 ///
 /// `SHMPI_E_INVALID` for the caller's mistakes — an invalid name, `id`
-/// not below `members`, 0 or more than 1024 members, a bad capacity, or a
+/// not below `members`, 0 or more than 1024 members, a bad pool size, or a
 /// member count other than the existing group's — with the argument named
 /// in `shmpi_last_error()`; `SHMPI_E_CORRUPT` only for invalid bytes read
 /// from shared memory. A call that fails leaves nothing in `/dev/shm`.
@@ -116,7 +117,7 @@ pub unsafe extern "C" fn shmpi_mailbox_create(
     name: *const c_char,
     id: usize,
     members: usize,
-    capacity: usize,
+    pool: usize,
     ephemeral: c_int,
     out: *mut *mut MailboxHandle,
 ) -> c_int {
@@ -127,8 +128,8 @@ pub unsafe extern "C" fn shmpi_mailbox_create(
             ephemeral: ephemeral != 0,
             ..MailboxOptions::default()
         };
-        if capacity != 0 {
-            options.capacity = capacity;
+        if pool != 0 {
+            options.pool = pool;
         }
         let group = MailboxGroup::create_or_join(&parse_name(name)?, id, members, &options)?;
         give(out, MailboxHandle { group, busy: false });

@@ -58,7 +58,8 @@ pub enum FramingError {
     Interrupted,
 }
 
-/// Reads a record header's flags and tag word.
+/// Reads a record header's flags and tag word; `len` is the length of the
+/// message bytes the record carries (for a pool record, the descriptor's).
 ///
 /// # Errors
 ///
@@ -87,6 +88,60 @@ pub fn classify(flags: u32, tag_word: u32, len: usize) -> Result<(Frame, i32), F
         }
     };
     Ok((frame, tag))
+}
+
+/// Where a pool record's bytes are: a fragment of the sender's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    /// The fragment's index in the sender's pool.
+    pub fragment: u32,
+    /// Bytes of the message in it (from its start).
+    pub len: u32,
+}
+
+impl Descriptor {
+    /// Bytes of an encoded descriptor.
+    pub const LEN: usize = 8;
+
+    /// The lane record's payload for this descriptor.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0; Self::LEN];
+        b[..4].copy_from_slice(&self.fragment.to_ne_bytes());
+        b[4..].copy_from_slice(&self.len.to_ne_bytes());
+        b
+    }
+
+    /// Decodes a lane record's payload, checked against the sender's pool
+    /// (`fragments` fragments of `fragment` bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`FramingError::Corrupt`] for a payload of the wrong length, a
+    /// fragment outside the pool or a length beyond the fragment.
+    pub fn decode(
+        payload: &(impl Payload + ?Sized),
+        fragments: usize,
+        fragment: usize,
+    ) -> Result<Descriptor, FramingError> {
+        if payload.len() != Self::LEN {
+            return Err(FramingError::Corrupt("pool descriptor of the wrong length"));
+        }
+        let mut b = [0; Self::LEN];
+        payload.copy_to(0, &mut b);
+        let d = Descriptor {
+            fragment: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            len: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+        };
+        if d.fragment as usize >= fragments {
+            return Err(FramingError::Corrupt("pool descriptor names no fragment"));
+        }
+        if d.len as usize > fragment {
+            return Err(FramingError::Corrupt(
+                "pool descriptor longer than a fragment",
+            ));
+        }
+        Ok(d)
+    }
 }
 
 /// The bytes of one record's payload, wherever they are.
@@ -310,6 +365,25 @@ mod tests {
         assert!(classify(FLAG_ABORT, 3, 1).is_err());
         assert!(classify(FLAG_ABORT | FLAG_CONT, 3, 0).is_err());
         assert!(classify(0, u32::MAX, 0).is_err());
+    }
+
+    #[test]
+    fn descriptors_are_checked_against_the_pool() {
+        let d = Descriptor {
+            fragment: 3,
+            len: 100,
+        };
+        let bytes = d.encode();
+        assert_eq!(Descriptor::decode(&bytes[..], 4, 128), Ok(d));
+        assert!(
+            Descriptor::decode(&bytes[..], 3, 128).is_err(),
+            "no fragment 3"
+        );
+        assert!(
+            Descriptor::decode(&bytes[..], 4, 64).is_err(),
+            "longer than a fragment"
+        );
+        assert!(Descriptor::decode(&bytes[..7], 4, 128).is_err());
     }
 
     #[test]

@@ -6,13 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::framing::{self, Assembler, Completed, Frame, FramingError, Payload, TOTAL_FIELD};
+use super::framing::{
+    self, Assembler, Completed, Descriptor, Frame, FramingError, Payload, TOTAL_FIELD,
+};
 use super::layout::{
     state, GroupHeader, GroupLayout, GroupParams, MemberBlock, ShmRing, FLAG_EPHEMERAL,
     GROUP_HEADER,
 };
+use super::pool::{self, Pools};
 use super::ring::{
     Consumer, Producer, RecordRef, Reservation, RingError, FLAG_ABORT, FLAG_CONT, FLAG_MORE,
+    FLAG_POOL,
 };
 use super::wake::{notify, sleep};
 use super::{
@@ -69,6 +73,30 @@ pub struct MailboxGroup {
     /// Peers to which a streamed message was abandoned at a deadline and
     /// whose abort record did not fit yet: it goes before the next record.
     abort_owed: Vec<bool>,
+    /// Every member's payload pool; ours to allocate from.
+    pools: Pools,
+    /// When a sender short of fragments next looks for dead borrowers.
+    next_reclaim: Instant,
+    /// The fragment of the last loan, until it is committed; a loan dropped
+    /// uncommitted leaves it here, and the next placement frees it.
+    open_loan: Option<u32>,
+}
+
+/// Where a message (or one chunk of it) goes: inline in the lane, or into
+/// a fragment of our pool announced by a descriptor in the lane.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    Inline(Reservation),
+    Pooled { lane: Reservation, fragment: u32 },
+}
+
+/// A lane record's payload, wherever it is.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    ptr: *const u8,
+    len: usize,
+    /// The fragment of the sender's pool it is in, for a pool record.
+    fragment: Option<u32>,
 }
 
 /// Whether a receive from any source has reported a peer's end (death or
@@ -136,7 +164,7 @@ impl Payload for RingPayload {
 /// What heads a ring, for a receive.
 enum Head {
     Empty,
-    Whole(RecordRef),
+    Whole(RecordRef, Resolved),
     Other,
 }
 
@@ -211,7 +239,11 @@ enum Watch {
 
 enum Found {
     Owned(Message),
-    InRing { src: usize, rec: RecordRef },
+    InRing {
+        src: usize,
+        rec: RecordRef,
+        at: Resolved,
+    },
 }
 
 /// Extends a borrow of memory inside the group's mapping past a borrow of
@@ -252,8 +284,10 @@ impl MailboxGroup {
     ) -> Result<Segment, Error> {
         let params = GroupParams {
             members,
-            capacity: options.capacity,
+            lane: options.lane,
             granularity: options.granularity,
+            fragment: options.fragment,
+            fragments: options.pool / options.fragment.max(1),
             flags: if options.ephemeral { FLAG_EPHEMERAL } else { 0 },
         };
         let layout = params
@@ -269,6 +303,17 @@ impl MailboxGroup {
                 // is their initial state: doorbells, flags and positions 0.
                 let header = unsafe { &*seg.as_ptr().cast::<GroupHeader>() };
                 params.write(header);
+                for id in 0..members {
+                    // SAFETY: member blocks lie inside the region (layout),
+                    // 64-aligned, atomics only.
+                    let block = unsafe {
+                        &*seg
+                            .as_ptr()
+                            .add(layout.member_offset(id))
+                            .cast::<MemberBlock>()
+                    };
+                    pool::init_free_map(&block.free, params.fragments);
+                }
                 Ok(())
             })
     }
@@ -455,6 +500,17 @@ impl MailboxGroup {
             spin: options.spin.unwrap_or_else(|| default_spin(n)),
             ends: vec![EndReport::None; n],
             abort_owed: vec![false; n],
+            // SAFETY: the data region holds the validated layout, and the
+            // Arc'd segment (kept by the group) outlives `pools`.
+            pools: unsafe {
+                Pools::new(
+                    NonNull::new(seg.as_ptr()).expect("a mapping is not at null"),
+                    layout,
+                    id,
+                )
+            },
+            next_reclaim: Instant::now(),
+            open_loan: None,
             seg,
         };
         let me = group.member(id);
@@ -490,9 +546,16 @@ impl MailboxGroup {
         &self.layout
     }
 
-    /// The largest payload of one record: the limit of [`loan`](Self::loan)
-    /// and [`try_send`](Self::try_send).
+    /// The largest message of one record — a pool fragment: the limit of
+    /// [`loan`](Self::loan) and [`try_send`](Self::try_send) (131,072 bytes
+    /// with the default options). Larger messages stream in fragments.
     pub fn max_record_payload(&self) -> usize {
+        self.pools.fragment_len()
+    }
+
+    /// The largest message that travels inline in a lane (1,008 bytes with
+    /// the default options); larger ones go through the sender's pool.
+    pub fn max_inline_payload(&self) -> usize {
         self.layout.geometry.max_payload()
     }
 
@@ -588,9 +651,28 @@ impl MailboxGroup {
                 rings.push((src, dst, ring_counters(seg, &layout, src, dst)));
             }
         }
+        let words = layout.params.fragments.div_ceil(64);
+        let pool_in_use = (0..n)
+            .map(|id| {
+                // SAFETY: id < members; the validated layout puts the
+                // 64-aligned block (atomics only) inside the mapping.
+                let block = unsafe {
+                    &*seg
+                        .as_ptr()
+                        .add(layout.member_offset(id))
+                        .cast::<MemberBlock>()
+                };
+                pool::in_use(&block.free[..words], layout.params.fragments)
+            })
+            .collect();
         Ok(GroupReport {
-            capacity: layout.params.capacity,
+            lane: layout.params.lane,
+            fragment: layout.params.fragment,
+            fragments: layout.params.fragments,
+            reserved: layout.total,
+            reserved_per_member: layout.bytes_per_member(),
             members,
+            pool_in_use,
             rings,
         })
     }
@@ -892,10 +974,10 @@ impl MailboxGroup {
         if !self.pay_abort(dest)? {
             return Err(MailboxError::WouldBlock);
         }
-        let r = self
-            .try_reserve(dest, data.len())?
+        let p = self
+            .try_place(dest, data.len())?
             .ok_or(MailboxError::WouldBlock)?;
-        self.write_commit(dest, r, &[data], 0, tag);
+        self.write_placed(dest, p, &[data], 0, tag);
         self.count_sent(dest, data.len());
         Ok(())
     }
@@ -947,12 +1029,12 @@ impl MailboxGroup {
         }
         let deadline = Deadline::after(timeout);
         self.settle_abort(dest, deadline, &mut hook)?;
-        if data.len() <= self.layout.geometry.max_payload() {
-            let r = match self.try_reserve(dest, data.len())? {
-                Some(r) => r,
-                None => self.reserve(dest, data.len(), deadline, &mut hook)?,
+        if data.len() <= self.max_record_payload() {
+            let p = match self.try_place(dest, data.len())? {
+                Some(p) => p,
+                None => self.place(dest, data.len(), deadline, &mut hook)?,
             };
-            self.write_commit(dest, r, &[data], 0, tag);
+            self.write_placed(dest, p, &[data], 0, tag);
         } else {
             self.send_stream(dest, tag, data, deadline, &mut hook)?;
         }
@@ -960,8 +1042,8 @@ impl MailboxGroup {
         Ok(())
     }
 
-    /// Streams a message larger than one record: the first record carries
-    /// the total length and the first data, later ones the rest. A stream
+    /// Streams a message larger than one fragment: the first fragment
+    /// carries the total length and the first data, later ones the rest. A stream
     /// that cannot go on (the deadline passed, the receiver ended) is
     /// abandoned with an abort record, so the receiver discards the part
     /// it has and the next message is read as the whole message it is.
@@ -973,24 +1055,24 @@ impl MailboxGroup {
         deadline: Option<Deadline>,
         hook: &mut Option<&mut dyn FnMut()>,
     ) -> Result<(), MailboxError> {
-        let chunk = self.layout.geometry.chunk_payload();
+        let chunk = self.max_record_payload();
         let first = chunk - TOTAL_FIELD;
-        let r = self.reserve(dest, chunk, deadline, hook)?;
+        let p = self.place(dest, chunk, deadline, hook)?;
         let total = (data.len() as u64).to_ne_bytes();
-        self.write_commit(dest, r, &[&total, &data[..first]], FLAG_MORE, tag);
+        self.write_placed(dest, p, &[&total, &data[..first]], FLAG_MORE, tag);
         let mut sent = first;
         while sent < data.len() {
             let n = chunk.min(data.len() - sent);
             let more = if sent + n < data.len() { FLAG_MORE } else { 0 };
-            let r = match self.reserve(dest, n, deadline, hook) {
-                Ok(r) => r,
+            let p = match self.place(dest, n, deadline, hook) {
+                Ok(p) => p,
                 Err(e) => {
                     self.abort_owed[dest] = true;
                     self.pay_abort(dest)?;
                     return Err(e);
                 }
             };
-            self.write_commit(dest, r, &[&data[sent..sent + n]], FLAG_CONT | more, tag);
+            self.write_placed(dest, p, &[&data[sent..sent + n]], FLAG_CONT | more, tag);
             sent += n;
         }
         Ok(())
@@ -1039,6 +1121,99 @@ impl MailboxGroup {
         o.prod
             .try_reserve(&o.ring, len)
             .map_err(|e| ring_error(id, dest, e))
+    }
+
+    /// Room for a `len`-byte message (at most a fragment) to `dest`, now:
+    /// inline in the lane when it fits half a lane, else a fragment of our
+    /// pool and a descriptor in the lane. `None` when either is short.
+    fn try_place(&mut self, dest: usize, len: usize) -> Result<Option<Placement>, MailboxError> {
+        if let Some(f) = self.open_loan.take() {
+            self.pools.free(self.id, f);
+        }
+        if len <= self.max_inline_payload() {
+            return Ok(self.try_reserve(dest, len)?.map(Placement::Inline));
+        }
+        // An unused lane reservation costs nothing: the next one returns
+        // the same space.
+        let Some(lane) = self.try_reserve(dest, Descriptor::LEN)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .pools
+            .try_alloc(dest)
+            .map(|fragment| Placement::Pooled { lane, fragment }))
+    }
+
+    /// [`try_place`](Self::try_place), waiting until `deadline` as
+    /// [`reserve`](Self::reserve) does. A sender short of fragments also
+    /// takes back, every [`LIVENESS_SLICE`], those lent to members that died
+    /// holding them.
+    fn place(
+        &mut self,
+        dest: usize,
+        len: usize,
+        deadline: Option<Deadline>,
+        hook: &mut Option<&mut dyn FnMut()>,
+    ) -> Result<Placement, MailboxError> {
+        self.wait_for(deadline, Watch::Dest(dest), |s| {
+            if let Some(p) = s.try_place(dest, len)? {
+                return Ok(Some(p));
+            }
+            s.drain_incoming()?;
+            if let Some(h) = hook.as_mut() {
+                h();
+            }
+            if len > s.max_inline_payload() && Instant::now() >= s.next_reclaim {
+                s.next_reclaim = Instant::now() + LIVENESS_SLICE;
+                s.reclaim_from_dead()?;
+            }
+            s.try_place(dest, len)
+        })
+    }
+
+    /// Takes back the fragments lent to members that died, and empties our
+    /// lanes to them: a member that rejoins under a dead one's id must not
+    /// read descriptors of fragments that were reused since.
+    fn reclaim_from_dead(&mut self) -> Result<(), MailboxError> {
+        for peer in self.pools.borrowers() {
+            if peer != self.id && self.peer_status(peer)? == PeerStatus::Dead {
+                self.pools.reclaim(peer);
+                if let Some(o) = self.out[peer].as_ref() {
+                    o.ring
+                        .control()
+                        .head
+                        .store(o.prod.position(), Ordering::Release);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `parts` (adding up to the placement's length) where `p` says,
+    /// and publishes the record with `flags` and `tag`.
+    fn write_placed(&mut self, dest: usize, p: Placement, parts: &[&[u8]], flags: u32, tag: i32) {
+        match p {
+            Placement::Inline(r) => self.write_commit(dest, r, parts, flags, tag),
+            Placement::Pooled { lane, fragment } => {
+                let mut at = self.pools.fragment_ptr(self.id, fragment);
+                let mut len = 0;
+                for part in parts {
+                    // SAFETY: the parts add up to at most a fragment (callers
+                    // place at most max_record_payload bytes); the fragment
+                    // is ours until the receiver frees it, after this record.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
+                        at = at.add(part.len());
+                    }
+                    len += part.len();
+                }
+                let d = Descriptor {
+                    fragment,
+                    len: len as u32,
+                };
+                self.write_commit(dest, lane, &[&d.encode()], flags | FLAG_POOL, tag);
+            }
+        }
     }
 
     /// Waits for room in `dest`'s mailbox until `deadline`. Meanwhile it
@@ -1184,14 +1359,23 @@ impl MailboxGroup {
         }
         let deadline = Deadline::after(timeout);
         self.settle_abort(dest, deadline, &mut None)?;
-        let reservation = self.reserve(dest, len, deadline, &mut None)?;
-        let o = self.out[dest].as_ref().expect("ring");
-        let ptr = Producer::payload_ptr(&o.ring, &reservation);
+        let placement = self.place(dest, len, deadline, &mut None)?;
+        if let Placement::Pooled { fragment, .. } = placement {
+            self.open_loan = Some(fragment);
+        }
+        let ptr = match placement {
+            Placement::Inline(r) => {
+                let o = self.out[dest].as_ref().expect("ring");
+                Producer::payload_ptr(&o.ring, &r)
+            }
+            Placement::Pooled { fragment, .. } => self.pools.fragment_ptr(self.id, fragment),
+        };
         Ok(Loan {
             group: self,
             dest,
             tag,
-            reservation,
+            placement,
+            len,
             ptr,
         })
     }
@@ -1360,12 +1544,14 @@ impl MailboxGroup {
             else {
                 return Ok(None);
             };
-            let (frame, tag) = framing::classify(rec.flags(), rec.tag(), rec.len())
+            let at = self.resolve(src, &rec)?;
+            let (frame, tag) = framing::classify(rec.flags(), rec.tag(), at.len)
                 .map_err(|e| framing_error(src, id, e))?;
-            // SAFETY: a validated record: its payload is rec.len() bytes
-            // inside the ring, and it stays there until released below.
-            let payload =
-                unsafe { RingPayload::new(Consumer::payload_ptr(&inc.ring, &rec), rec.len()) };
+            // SAFETY: resolved from a validated record: at.len bytes in the
+            // lane or in a checked fragment of the sender's pool, which stay
+            // there until released below.
+            let payload = unsafe { RingPayload::new(at.ptr, at.len) };
+            let inc = self.inc[src].as_mut().expect("ring");
             let offered = match (frame, sink.as_mut()) {
                 (Frame::First, Some((buf, filter))) if filter.accepts(tag) => Some(&mut **buf),
                 (Frame::Cont { .. }, Some((buf, _))) if inc.assembler.is_direct() => {
@@ -1377,7 +1563,7 @@ impl MailboxGroup {
                 .assembler
                 .accept(frame, tag, &payload, offered)
                 .map_err(|e| framing_error(src, id, e))?;
-            self.release(src, rec);
+            self.release(src, rec, at.fragment);
             if complete.is_some() {
                 return Ok(complete);
             }
@@ -1491,7 +1677,7 @@ impl MailboxGroup {
             }
         }
         self.poll_first(source, tag, |group, found| match found {
-            Found::InRing { src, rec } => group.copy_in_place(src, rec, buf),
+            Found::InRing { src, rec, at } => group.copy_in_place(src, rec, at, buf),
             Found::Owned(m) => group.deliver_owned(m, buf),
         })
     }
@@ -1510,7 +1696,7 @@ impl MailboxGroup {
         loop {
             match self.head_record(src, tag)? {
                 Head::Empty => return Ok(None),
-                Head::Whole(rec) => return self.copy_in_place(src, rec, buf).map(Some),
+                Head::Whole(rec, at) => return self.copy_in_place(src, rec, at, buf).map(Some),
                 Head::Other => {}
             }
             match self.progress_into(src, Some((&mut *buf, tag)))? {
@@ -1547,14 +1733,40 @@ impl MailboxGroup {
         else {
             return Ok(Head::Empty);
         };
-        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT) == 0;
-        Ok(
-            if whole && i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
-                Head::Whole(rec)
-            } else {
-                Head::Other
-            },
+        let whole = rec.flags() & (FLAG_MORE | FLAG_CONT | FLAG_ABORT) == 0;
+        if !whole || !i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
+            return Ok(Head::Other);
+        }
+        let at = self.resolve(src, &rec)?;
+        Ok(Head::Whole(rec, at))
+    }
+
+    /// Where the payload of a record of ring `src → self` is: in the lane,
+    /// or — for a pool record — in the fragment of `src`'s pool its
+    /// descriptor names (checked against the layout).
+    fn resolve(&self, src: usize, rec: &RecordRef) -> Result<Resolved, MailboxError> {
+        let inc = self.inc[src].as_ref().expect("ring");
+        let ptr = Consumer::payload_ptr(&inc.ring, rec);
+        if rec.flags() & FLAG_POOL == 0 {
+            return Ok(Resolved {
+                ptr,
+                len: rec.len(),
+                fragment: None,
+            });
+        }
+        // SAFETY: a validated record's payload: rec.len() bytes in the lane.
+        let descriptor = unsafe { RingPayload::new(ptr, rec.len()) };
+        let d = Descriptor::decode(
+            &descriptor,
+            self.pools.fragments(),
+            self.pools.fragment_len(),
         )
+        .map_err(|e| framing_error(src, self.id, e))?;
+        Ok(Resolved {
+            ptr: self.pools.fragment_ptr(src, d.fragment),
+            len: d.len as usize,
+            fragment: Some(d.fragment),
+        })
     }
 
     /// Copies a whole record into `buf` and frees it; a record too long
@@ -1563,25 +1775,19 @@ impl MailboxGroup {
         &mut self,
         src: usize,
         rec: RecordRef,
+        at: Resolved,
         buf: &mut [u8],
     ) -> Result<(usize, i32, usize), MailboxError> {
-        if rec.len() > buf.len() {
+        if at.len > buf.len() {
             return Err(MailboxError::MessageTooLong {
-                len: rec.len(),
+                len: at.len,
                 capacity: buf.len(),
             });
         }
-        let inc = self.inc[src].as_ref().expect("ring");
-        // SAFETY: the record's payload is rec.len() bytes; buf has room.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                Consumer::payload_ptr(&inc.ring, &rec),
-                buf.as_mut_ptr(),
-                rec.len(),
-            )
-        };
-        self.release(src, rec);
-        Ok((src, rec.tag() as i32, rec.len()))
+        // SAFETY: the resolved payload is at.len readable bytes; buf has room.
+        unsafe { std::ptr::copy_nonoverlapping(at.ptr, buf.as_mut_ptr(), at.len) };
+        self.release(src, rec, at.fragment);
+        Ok((src, rec.tag() as i32, at.len))
     }
 
     /// Copies an owned message into `buf`; one too long for `buf` goes back
@@ -1603,10 +1809,14 @@ impl MailboxGroup {
         Ok((m.source, m.tag, len))
     }
 
-    /// Frees a record read in place and tells its producer.
-    fn release(&mut self, src: usize, rec: RecordRef) {
+    /// Frees a record read in place (and the pool fragment its payload was
+    /// in) and tells its producer.
+    fn release(&mut self, src: usize, rec: RecordRef, fragment: Option<u32>) {
         let inc = self.inc[src].as_mut().expect("ring");
         inc.cons.release(&inc.ring, rec);
+        if let Some(f) = fragment {
+            self.pools.free(src, f);
+        }
         self.notify(src);
     }
 
@@ -1659,9 +1869,9 @@ impl MailboxGroup {
                 // an owned copy behind our back.
                 match self.head_record(peer, tag)? {
                     Head::Empty => break,
-                    Head::Whole(rec) => {
+                    Head::Whole(rec, at) => {
                         self.next_any = wrap(peer + 1, self.members());
-                        return take(self, Found::InRing { src: peer, rec }).map(Some);
+                        return take(self, Found::InRing { src: peer, rec, at }).map(Some);
                     }
                     Head::Other => {}
                 }
@@ -1764,10 +1974,21 @@ fn ring_counters(seg: &Segment, layout: &GroupLayout, src: usize, dst: usize) ->
 /// What [`MailboxGroup::inspect`] found in a group segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupReport {
-    /// Bytes per ring.
-    pub capacity: usize,
+    /// Bytes per lane.
+    pub lane: usize,
+    /// Bytes per pool fragment (the largest loan).
+    pub fragment: usize,
+    /// Fragments in each member's pool.
+    pub fragments: usize,
+    /// Bytes the group reserves (its whole data region).
+    pub reserved: usize,
+    /// Bytes each member reserves: its pool, its outgoing lanes and its
+    /// share of the header and member blocks.
+    pub reserved_per_member: usize,
     /// Each member's status.
     pub members: Vec<PeerStatus>,
+    /// Fragments of each member's pool in use (in flight or lent).
+    pub pool_in_use: Vec<usize>,
     /// Each ring `(src, dst, counters)`.
     pub rings: Vec<(usize, usize, PairCounters)>,
 }
@@ -1827,20 +2048,23 @@ impl std::fmt::Debug for MailboxGroup {
     }
 }
 
-/// Space in a receiver's mailbox, lent for writing a message in place.
-/// Commit to send; drop to abandon.
+/// Space for a message, lent for writing it in place — in the lane to the
+/// receiver (a small message) or in a fragment of the sender's pool.
+/// Commit to send; drop to abandon (the space is free again by the group's
+/// next send or loan).
 pub struct Loan<'a> {
     group: &'a mut MailboxGroup,
     dest: usize,
     tag: i32,
-    reservation: Reservation,
+    placement: Placement,
+    len: usize,
     ptr: *mut u8,
 }
 
 impl Loan<'_> {
     /// Bytes lent.
     pub fn len(&self) -> usize {
-        self.reservation.payload_len()
+        self.len
     }
 
     /// True for a zero-byte loan.
@@ -1881,15 +2105,20 @@ impl Loan<'_> {
 
     /// Publishes the message.
     pub fn commit(self) {
-        let Loan {
-            group,
-            dest,
-            tag,
-            reservation,
-            ..
-        } = self;
-        group.write_commit(dest, reservation, &[], 0, tag);
-        group.count_sent(dest, reservation.payload_len());
+        let (dest, tag, len) = (self.dest, self.tag, self.len);
+        self.group.open_loan = None;
+        match self.placement {
+            Placement::Inline(r) => self.group.write_commit(dest, r, &[], 0, tag),
+            Placement::Pooled { lane, fragment } => {
+                let d = Descriptor {
+                    fragment,
+                    len: len as u32,
+                };
+                self.group
+                    .write_commit(dest, lane, &[&d.encode()], FLAG_POOL, tag);
+            }
+        }
+        self.group.count_sent(dest, len);
     }
 }
 
@@ -1904,10 +2133,7 @@ impl RecvRef<'_> {
     fn ring_payload(&self) -> (*const u8, usize) {
         match &self.found {
             Found::Owned(m) => (m.data.as_ptr(), m.data.len()),
-            Found::InRing { src, rec } => {
-                let inc = self.group.inc[*src].as_ref().expect("ring");
-                (Consumer::payload_ptr(&inc.ring, rec), rec.len())
-            }
+            Found::InRing { at, .. } => (at.ptr, at.len),
         }
     }
 
@@ -1981,8 +2207,8 @@ impl RecvRef<'_> {
 
 impl Drop for RecvRef<'_> {
     fn drop(&mut self) {
-        if let Found::InRing { src, rec } = self.found {
-            self.group.release(src, rec);
+        if let Found::InRing { src, rec, at } = self.found {
+            self.group.release(src, rec, at.fragment);
         }
     }
 }

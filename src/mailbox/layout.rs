@@ -1,13 +1,28 @@
 //! Where everything of a mailbox group lies in its segment, and the
 //! validation of what another process wrote there.
 //!
+//! Memory grows with the number of members N, not N²: each member owns an
+//! outgoing payload **pool** of fragments, and each ordered pair has only a
+//! small descriptor **lane** (a ring of a few KiB). A small message travels
+//! inline in the lane; a larger one (or a zero-copy loan) is written into a
+//! fragment of the sender's pool and announced by a descriptor in the lane;
+//! the receiver reads it from the sender's pool and hands the fragment back.
+//!
 //! Data region of a group segment (all offsets 64-byte aligned):
 //!
 //! | offset | size | what |
 //! |---|---|---|
-//! | 0 | 128 | group header: magic, version, members, flags, ring capacity, granularity, joined/left counts |
-//! | 128 | 128 × N | member blocks: doorbell (a futex sequence word), sleeping flag, state, pid, incarnation, counters |
-//! | 128 + 128N | (128 + C) × N(N−1) | rings, one per ordered pair (no ring from a member to itself): a control block (consumer line: head, receiver sleeps; producer line: tail, messages, bytes, sender sleeps), then C ring bytes |
+//! | 0 | 128 | group header: magic, version, members, flags, lane bytes, granularity, joined/left counts, fragments per member, fragment bytes |
+//! | 128 | 128 × N | member blocks: doorbell (a futex sequence word), sleeping flag, state, pid, incarnation, counters, the pool's free map (one bit per fragment) |
+//! | 128 + 128N | (128 + L) × N(N−1) | lanes, one per ordered pair (none from a member to itself): a control block (consumer line: head, receiver sleeps; producer line: tail, messages, bytes, sender sleeps), then L lane bytes |
+//! | P₀ (4 KiB aligned) | F × S × N | pools: member i's F fragments of S bytes at P₀ + i·F·S |
+//!
+//! With the defaults (L = 2 KiB, S = 128 KiB, F = 24) a group reserves
+//! 3 MiB + (N − 1) × 2.1 KiB per member: 438 MB for 128 members, 947 MB
+//! for 256 (the N × N(N−1) matrix of 256 KiB rings it replaces: 4.3 GB and
+//! 17 GB). Everything is reserved when the segment is created
+//! (`posix_fallocate`), so a full `/dev/shm` is an error then, never a
+//! `SIGBUS` later.
 //!
 //! The parameters are checked by [`GroupParams::validate`], a pure
 //! function (unit-tested, property-tested and fuzzed): a joiner never
@@ -18,16 +33,23 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::ring::{Geometry, GeometryError, RingMemory};
 
+/// Largest number of fragments in a member's pool (the free map's bits).
+pub const MAX_FRAGMENTS: usize = 512;
+/// Smallest and largest fragment.
+pub const FRAGMENT_RANGE: std::ops::RangeInclusive<usize> = 1024..=(256 << 20);
+
 /// Magic of a group header: `MBG1`.
 pub const GROUP_MAGIC: u32 = u32::from_le_bytes(*b"MBG1");
-/// Version of this layout (2: the doorbell is a futex sequence word).
-pub const GROUP_VERSION: u32 = 2;
+/// Version of this layout (2: futex doorbells; 3: lanes and pools).
+pub const GROUP_VERSION: u32 = 3;
 /// Bytes of the group header.
 pub const GROUP_HEADER: usize = 128;
 /// Bytes of one member block.
 pub const MEMBER_BLOCK: usize = 128;
-/// Bytes of a ring's control block.
+/// Bytes of a lane's control block.
 pub const RING_CONTROL: usize = 128;
+/// Alignment of the pools.
+pub const POOL_ALIGN: usize = 4096;
 /// Largest group.
 pub const MAX_MEMBERS: usize = 1024;
 
@@ -45,7 +67,9 @@ pub(crate) struct GroupHeader {
     pub granularity: AtomicU32,
     pub joined: AtomicU32,
     pub left: AtomicU32,
-    _reserved: [AtomicU32; 23],
+    pub fragments: AtomicU32,
+    pub fragment: AtomicU64,
+    _reserved: [AtomicU32; 20],
 }
 
 const _: () = assert!(std::mem::size_of::<GroupHeader>() == GROUP_HEADER);
@@ -74,7 +98,13 @@ pub(crate) struct MemberBlock {
     pub incarnation: AtomicU32,
     _pad: AtomicU32,
     pub recv_sleeps: AtomicU64,
-    _reserved: [AtomicU64; 12],
+    /// Times this member, sending, waited for a fragment of its pool.
+    pub pool_sleeps: AtomicU64,
+    _reserved: [AtomicU64; 3],
+    /// The pool's free map: bit `f` of word `f / 64` set while fragment `f`
+    /// is free. Only the owner clears bits (allocating); receivers set
+    /// them (handing a fragment back).
+    pub free: [AtomicU64; MAX_FRAGMENTS / 64],
 }
 
 const _: () = assert!(std::mem::size_of::<MemberBlock>() == MEMBER_BLOCK);
@@ -101,10 +131,15 @@ const _: () = assert!(std::mem::size_of::<RingControl>() == RING_CONTROL);
 pub struct GroupParams {
     /// Number of members.
     pub members: usize,
-    /// Ring capacity in bytes.
-    pub capacity: usize,
-    /// Record granularity in bytes.
+    /// Bytes of each lane (the descriptor ring of one ordered pair).
+    pub lane: usize,
+    /// Record granularity of the lanes, in bytes.
     pub granularity: usize,
+    /// Bytes of one pool fragment: the largest zero-copy loan and the
+    /// chunk of a streamed message.
+    pub fragment: usize,
+    /// Fragments in each member's pool.
+    pub fragments: usize,
     /// `FLAG_*` bits.
     pub flags: u32,
 }
@@ -114,12 +149,16 @@ pub struct GroupParams {
 pub struct GroupLayout {
     /// The parameters.
     pub params: GroupParams,
-    /// Ring geometry.
+    /// Lane geometry.
     pub geometry: Geometry,
-    /// Offset of the first ring block.
+    /// Offset of the first lane block.
     pub rings_offset: usize,
-    /// Bytes from one ring block to the next.
+    /// Bytes from one lane block to the next.
     pub ring_stride: usize,
+    /// Offset of the first pool.
+    pub pools_offset: usize,
+    /// Bytes of one member's pool.
+    pub pool_bytes: usize,
     /// Bytes the whole group needs.
     pub total: usize,
 }
@@ -147,9 +186,15 @@ pub enum LayoutError {
     /// Unknown flags.
     #[error("unknown group flags {0:#x}")]
     Flags(u32),
-    /// Capacity or granularity out of range.
-    #[error(transparent)]
+    /// Lane bytes or granularity out of range.
+    #[error("lane: {0}")]
     Geometry(GeometryError),
+    /// Fragment bytes out of range.
+    #[error("pool fragment of {0} bytes: a fragment is a power of two from 1 KiB to 256 MiB, larger than half a lane")]
+    Fragment(usize),
+    /// Fragment count out of range.
+    #[error("a pool has 1 to {MAX_FRAGMENTS} fragments, not {0}")]
+    Fragments(usize),
     /// The layout does not fit the segment (or the address space).
     #[error("the group needs {needed} bytes but the segment has {available}")]
     TooSmall {
@@ -174,47 +219,46 @@ impl GroupParams {
         })?;
         let u32_at = |o: usize| u32::from_ne_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
         let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
-        Self::from_fields(
-            u32_at(0),
-            u32_at(4),
-            u32_at(8),
-            u32_at(12),
-            u64_at(16),
-            u32_at(24),
-        )
+        Self::from_fields(HeaderWords {
+            magic: u32_at(0),
+            version: u32_at(4),
+            members: u32_at(8),
+            flags: u32_at(12),
+            lane: u64_at(16),
+            granularity: u32_at(24),
+            fragments: u32_at(36),
+            fragment: u64_at(40),
+        })
     }
 
     pub(crate) fn read(h: &GroupHeader) -> Result<GroupParams, LayoutError> {
         use std::sync::atomic::Ordering::Relaxed;
-        Self::from_fields(
-            h.magic.load(Relaxed),
-            h.version.load(Relaxed),
-            h.members.load(Relaxed),
-            h.flags.load(Relaxed),
-            h.capacity.load(Relaxed),
-            h.granularity.load(Relaxed),
-        )
+        Self::from_fields(HeaderWords {
+            magic: h.magic.load(Relaxed),
+            version: h.version.load(Relaxed),
+            members: h.members.load(Relaxed),
+            flags: h.flags.load(Relaxed),
+            lane: h.capacity.load(Relaxed),
+            granularity: h.granularity.load(Relaxed),
+            fragments: h.fragments.load(Relaxed),
+            fragment: h.fragment.load(Relaxed),
+        })
     }
 
-    fn from_fields(
-        magic: u32,
-        version: u32,
-        members: u32,
-        flags: u32,
-        capacity: u64,
-        granularity: u32,
-    ) -> Result<GroupParams, LayoutError> {
-        if magic != GROUP_MAGIC {
-            return Err(LayoutError::BadMagic { found: magic });
+    fn from_fields(w: HeaderWords) -> Result<GroupParams, LayoutError> {
+        if w.magic != GROUP_MAGIC {
+            return Err(LayoutError::BadMagic { found: w.magic });
         }
-        if version != GROUP_VERSION {
-            return Err(LayoutError::UnsupportedVersion { found: version });
+        if w.version != GROUP_VERSION {
+            return Err(LayoutError::UnsupportedVersion { found: w.version });
         }
         Ok(GroupParams {
-            members: members as usize,
-            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
-            granularity: granularity as usize,
-            flags,
+            members: w.members as usize,
+            lane: usize::try_from(w.lane).unwrap_or(usize::MAX),
+            granularity: w.granularity as usize,
+            fragment: usize::try_from(w.fragment).unwrap_or(usize::MAX),
+            fragments: w.fragments as usize,
+            flags: w.flags,
         })
     }
 
@@ -224,8 +268,10 @@ impl GroupParams {
         h.version.store(GROUP_VERSION, Relaxed);
         h.members.store(self.members as u32, Relaxed);
         h.flags.store(self.flags, Relaxed);
-        h.capacity.store(self.capacity as u64, Relaxed);
+        h.capacity.store(self.lane as u64, Relaxed);
         h.granularity.store(self.granularity as u32, Relaxed);
+        h.fragments.store(self.fragments as u32, Relaxed);
+        h.fragment.store(self.fragment as u64, Relaxed);
         h.joined.store(0, Relaxed);
         h.left.store(0, Relaxed);
     }
@@ -243,12 +289,25 @@ impl GroupParams {
         if self.flags & !FLAG_EPHEMERAL != 0 {
             return Err(LayoutError::Flags(self.flags));
         }
-        let geometry =
-            Geometry::new(self.capacity, self.granularity).map_err(LayoutError::Geometry)?;
+        let geometry = Geometry::new(self.lane, self.granularity).map_err(LayoutError::Geometry)?;
+        if !self.fragment.is_power_of_two()
+            || !FRAGMENT_RANGE.contains(&self.fragment)
+            || self.fragment <= geometry.max_payload()
+        {
+            return Err(LayoutError::Fragment(self.fragment));
+        }
+        if !(1..=MAX_FRAGMENTS).contains(&self.fragments) {
+            return Err(LayoutError::Fragments(self.fragments));
+        }
+        // Every factor is bounded above (1024 members, 256 MiB lanes and
+        // fragments, 512 fragments): u64 cannot overflow.
         let n = self.members as u64;
         let rings_offset = GROUP_HEADER as u64 + n * MEMBER_BLOCK as u64;
-        let ring_stride = RING_CONTROL as u64 + self.capacity as u64;
-        let total = rings_offset + n * (n - 1) * ring_stride;
+        let ring_stride = RING_CONTROL as u64 + self.lane as u64;
+        let rings_end = rings_offset + n * (n - 1) * ring_stride;
+        let pools_offset = rings_end.next_multiple_of(POOL_ALIGN as u64);
+        let pool_bytes = self.fragment as u64 * self.fragments as u64;
+        let total = pools_offset + n * pool_bytes;
         let available = segment_len.map_or(isize::MAX as u64, |l| l as u64);
         if total > available.min(isize::MAX as u64) {
             return Err(LayoutError::TooSmall {
@@ -261,9 +320,23 @@ impl GroupParams {
             geometry,
             rings_offset: rings_offset as usize,
             ring_stride: ring_stride as usize,
+            pools_offset: pools_offset as usize,
+            pool_bytes: pool_bytes as usize,
             total: total as usize,
         })
     }
+}
+
+/// The header words [`GroupParams`] are read from.
+struct HeaderWords {
+    magic: u32,
+    version: u32,
+    members: u32,
+    flags: u32,
+    lane: u64,
+    granularity: u32,
+    fragments: u32,
+    fragment: u64,
 }
 
 impl GroupLayout {
@@ -273,12 +346,24 @@ impl GroupLayout {
         GROUP_HEADER + id * MEMBER_BLOCK
     }
 
-    /// Offset of the ring carrying messages from `src` to `dst` (`src != dst`).
+    /// Offset of the lane carrying messages from `src` to `dst` (`src != dst`).
     pub fn ring_offset(&self, src: usize, dst: usize) -> usize {
         let n = self.params.members;
         debug_assert!(src < n && dst < n && src != dst);
         let index = src * (n - 1) + dst - usize::from(dst > src);
         self.rings_offset + index * self.ring_stride
+    }
+
+    /// Offset of member `id`'s pool.
+    pub fn pool_offset(&self, id: usize) -> usize {
+        debug_assert!(id < self.params.members);
+        self.pools_offset + id * self.pool_bytes
+    }
+
+    /// Bytes one member reserves: its pool and its outgoing lanes (with
+    /// their share of the header and member blocks).
+    pub fn bytes_per_member(&self) -> usize {
+        self.total / self.params.members
     }
 }
 
@@ -343,29 +428,40 @@ mod tests {
     fn params(members: usize) -> GroupParams {
         GroupParams {
             members,
-            capacity: 1 << 16,
+            lane: 2048,
             granularity: 64,
+            fragment: 1 << 17,
+            fragments: 24,
             flags: 0,
         }
     }
 
     #[test]
-    fn rings_do_not_overlap_and_fit() {
+    fn lanes_and_pools_do_not_overlap_and_fit() {
         for n in 1..=6 {
             let l = params(n).validate(None).unwrap();
-            let mut offsets: Vec<usize> = (0..n)
+            let mut blocks: Vec<(usize, usize)> = (0..n)
                 .flat_map(|s| (0..n).filter(move |&d| d != s).map(move |d| (s, d)))
-                .map(|(s, d)| l.ring_offset(s, d))
+                .map(|(s, d)| (l.ring_offset(s, d), l.ring_stride))
+                .chain((0..n).map(|i| (l.pool_offset(i), l.pool_bytes)))
                 .collect();
-            offsets.sort_unstable();
-            offsets.dedup();
-            assert_eq!(offsets.len(), n * (n - 1));
-            if let Some(last) = offsets.last() {
-                assert_eq!(last + l.ring_stride, l.total);
-                assert_eq!(offsets[0], l.rings_offset);
+            blocks.sort_unstable();
+            for pair in blocks.windows(2) {
+                assert!(pair[0].0 + pair[0].1 <= pair[1].0, "{pair:?} overlap");
             }
+            let (last, len) = blocks[blocks.len() - 1];
+            assert_eq!(last + len, l.total);
             assert!(l.member_offset(n - 1) + MEMBER_BLOCK <= l.rings_offset);
+            assert_eq!(l.pools_offset % POOL_ALIGN, 0);
         }
+    }
+
+    #[test]
+    fn memory_grows_with_n_not_n_squared() {
+        let total = |n| params(n).validate(None).unwrap().total as f64;
+        assert!(total(128) <= 512.0 * 1048576.0, "{}", total(128));
+        assert!(total(256) <= 1024.0 * 1048576.0, "{}", total(256));
+        assert!(total(256) / total(128) <= 2.2);
     }
 
     #[test]
@@ -374,12 +470,28 @@ mod tests {
         assert_eq!(params(5000).validate(None), Err(LayoutError::Members(5000)));
         assert!(matches!(
             GroupParams {
-                capacity: 1000,
+                lane: 1000,
                 ..params(2)
             }
             .validate(None),
             Err(LayoutError::Geometry(_))
         ));
+        assert_eq!(
+            GroupParams {
+                fragment: 1000,
+                ..params(2)
+            }
+            .validate(None),
+            Err(LayoutError::Fragment(1000))
+        );
+        assert_eq!(
+            GroupParams {
+                fragments: 0,
+                ..params(2)
+            }
+            .validate(None),
+            Err(LayoutError::Fragments(0))
+        );
         assert!(matches!(
             GroupParams {
                 flags: 8,
@@ -405,15 +517,19 @@ mod tests {
         fn arbitrary_headers_validate_or_fail_cleanly(
             mut bytes in proptest::collection::vec(any::<u8>(), 128),
             members in any::<u32>(),
-            capacity in any::<u64>(),
+            lane in any::<u64>(),
             granularity in any::<u32>(),
+            fragment in any::<u64>(),
+            fragments in any::<u32>(),
             len in any::<usize>(),
         ) {
             bytes[0..4].copy_from_slice(&GROUP_MAGIC.to_ne_bytes());
             bytes[4..8].copy_from_slice(&GROUP_VERSION.to_ne_bytes());
             bytes[8..12].copy_from_slice(&(members % 2048).to_ne_bytes());
-            bytes[16..24].copy_from_slice(&(1u64 << (capacity % 40)).to_ne_bytes());
+            bytes[16..24].copy_from_slice(&(1u64 << (lane % 40)).to_ne_bytes());
             bytes[24..28].copy_from_slice(&(1u32 << (granularity % 16)).to_ne_bytes());
+            bytes[36..40].copy_from_slice(&(fragments % 600).to_ne_bytes());
+            bytes[40..48].copy_from_slice(&(1u64 << (fragment % 40)).to_ne_bytes());
             if let Ok(p) = GroupParams::from_bytes(&bytes) {
                 if let Ok(l) = p.validate(Some(len)) {
                     prop_assert!(l.total <= len);
@@ -421,6 +537,7 @@ mod tests {
                     if n > 1 {
                         prop_assert!(l.ring_offset(n - 1, n - 2) + l.ring_stride <= len);
                     }
+                    prop_assert!(l.pool_offset(n - 1) + l.pool_bytes <= len);
                 }
             }
         }

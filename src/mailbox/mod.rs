@@ -1,13 +1,36 @@
 //! Message passing emulated on shared memory: one mailbox per ordered pair
-//! of processes.
+//! of processes, at a memory cost that grows with the number of processes.
 //!
-//! A [`MailboxGroup`] of N members lives in one segment holding an N×(N−1)
-//! matrix of single-producer/single-consumer byte [rings](ring): the ring
-//! `src → dst` is `dst`'s mailbox for messages from `src`. Sending writes a
-//! record into the receiver's mailbox; receiving reads your own. Matching
-//! follows MPI (a source or any, a tag or any; messages that do not match
-//! wait in a local queue, and order is preserved per source and tag).
-//! Messages larger than a record stream through the ring in chunks.
+//! A [`MailboxGroup`] of N members lives in one segment. Each ordered pair
+//! `src → dst` has a **lane**: a small single-producer/single-consumer
+//! [ring](ring) of records (2 KiB by default) that is `dst`'s mailbox for
+//! messages from `src`. Each member owns an outgoing **pool** of fragments
+//! (3 MiB of 128 KiB fragments by default). A message of up to half a lane
+//! (1,008 bytes) travels inline in the lane; a larger one is written into a
+//! fragment of the sender's pool and announced by a descriptor in the lane,
+//! and the receiver reads it there and hands the fragment back; a message
+//! larger than a fragment streams, fragment by fragment, each announced in
+//! the lane. Zero-copy loans are a lane record or a whole fragment.
+//!
+//! Why this shape ([`GroupLayout`] has the figures): memory is
+//! `N × pool + N(N−1) × 2.1 KiB` — 438 MB for 128 members, 947 MB for 256,
+//! where the N×(N−1) matrix of 256 KiB rings it replaces took 4.3 GB and
+//! 17 GB. And it keeps what the rings promised:
+//!
+//! - every message, whatever its size, is announced in one FIFO per source
+//!   (the lane), so order per (source, tag) and per-source reassembly hold;
+//! - a sender's backlog never blocks another sender to the same receiver:
+//!   each has its own lane and its own pool;
+//! - the send fast path stays single-writer: a message that fits the lane
+//!   is a plain store into it; atomics only allocate or free fragments;
+//! - every byte is reserved when the group is created (`posix_fallocate`),
+//!   so a full `/dev/shm` is an error then, never a `SIGBUS` later.
+//!
+//! Matching follows MPI (a source or any, a tag or any; messages that do
+//! not match wait in a local queue, and order is preserved per source and
+//! tag). [`MailboxOptions`] sets the pool (each member's memory budget),
+//! the fragment (the largest loan) and the lane; `MailboxGroup::inspect`
+//! and `shmpi inspect` show what each member reserves and uses.
 //!
 //! # Waiting
 //!
@@ -71,6 +94,7 @@ pub mod framing;
 mod group;
 pub mod launch;
 mod layout;
+mod pool;
 pub mod ring;
 pub mod wake;
 
@@ -79,14 +103,23 @@ use std::time::Duration;
 pub use group::{
     GroupReport, Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox,
 };
-pub use layout::{GroupLayout, GroupParams, LayoutError, FLAG_EPHEMERAL, MAX_MEMBERS};
+pub use layout::{
+    GroupLayout, GroupParams, LayoutError, FLAG_EPHEMERAL, MAX_FRAGMENTS, MAX_MEMBERS,
+};
 
 /// The largest message: 4 GiB.
 pub const MAX_MESSAGE_LEN: usize = 1 << 32;
 
-/// Default ring capacity: 256 KiB per ordered pair, so a zero-copy loan can
-/// reach 128 KiB − 16 bytes.
-pub const DEFAULT_CAPACITY: usize = 256 << 10;
+/// Default lane: 2 KiB per ordered pair (32 records of a cache line; a
+/// message up to 1,008 bytes travels inline in it).
+pub const DEFAULT_LANE: usize = 2 << 10;
+
+/// Default pool fragment: 128 KiB, the largest zero-copy loan and the chunk
+/// of a streamed message.
+pub const DEFAULT_FRAGMENT: usize = 128 << 10;
+
+/// Default pool: 3 MiB per member (24 fragments).
+pub const DEFAULT_POOL: usize = 3 << 20;
 
 /// Default record granularity: one cache line.
 pub const DEFAULT_GRANULARITY: usize = 64;
@@ -122,13 +155,28 @@ pub enum WaitStrategy {
     SpinThenBlock,
 }
 
-/// Options of a group: fixed at creation (capacity, granularity, ephemeral)
+/// Options of a group: fixed at creation (memory, granularity, ephemeral)
 /// or chosen by each member (wait strategy, spin budget, timeouts).
+///
+/// What they cost: every member reserves `pool` bytes plus `lane + 128`
+/// bytes per other member, all at creation
+/// ([`GroupLayout::bytes_per_member`]); with the defaults, 3 MiB +
+/// (N − 1) × 2.1 KiB.
 #[derive(Debug, Clone)]
 pub struct MailboxOptions {
-    /// Bytes per ring (a power of two, 1 KiB to 512 MiB).
-    pub capacity: usize,
-    /// Record alignment (a power of two, 16 bytes to capacity/16).
+    /// Bytes of each member's outgoing pool: its memory budget for
+    /// messages in flight (rounded down to whole fragments; 1 to 512
+    /// fragments).
+    pub pool: usize,
+    /// Bytes of one pool fragment (a power of two, 1 KiB to 256 MiB, more
+    /// than half a lane): the largest zero-copy loan and `try_send`, and
+    /// the chunk a larger message streams in.
+    pub fragment: usize,
+    /// Bytes of each lane, the descriptor ring of one ordered pair (a power
+    /// of two, 1 KiB to 256 MiB): a message up to half a lane minus 16
+    /// bytes travels inline in it.
+    pub lane: usize,
+    /// Record alignment in lanes (a power of two, 16 bytes to lane/16).
     pub granularity: usize,
     /// Unlink the name as soon as every member has joined.
     pub ephemeral: bool,
@@ -143,7 +191,9 @@ pub struct MailboxOptions {
 impl Default for MailboxOptions {
     fn default() -> Self {
         MailboxOptions {
-            capacity: DEFAULT_CAPACITY,
+            pool: DEFAULT_POOL,
+            fragment: DEFAULT_FRAGMENT,
+            lane: DEFAULT_LANE,
             granularity: DEFAULT_GRANULARITY,
             ephemeral: false,
             wait: WaitStrategy::default(),

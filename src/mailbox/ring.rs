@@ -54,10 +54,13 @@ pub const FLAG_CONT: u32 = 1 << 29;
 /// at a deadline); the receiver discards what it assembled. Carries no
 /// payload and no other flag.
 pub const FLAG_ABORT: u32 = 1 << 28;
+/// Meta flag: the record's payload is a descriptor of data in the sender's
+/// pool, not the data itself.
+pub const FLAG_POOL: u32 = 1 << 27;
 /// Mask of the payload length in `meta`.
-pub const LEN_MASK: u32 = (1 << 28) - 1;
+pub const LEN_MASK: u32 = (1 << 27) - 1;
 /// The framing flags a producer may set on a record.
-pub const FRAME_FLAGS: u32 = FLAG_MORE | FLAG_CONT | FLAG_ABORT;
+pub const FRAME_FLAGS: u32 = FLAG_MORE | FLAG_CONT | FLAG_ABORT | FLAG_POOL;
 
 /// Largest position (bytes through the ring since creation) accepted from
 /// shared memory: 2^62 bytes is centuries of traffic, and the bound keeps
@@ -112,7 +115,7 @@ pub unsafe trait RingMemory {
 pub enum GeometryError {
     /// Not a power of two from [`Geometry::MIN_CAPACITY`] to
     /// [`Geometry::MAX_CAPACITY`].
-    #[error("ring capacity {0} is not a power of two from 1 KiB to 512 MiB")]
+    #[error("ring capacity {0} is not a power of two from 1 KiB to 256 MiB")]
     Capacity(usize),
     /// Not a power of two from [`RECORD_HEADER`] to capacity / 16.
     #[error("record granularity {granularity} is not a power of two from 16 bytes to capacity/16 ({capacity}/16)")]
@@ -150,9 +153,9 @@ pub struct Geometry {
 impl Geometry {
     /// Smallest capacity accepted.
     pub const MIN_CAPACITY: usize = 1024;
-    /// Largest capacity accepted (512 MiB: a record's payload length then
-    /// fits the 28 bits of [`LEN_MASK`]).
-    pub const MAX_CAPACITY: usize = 1 << 29;
+    /// Largest capacity accepted (256 MiB: a record's payload length then
+    /// fits the 27 bits of [`LEN_MASK`]).
+    pub const MAX_CAPACITY: usize = 1 << 28;
 
     /// Checks the parameters: both powers of two, granularity at least
     /// [`RECORD_HEADER`] and at most capacity / 16, capacity within

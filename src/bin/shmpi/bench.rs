@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use shmpi::bench::{alltoall, shm, Config, Record, Report};
+use shmpi::bench::{alltoall, scale, shm, Config, Record, Report};
 use shmpi::mailbox::launch::GroupLaunch;
 use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 use shmpi::mpirun::{Cluster, Mpirun};
@@ -61,6 +61,8 @@ pub enum WorkerKind {
     Victim,
     /// heat2d on a grid that fits in cache (`heat2d.R{r}xT{t}`).
     Heat2d,
+    /// An MPI hello: initialise, finalise (`mpi.setup`).
+    Hello,
 }
 
 /// Arguments of the hidden `shmpi bench-worker`.
@@ -236,6 +238,12 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         Err(e) => notes.push(format!("all-to-all over mailboxes not measured: {e}")),
     }
 
+    progress.say("scale: what a mailbox group of N processes reserves and costs to start");
+    match scale::measure(args.quick, &mut |what| progress.say(what)) {
+        Ok(r) => report.records.extend(r.records),
+        Err(e) => notes.push(format!("scale rows not measured: {e}")),
+    }
+
     if !cfg!(feature = "mpi") {
         notes.push("MPI rows skipped: this shmpi was built without its `mpi` feature".into());
     } else if !shmpi::mpirun::available() {
@@ -280,6 +288,27 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         for (what, cmd) in jobs {
             progress.say(&what);
             gather(&mut report, &mut notes, &what, cmd);
+        }
+        for &n in scale::sizes(args.quick) {
+            progress.say(&format!("mpi.setup: mpirun -n {n} of an MPI hello"));
+            let mut cmd = local(n, "hello", &[]).command();
+            let start = Instant::now();
+            match cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+                Ok(out) if out.status.success() => report.records.push(Record::from_samples(
+                    "mpi.setup",
+                    "time_ms",
+                    n,
+                    &[start.elapsed().as_secs_f64() * 1e3],
+                )),
+                Ok(out) => notes.push(format!(
+                    "mpi.setup at {n} ranks not measured: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("failed")
+                )),
+                Err(e) => notes.push(format!("mpi.setup at {n} ranks not measured: {e}")),
+            }
         }
         let baseline = args.c_baseline.clone().or_else(|| {
             let p = "target/c_examples/osu_latency";
@@ -387,7 +416,8 @@ pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
         WorkerKind::Pingpong
         | WorkerKind::HybridDsm
         | WorkerKind::AlltoallMpi
-        | WorkerKind::Heat2d => {
+        | WorkerKind::Heat2d
+        | WorkerKind::Hello => {
             mpi_worker(args, &cfg)?;
         }
         #[cfg(not(feature = "mpi"))]
@@ -428,6 +458,9 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
                 }));
             }
             emit(out);
+        }
+        WorkerKind::Hello => {
+            Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
         }
         WorkerKind::Heat2d => {
             let mpi = Mpi::init(ThreadLevel::Multiple).map_err(|e| e.to_string())?;

@@ -73,6 +73,7 @@ enum Command {
 
 fn main() -> ExitCode {
     shmpi::bench::shm::run_peer_if_requested();
+    shmpi::bench::scale::run_member_if_requested();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ls { json } => manage::ls(json),

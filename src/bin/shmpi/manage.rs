@@ -205,9 +205,13 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
         let report =
             MailboxGroup::inspect(&seg).map_err(|e| format!("{bare}: corrupt group: {e}"))?;
         println!(
-            "group    {} members, {} bytes per ring",
+            "group    {} members, {} bytes reserved ({} per member: a pool of {} × {} bytes, lanes of {} bytes)",
             report.members.len(),
-            report.capacity
+            report.reserved,
+            report.reserved_per_member,
+            report.fragments,
+            report.fragment,
+            report.lane
         );
         for (id, status) in report.members.iter().enumerate() {
             let s = match status {
@@ -216,9 +220,12 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
                 PeerStatus::Left => "left",
                 PeerStatus::Dead => "dead",
             };
-            println!("  member {id}: {s}");
+            println!(
+                "  member {id}: {s}, pool {} of {} fragments in use",
+                report.pool_in_use[id], report.fragments
+            );
         }
-        println!("  ring      messages        bytes  queued  sender sleeps  receiver sleeps");
+        println!("  lane      messages        bytes  queued  sender sleeps  receiver sleeps");
         for (src, dst, c) in &report.rings {
             println!(
                 "  {src:>3} → {dst:<3} {:>9} {:>12} {:>7} {:>14} {:>16}",

@@ -15,9 +15,11 @@ pub struct RunArgs {
     /// Number of processes.
     #[arg(short = 'n', value_parser = clap::value_parser!(u64).range(1..=4096))]
     processes: u64,
-    /// Bytes per ring (a power of two; default 256 KiB).
+    /// Bytes of each member's outgoing message pool, its memory budget
+    /// (default 3 MiB, in 128 KiB fragments; each member also reserves
+    /// about 2.1 KiB per other member).
     #[arg(long)]
-    capacity: Option<usize>,
+    pool: Option<usize>,
     /// End the job (killing what still runs) after this many seconds.
     #[arg(long)]
     timeout: Option<u64>,
@@ -62,8 +64,8 @@ fn forward(
 pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     let n = args.processes as usize;
     let mut options = MailboxOptions::default();
-    if let Some(c) = args.capacity {
-        options.capacity = c;
+    if let Some(p) = args.pool {
+        options.pool = p;
     }
     let (program, rest) = args.command.split_first().ok_or("no program given")?;
     let mut job = GroupLaunch::spawn(n, &options, |_| {

@@ -103,8 +103,11 @@ pub fn table(r: &Report) -> String {
             "high: across hosts",
             "low: one host",
             format!(
-                "16 processes all-to-all (64 B) on {} cores: mailboxes {} against MPI {} ({}); across hosts only messages go: {}",
+                "16 processes all-to-all (64 B) on {} cores: mailboxes {} against MPI {} ({}); a group of 128 reserves {} and starts in {} (`mpirun -n 128` hello: {}); across hosts only messages go: {}",
                 shmpi::mailbox::online_cpus(), rate(a_shm), rate(a_mpi), times(scal),
+                get(r, "scale.mem", "bytes", 128).map_or("–".into(), |b| format!("{:.0} MB", b / 1e6)),
+                get(r, "scale.setup", "time_ms", 128).map_or("–".into(), |t| format!("{t:.0} ms")),
+                get(r, "mpi.setup", "time_ms", 128).map_or("–".into(), |t| format!("{t:.0} ms")),
                 if inter.is_some() || tcp_inter.is_some() {
                     format!("hybrid {} / MPI over TCP {} one way", ns(inter), ns(tcp_inter))
                 } else {
