@@ -597,6 +597,7 @@ impl MailboxGroup {
     }
 
     /// Rings `peer`'s doorbell if it announced that it sleeps.
+    #[inline]
     fn notify(&self, peer: usize) {
         notify(&self.member(peer).sleeping, || self.doorbell(peer).ring());
     }
@@ -1027,6 +1028,17 @@ impl MailboxGroup {
             });
             return Ok(());
         }
+        // The fast path: nothing owed, a message that fits the lane, room.
+        if data.len() <= self.max_inline_payload()
+            && !self.abort_owed[dest]
+            && self.open_loan.is_none()
+        {
+            if let Some(r) = self.try_reserve(dest, data.len())? {
+                self.write_commit(dest, r, &[data], 0, tag);
+                self.count_sent(dest, data.len());
+                return Ok(());
+            }
+        }
         let deadline = Deadline::after(timeout);
         self.settle_abort(dest, deadline, &mut hook)?;
         if data.len() <= self.max_record_payload() {
@@ -1109,6 +1121,7 @@ impl MailboxGroup {
         Ok(())
     }
 
+    #[inline]
     fn try_reserve(
         &mut self,
         dest: usize,
@@ -1126,6 +1139,7 @@ impl MailboxGroup {
     /// Room for a `len`-byte message (at most a fragment) to `dest`, now:
     /// inline in the lane when it fits half a lane, else a fragment of our
     /// pool and a descriptor in the lane. `None` when either is short.
+    #[inline]
     fn try_place(&mut self, dest: usize, len: usize) -> Result<Option<Placement>, MailboxError> {
         if let Some(f) = self.open_loan.take() {
             self.pools.free(self.id, f);
@@ -1191,6 +1205,7 @@ impl MailboxGroup {
 
     /// Writes `parts` (adding up to the placement's length) where `p` says,
     /// and publishes the record with `flags` and `tag`.
+    #[inline]
     fn write_placed(&mut self, dest: usize, p: Placement, parts: &[&[u8]], flags: u32, tag: i32) {
         match p {
             Placement::Inline(r) => self.write_commit(dest, r, parts, flags, tag),
@@ -1262,6 +1277,7 @@ impl MailboxGroup {
         Ok(())
     }
 
+    #[inline]
     fn write_commit(&mut self, dest: usize, r: Reservation, parts: &[&[u8]], flags: u32, tag: i32) {
         let o = self.out[dest]
             .as_mut()
@@ -1280,6 +1296,7 @@ impl MailboxGroup {
         self.notify(dest);
     }
 
+    #[inline]
     fn count_sent(&self, dest: usize, len: usize) {
         let c = self.out[dest].as_ref().expect("ring").ring.control();
         // Single writer (this producer): load + store, no atomic RMW;
@@ -1720,6 +1737,7 @@ impl MailboxGroup {
     /// What heads ring `src → self`: nothing, a whole record whose tag
     /// `tag` accepts (readable in place), or something for `progress`
     /// (a stream in progress, a chunk, another tag).
+    #[inline]
     fn head_record(&mut self, src: usize, tag: TagMatch) -> Result<Head, MailboxError> {
         let id = self.id;
         let inc = self.inc[src].as_mut().expect("ring");
@@ -1737,6 +1755,14 @@ impl MailboxGroup {
         if !whole || !i32::try_from(rec.tag()).is_ok_and(|t| tag.accepts(t)) {
             return Ok(Head::Other);
         }
+        if rec.flags() & FLAG_POOL == 0 {
+            let at = Resolved {
+                ptr: Consumer::payload_ptr(&inc.ring, &rec),
+                len: rec.len(),
+                fragment: None,
+            };
+            return Ok(Head::Whole(rec, at));
+        }
         let at = self.resolve(src, &rec)?;
         Ok(Head::Whole(rec, at))
     }
@@ -1744,6 +1770,7 @@ impl MailboxGroup {
     /// Where the payload of a record of ring `src → self` is: in the lane,
     /// or — for a pool record — in the fragment of `src`'s pool its
     /// descriptor names (checked against the layout).
+    #[inline]
     fn resolve(&self, src: usize, rec: &RecordRef) -> Result<Resolved, MailboxError> {
         let inc = self.inc[src].as_ref().expect("ring");
         let ptr = Consumer::payload_ptr(&inc.ring, rec);
@@ -1771,6 +1798,7 @@ impl MailboxGroup {
 
     /// Copies a whole record into `buf` and frees it; a record too long
     /// for `buf` stays at the head of its ring.
+    #[inline]
     fn copy_in_place(
         &mut self,
         src: usize,
@@ -1811,6 +1839,7 @@ impl MailboxGroup {
 
     /// Frees a record read in place (and the pool fragment its payload was
     /// in) and tells its producer.
+    #[inline]
     fn release(&mut self, src: usize, rec: RecordRef, fragment: Option<u32>) {
         let inc = self.inc[src].as_mut().expect("ring");
         inc.cons.release(&inc.ring, rec);
