@@ -5,7 +5,7 @@
 //! benchmark, not a test: nothing here passes or fails on time.
 //!
 //! ```text
-//! cargo run --release --example mailbox_bench -- [--quick] [--json FILE]
+//! cargo run --release --example mailbox_bench -- [--quick] [--scale-only] [--json FILE]
 //! ```
 
 use std::process::ExitCode;
@@ -24,7 +24,13 @@ fn main() -> ExitCode {
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1));
     let mut progress = |what: &str| eprint!("\r{what:<40}");
-    let measured = shm::measure(&cfg, &mut progress).and_then(|mut r| {
+    let scale_only = args.iter().any(|a| a == "--scale-only");
+    let first = if scale_only {
+        Ok(shmpi::bench::Report::default())
+    } else {
+        shm::measure(&cfg, &mut progress)
+    };
+    let measured = first.and_then(|mut r| {
         r.records
             .extend(scale::measure(cfg.quick, &mut progress)?.records);
         Ok(r)
@@ -38,8 +44,12 @@ fn main() -> ExitCode {
     };
     eprint!("\r{:40}\r", "");
     println!("{}", report.to_markdown());
-    println!("zero-copy rows time the mechanism only: the payload is neither written nor read.\n");
-    println!("{}", shm::target_ratios(&report));
+    if !scale_only {
+        println!(
+            "zero-copy rows time the mechanism only: the payload is neither written nor read.\n"
+        );
+        println!("{}", shm::target_ratios(&report));
+    }
     if let Some(path) = json {
         if let Err(e) = report.write_json(path) {
             eprintln!("mailbox_bench: writing {path}: {e}");

@@ -678,6 +678,20 @@ impl MailboxGroup {
         })
     }
 
+    /// How many members of the group in `seg` have joined so far: one read
+    /// of its header, cheap enough to poll while a job starts.
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Layout`] for a segment that is not a valid group.
+    pub fn joined(seg: &Segment) -> Result<usize, Error> {
+        read_layout(seg)?;
+        // SAFETY: a validated group header at the start of the data region
+        // (atomics only), inside the mapping `seg` keeps.
+        let header = unsafe { &*seg.as_ptr().cast::<GroupHeader>() };
+        Ok(header.joined.load(Ordering::Acquire) as usize)
+    }
+
     fn check_rank(&self, rank: usize) -> Result<(), MailboxError> {
         if rank < self.members() {
             Ok(())
