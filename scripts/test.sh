@@ -73,13 +73,14 @@ leftovers() {
   echo "nothing of shmpi's left in /dev/shm"
 }
 
-# 1,000,000 messages all-to-all, random sizes up to twice the ring (so they
-# stream in chunks), optimised build: 4 processes blocking and default, 2
-# spinning, 16 (8 per core) default. The example checks every message.
+# 1,000,000 messages all-to-all, random sizes up to twice a pool fragment
+# (so they stream), optimised build: 4 processes blocking and default, 2
+# spinning, 16 and 64 (8 and 32 per core) default. The example checks every
+# message.
 mailbox_stress() {
   cargo build --locked --release -q --example mailbox_stress || return 1
   local cfg
-  for cfg in "-n 4 --wait default" "-n 4 --wait block" "-n 2 --wait spin" "-n 16 --wait default"; do
+  for cfg in "-n 4 --wait default" "-n 4 --wait block" "-n 2 --wait spin" "-n 16 --wait default" "-n 64 --wait default"; do
     # shellcheck disable=SC2086
     timeout 300 target/release/examples/mailbox_stress $cfg --messages 1000000 || return 1
   done

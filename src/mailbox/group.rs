@@ -1,8 +1,7 @@
 //! `MailboxGroup`: joining, sending, matching receives, waiting, liveness.
 
-use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +9,10 @@ use super::framing::{
     self, Assembler, Completed, Descriptor, Frame, FramingError, Payload, TOTAL_FIELD,
 };
 use super::layout::{
-    state, GroupHeader, GroupLayout, GroupParams, MemberBlock, ShmRing, FLAG_EPHEMERAL,
-    GROUP_HEADER,
+    state, GroupHeader, GroupLayout, GroupParams, MemberBlock, RingControl, ShmRing,
+    FLAG_EPHEMERAL, GROUP_HEADER,
 };
+use super::matching::Matching;
 use super::pool::{self, Pools};
 use super::ring::{
     Consumer, Producer, RecordRef, Reservation, RingError, FLAG_ABORT, FLAG_CONT, FLAG_MORE,
@@ -64,8 +64,7 @@ pub struct MailboxGroup {
     threads: bool,
     out: Vec<Option<Outgoing>>,
     inc: Vec<Option<Incoming>>,
-    unexpected: VecDeque<Message>,
-    next_any: usize,
+    matching: Matching,
     wait: WaitStrategy,
     spin: Duration,
     /// What a receive from any source has told about each peer's end.
@@ -246,15 +245,43 @@ enum Found {
     },
 }
 
-/// Extends a borrow of memory inside the group's mapping past a borrow of
-/// the group, so that `&mut self` methods can run while it is held.
-///
-/// # Safety
-///
-/// `r` must point into the mapping of a segment that outlives `'a`.
-unsafe fn detach<'a, T>(r: &T) -> &'a T {
-    // SAFETY: caller's contract.
-    unsafe { &*(r as *const T) }
+/// Member `id`'s block in a group segment whose `layout` was validated
+/// against it (`id` below its member count).
+fn member_block<'s>(seg: &'s Segment, layout: &GroupLayout, id: usize) -> &'s MemberBlock {
+    assert!(
+        id < layout.params.members,
+        "member ids are checked by callers"
+    );
+    // SAFETY: the validated layout puts the 64-aligned block (atomics only)
+    // inside the mapping, which lives as long as `seg`.
+    unsafe {
+        &*seg
+            .as_ptr()
+            .add(layout.member_offset(id))
+            .cast::<MemberBlock>()
+    }
+}
+
+/// The control block of lane `src → dst` (`src != dst`, both checked ids)
+/// of a group segment whose `layout` was validated against it.
+fn lane_control<'s>(
+    seg: &'s Segment,
+    layout: &GroupLayout,
+    src: usize,
+    dst: usize,
+) -> &'s RingControl {
+    let n = layout.params.members;
+    assert!(
+        src < n && dst < n && src != dst,
+        "lane ids are checked by callers"
+    );
+    // SAFETY: as in `member_block`: a validated, 64-aligned lane block.
+    unsafe {
+        &*seg
+            .as_ptr()
+            .add(layout.ring_offset(src, dst))
+            .cast::<RingControl>()
+    }
 }
 
 fn ring_error(src: usize, dst: usize, e: RingError) -> MailboxError {
@@ -494,8 +521,7 @@ impl MailboxGroup {
             threads,
             out,
             inc,
-            unexpected: VecDeque::new(),
-            next_any: (id + 1) % n,
+            matching: Matching::new(id, n),
             wait: options.wait,
             spin: options.spin.unwrap_or_else(|| default_spin(n)),
             ends: vec![EndReport::None; n],
@@ -581,15 +607,7 @@ impl MailboxGroup {
     }
 
     fn member(&self, id: usize) -> &MemberBlock {
-        // SAFETY: id < members (callers check); the layout was validated
-        // against the segment's length, member blocks are 64-aligned.
-        unsafe {
-            &*self
-                .seg
-                .as_ptr()
-                .add(self.layout.member_offset(id))
-                .cast::<MemberBlock>()
-        }
+        member_block(&self.seg, &self.layout, id)
     }
 
     fn doorbell(&self, id: usize) -> Doorbell<'_> {
@@ -655,14 +673,7 @@ impl MailboxGroup {
         let words = layout.params.fragments.div_ceil(64);
         let pool_in_use = (0..n)
             .map(|id| {
-                // SAFETY: id < members; the validated layout puts the
-                // 64-aligned block (atomics only) inside the mapping.
-                let block = unsafe {
-                    &*seg
-                        .as_ptr()
-                        .add(layout.member_offset(id))
-                        .cast::<MemberBlock>()
-                };
+                let block = member_block(seg, &layout, id);
                 pool::in_use(&block.free[..words], layout.params.fragments)
             })
             .collect();
@@ -772,15 +783,20 @@ impl MailboxGroup {
                 }
             }
         }
-        let sleep_counter = self.sleep_counter(watch);
+        // A handle of our own on the mapping: what we sleep on stays
+        // borrowed from it while `poll` borrows `self` mutably.
+        let seg = Arc::clone(&self.seg);
+        let me = member_block(&seg, &self.layout, self.id);
+        let sleep_counter = match watch {
+            Watch::AnySource(_) => &me.recv_sleeps,
+            Watch::Source(s) => &lane_control(&seg, &self.layout, s, self.id).recv_sleeps,
+            Watch::Dest(d) => &lane_control(&seg, &self.layout, self.id, d).send_sleeps,
+        };
         loop {
             let now = Instant::now();
             let slice = deadline.map_or(LIVENESS_SLICE, |d| {
                 d.at.saturating_duration_since(now).min(LIVENESS_SLICE)
             });
-            // SAFETY: the member block is in the mapping that `self.seg`
-            // keeps alive for the whole call.
-            let me = unsafe { detach(self.member(self.id)) };
             let bell = Doorbell::new(&me.doorbell);
             // The ticket is taken before the last look for work: a ring
             // after it changes the word and the sleep returns at once.
@@ -879,11 +895,7 @@ impl MailboxGroup {
             let EndReport::Pending(status) = self.ends[peer] else {
                 continue;
             };
-            if self
-                .unexpected
-                .iter()
-                .any(|m| m.source == peer && tag.accepts(m.tag))
-            {
+            if self.matching.holds_from(peer, tag) {
                 continue;
             }
             let Some(inc) = self.inc[peer].as_mut() else {
@@ -901,31 +913,6 @@ impl MailboxGroup {
             }
         }
         Ok(None)
-    }
-
-    fn sleep_counter(&self, watch: Watch) -> &'static AtomicU64 {
-        let counter = match watch {
-            Watch::AnySource(_) => &self.member(self.id).recv_sleeps,
-            Watch::Source(s) => {
-                &self.inc[s]
-                    .as_ref()
-                    .map(|i| &i.ring)
-                    .expect("peer ring")
-                    .control()
-                    .recv_sleeps
-            }
-            Watch::Dest(d) => {
-                &self.out[d]
-                    .as_ref()
-                    .map(|o| &o.ring)
-                    .expect("peer ring")
-                    .control()
-                    .send_sleeps
-            }
-        };
-        // SAFETY: the counter lives in the mapping kept by `self.seg`; the
-        // reference is used only inside `wait_for`, while `self` is alive.
-        unsafe { detach(counter) }
     }
 
     // -------------------------------------------------------------- sending
@@ -1035,7 +1022,7 @@ impl MailboxGroup {
     ) -> Result<(), MailboxError> {
         self.check_send(dest, tag, data.len())?;
         if dest == self.id {
-            self.unexpected.push_back(Message {
+            self.matching.push(Message {
                 source: self.id,
                 tag,
                 data: data.to_vec(),
@@ -1285,7 +1272,7 @@ impl MailboxGroup {
         let me = self.id;
         for peer in (0..self.members()).filter(|&p| p != me) {
             while let Some(m) = self.progress(peer)? {
-                self.unexpected.push_back(m);
+                self.matching.push(m);
             }
         }
         Ok(())
@@ -1496,43 +1483,21 @@ impl MailboxGroup {
         })
     }
 
-    fn queued_match(&mut self, source: Source, tag: TagMatch) -> Option<Message> {
-        let i = self
-            .unexpected
-            .iter()
-            .position(|m| source.accepts(m.source) && tag.accepts(m.tag))?;
-        self.unexpected.remove(i)
-    }
-
-    /// The peers to look at for `source` — round-robin from the one after
-    /// the last served for `Any` — as (first, count); skip `self.id`.
-    fn candidates(&self, source: Source) -> (usize, usize) {
-        match source {
-            Source::Rank(s) => (s, 1),
-            Source::Any => (self.next_any, self.members()),
-        }
-    }
-
     fn poll_match(
         &mut self,
         source: Source,
         tag: TagMatch,
     ) -> Result<Option<Message>, MailboxError> {
-        if let Some(m) = self.queued_match(source, tag) {
+        if let Some(m) = self.matching.take(source, tag) {
             return Ok(Some(m));
         }
-        let (first, count) = self.candidates(source);
-        for k in 0..count {
-            let peer = wrap(first + k, self.members());
-            if peer == self.id {
-                continue;
-            }
+        for peer in self.matching.senders(source) {
             while let Some(m) = self.progress(peer)? {
                 if tag.accepts(m.tag) {
-                    self.next_any = wrap(peer + 1, self.members());
+                    self.matching.served(peer);
                     return Ok(Some(m));
                 }
-                self.unexpected.push_back(m);
+                self.matching.push(m);
             }
         }
         Ok(None)
@@ -1721,7 +1686,7 @@ impl MailboxGroup {
         tag: TagMatch,
         buf: &mut [u8],
     ) -> Result<Option<(usize, i32, usize)>, MailboxError> {
-        if let Some(m) = self.queued_match(Source::Rank(src), tag) {
+        if let Some(m) = self.matching.take(Source::Rank(src), tag) {
             return self.deliver_owned(m, buf).map(Some);
         }
         loop {
@@ -1742,7 +1707,7 @@ impl MailboxGroup {
                     if tag.accepts(t) {
                         return self.deliver_owned(m, buf).map(Some);
                     }
-                    self.unexpected.push_back(m);
+                    self.matching.push(m);
                 }
             }
         }
@@ -1841,7 +1806,7 @@ impl MailboxGroup {
     ) -> Result<(usize, i32, usize), MailboxError> {
         let len = m.data.len();
         if len > buf.len() {
-            self.unexpected.push_front(m);
+            self.matching.put_back(m);
             return Err(MailboxError::MessageTooLong {
                 len,
                 capacity: buf.len(),
@@ -1896,16 +1861,10 @@ impl MailboxGroup {
         tag: TagMatch,
         mut take: impl FnMut(&mut Self, Found) -> Result<R, MailboxError>,
     ) -> Result<Option<R>, MailboxError> {
-        if let Some(m) = self.queued_match(source, tag) {
+        if let Some(m) = self.matching.take(source, tag) {
             return take(self, Found::Owned(m)).map(Some);
         }
-        let id = self.id;
-        let (first, count) = self.candidates(source);
-        for k in 0..count {
-            let peer = wrap(first + k, self.members());
-            if peer == id {
-                continue;
-            }
+        for peer in self.matching.senders(source) {
             loop {
                 // Look once: a record that lands after this look waits for
                 // the next poll, so it is read in place, never consumed into
@@ -1913,7 +1872,7 @@ impl MailboxGroup {
                 match self.head_record(peer, tag)? {
                     Head::Empty => break,
                     Head::Whole(rec, at) => {
-                        self.next_any = wrap(peer + 1, self.members());
+                        self.matching.served(peer);
                         return take(self, Found::InRing { src: peer, rec, at }).map(Some);
                     }
                     Head::Other => {}
@@ -1921,21 +1880,11 @@ impl MailboxGroup {
                 match self.progress(peer)? {
                     None => break,
                     Some(m) if tag.accepts(m.tag) => return take(self, Found::Owned(m)).map(Some),
-                    Some(m) => self.unexpected.push_back(m),
+                    Some(m) => self.matching.push(m),
                 }
             }
         }
         Ok(None)
-    }
-}
-
-/// `i mod n` for `i < 2n`, without a division.
-#[inline]
-fn wrap(i: usize, n: usize) -> usize {
-    if i >= n {
-        i - n
-    } else {
-        i
     }
 }
 
@@ -1965,15 +1914,7 @@ fn member_status(
     layout: &GroupLayout,
     id: usize,
 ) -> Result<PeerStatus, MailboxError> {
-    // SAFETY: id < members (callers check); the layout was validated
-    // against the segment's length, member blocks are 64-aligned.
-    let member = unsafe {
-        &*seg
-            .as_ptr()
-            .add(layout.member_offset(id))
-            .cast::<MemberBlock>()
-    };
-    match member.state.load(Ordering::Acquire) {
+    match member_block(seg, layout, id).state.load(Ordering::Acquire) {
         state::VACANT => Ok(PeerStatus::Vacant),
         state::LEFT => Ok(PeerStatus::Left),
         state::JOINED => {
@@ -1996,11 +1937,7 @@ fn member_status(
 
 /// The counters of ring `src → dst` (validated layout, `src != dst`).
 fn ring_counters(seg: &Segment, layout: &GroupLayout, src: usize, dst: usize) -> PairCounters {
-    let ptr = seg.as_ptr().wrapping_add(layout.ring_offset(src, dst));
-    // SAFETY: a validated ring block inside the mapping; `ShmRing` only
-    // reads its control block here.
-    let ring = unsafe { ShmRing::new(NonNull::new_unchecked(ptr), layout.geometry) };
-    let c = ring.control();
+    let c = lane_control(seg, layout, src, dst);
     let (head, tail) = (
         c.head.load(Ordering::Relaxed),
         c.tail.load(Ordering::Relaxed),

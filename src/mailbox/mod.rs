@@ -3,7 +3,7 @@
 //!
 //! A [`MailboxGroup`] of N members lives in one segment. Each ordered pair
 //! `src → dst` has a **lane**: a small single-producer/single-consumer
-//! [ring](ring) of records (2 KiB by default) that is `dst`'s mailbox for
+//! [ring] of records (2 KiB by default) that is `dst`'s mailbox for
 //! messages from `src`. Each member owns an outgoing **pool** of fragments
 //! (3 MiB of 128 KiB fragments by default). A message of up to half a lane
 //! (1,008 bytes) travels inline in the lane; a larger one is written into a
@@ -94,6 +94,7 @@ pub mod framing;
 mod group;
 pub mod launch;
 mod layout;
+mod matching;
 mod pool;
 pub mod ring;
 pub mod wake;
