@@ -957,7 +957,7 @@ fn corruption_targets(layout: &shmpi::mailbox::GroupLayout) -> Vec<(usize, usize
     // (offset, width) inside the header, a member block, a ring's control.
     const HEADER: [(usize, usize); 5] = [(8, 4), (16, 8), (24, 4), (28, 4), (32, 4)];
     // doorbell, sleeping flag, state, pid, incarnation, receive sleeps,
-    // the pool's free map
+    // fragments in use
     const MEMBER: [(usize, usize); 7] =
         [(0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (24, 8), (64, 8)];
     // head, receiver sleeps; tail, messages, bytes, sender sleeps

@@ -13,7 +13,7 @@ use super::layout::{
     FLAG_EPHEMERAL, GROUP_HEADER,
 };
 use super::matching::Matching;
-use super::pool::{self, Pools};
+use super::pool::Pools;
 use super::ring::{
     Consumer, Producer, RecordRef, Reservation, RingError, FLAG_ABORT, FLAG_CONT, FLAG_MORE,
     FLAG_POOL,
@@ -89,13 +89,12 @@ enum Placement {
     Pooled { lane: Reservation, fragment: u32 },
 }
 
-/// A lane record's payload, wherever it is.
+/// A lane record's payload, wherever it is: in the lane, or in the
+/// sender's pool (which the sender takes back once the record is released).
 #[derive(Debug, Clone, Copy)]
 struct Resolved {
     ptr: *const u8,
     len: usize,
-    /// The fragment of the sender's pool it is in, for a pool record.
-    fragment: Option<u32>,
 }
 
 /// Whether a receive from any source has reported a peer's end (death or
@@ -245,6 +244,20 @@ enum Found {
     },
 }
 
+/// How far the receiver has consumed our lane to `dest`: its published
+/// head, or 0 when that is beyond what we produced (another process wrote
+/// it: then nothing counts as consumed).
+fn consumed(out: &[Option<Outgoing>], dest: usize) -> u64 {
+    out[dest].as_ref().map_or(0, |o| {
+        let head = o.ring.control().head.load(Ordering::Acquire);
+        if head <= o.prod.position() {
+            head
+        } else {
+            0
+        }
+    })
+}
+
 /// Member `id`'s block in a group segment whose `layout` was validated
 /// against it (`id` below its member count).
 fn member_block<'s>(seg: &'s Segment, layout: &GroupLayout, id: usize) -> &'s MemberBlock {
@@ -330,17 +343,6 @@ impl MailboxGroup {
                 // is their initial state: doorbells, flags and positions 0.
                 let header = unsafe { &*seg.as_ptr().cast::<GroupHeader>() };
                 params.write(header);
-                for id in 0..members {
-                    // SAFETY: member blocks lie inside the region (layout),
-                    // 64-aligned, atomics only.
-                    let block = unsafe {
-                        &*seg
-                            .as_ptr()
-                            .add(layout.member_offset(id))
-                            .cast::<MemberBlock>()
-                    };
-                    pool::init_free_map(&block.free, params.fragments);
-                }
                 Ok(())
             })
     }
@@ -515,6 +517,19 @@ impl MailboxGroup {
                 assembler: Assembler::default(),
             }));
         }
+        // SAFETY: the data region holds the validated layout, and the
+        // Arc'd segment (kept by the group) outlives `pools`.
+        let pools = unsafe {
+            Pools::new(
+                NonNull::new(seg.as_ptr()).expect("a mapping is not at null"),
+                layout,
+                id,
+                |d| {
+                    let o = out[d].as_ref().expect("a lane to every other member");
+                    (consumed(&out, d), o.prod.position())
+                },
+            )
+        };
         let group = MailboxGroup {
             layout,
             id,
@@ -526,15 +541,7 @@ impl MailboxGroup {
             spin: options.spin.unwrap_or_else(|| default_spin(n)),
             ends: vec![EndReport::None; n],
             abort_owed: vec![false; n],
-            // SAFETY: the data region holds the validated layout, and the
-            // Arc'd segment (kept by the group) outlives `pools`.
-            pools: unsafe {
-                Pools::new(
-                    NonNull::new(seg.as_ptr()).expect("a mapping is not at null"),
-                    layout,
-                    id,
-                )
-            },
+            pools,
             next_reclaim: Instant::now(),
             open_loan: None,
             seg,
@@ -670,11 +677,14 @@ impl MailboxGroup {
                 rings.push((src, dst, ring_counters(seg, &layout, src, dst)));
             }
         }
-        let words = layout.params.fragments.div_ceil(64);
         let pool_in_use = (0..n)
             .map(|id| {
-                let block = member_block(seg, &layout, id);
-                pool::in_use(&block.free[..words], layout.params.fragments)
+                let used = member_block(seg, &layout, id)
+                    .pool_in_use
+                    .load(Ordering::Relaxed);
+                // Written by the member; bounded for the report.
+                usize::try_from(used)
+                    .map_or(layout.params.fragments, |u| u.min(layout.params.fragments))
             })
             .collect();
         Ok(GroupReport {
@@ -1143,7 +1153,7 @@ impl MailboxGroup {
     #[inline]
     fn try_place(&mut self, dest: usize, len: usize) -> Result<Option<Placement>, MailboxError> {
         if let Some(f) = self.open_loan.take() {
-            self.pools.free(self.id, f);
+            self.pools.give_back(f);
         }
         if len <= self.max_inline_payload() {
             return Ok(self.try_reserve(dest, len)?.map(Placement::Inline));
@@ -1153,10 +1163,12 @@ impl MailboxGroup {
         let Some(lane) = self.try_reserve(dest, Descriptor::LEN)? else {
             return Ok(None);
         };
-        Ok(self
-            .pools
-            .try_alloc(dest)
-            .map(|fragment| Placement::Pooled { lane, fragment }))
+        let out = &self.out;
+        let fragment = self.pools.try_alloc(dest, |d| consumed(out, d));
+        self.member(self.id)
+            .pool_in_use
+            .store(self.pools.in_use() as u64, Ordering::Relaxed);
+        Ok(fragment.map(|fragment| Placement::Pooled { lane, fragment }))
     }
 
     /// [`try_place`](Self::try_place), waiting until `deadline` as
@@ -1228,6 +1240,7 @@ impl MailboxGroup {
                     len: len as u32,
                 };
                 self.write_commit(dest, lane, &[&d.encode()], flags | FLAG_POOL, tag);
+                self.pools.lent(dest, lane.end(), fragment);
             }
         }
     }
@@ -1559,7 +1572,7 @@ impl MailboxGroup {
                 .assembler
                 .accept(frame, tag, &payload, offered)
                 .map_err(|e| framing_error(src, id, e))?;
-            self.release(src, rec, at.fragment);
+            self.release(src, rec);
             if complete.is_some() {
                 return Ok(complete);
             }
@@ -1738,7 +1751,6 @@ impl MailboxGroup {
             let at = Resolved {
                 ptr: Consumer::payload_ptr(&inc.ring, &rec),
                 len: rec.len(),
-                fragment: None,
             };
             return Ok(Head::Whole(rec, at));
         }
@@ -1757,7 +1769,6 @@ impl MailboxGroup {
             return Ok(Resolved {
                 ptr,
                 len: rec.len(),
-                fragment: None,
             });
         }
         // SAFETY: a validated record's payload: rec.len() bytes in the lane.
@@ -1771,7 +1782,6 @@ impl MailboxGroup {
         Ok(Resolved {
             ptr: self.pools.fragment_ptr(src, d.fragment),
             len: d.len as usize,
-            fragment: Some(d.fragment),
         })
     }
 
@@ -1793,7 +1803,7 @@ impl MailboxGroup {
         }
         // SAFETY: the resolved payload is at.len readable bytes; buf has room.
         unsafe { std::ptr::copy_nonoverlapping(at.ptr, buf.as_mut_ptr(), at.len) };
-        self.release(src, rec, at.fragment);
+        self.release(src, rec);
         Ok((src, rec.tag() as i32, at.len))
     }
 
@@ -1816,15 +1826,12 @@ impl MailboxGroup {
         Ok((m.source, m.tag, len))
     }
 
-    /// Frees a record read in place (and the pool fragment its payload was
-    /// in) and tells its producer.
+    /// Frees a record read in place and tells its producer — which also
+    /// hands back the pool fragment the record named, if any.
     #[inline]
-    fn release(&mut self, src: usize, rec: RecordRef, fragment: Option<u32>) {
+    fn release(&mut self, src: usize, rec: RecordRef) {
         let inc = self.inc[src].as_mut().expect("ring");
         inc.cons.release(&inc.ring, rec);
-        if let Some(f) = fragment {
-            self.pools.free(src, f);
-        }
         self.notify(src);
     }
 
@@ -2096,6 +2103,7 @@ impl Loan<'_> {
                 };
                 self.group
                     .write_commit(dest, lane, &[&d.encode()], FLAG_POOL, tag);
+                self.group.pools.lent(dest, lane.end(), fragment);
             }
         }
         self.group.count_sent(dest, len);
@@ -2187,8 +2195,8 @@ impl RecvRef<'_> {
 
 impl Drop for RecvRef<'_> {
     fn drop(&mut self) {
-        if let Found::InRing { src, rec, at } = self.found {
-            self.group.release(src, rec, at.fragment);
+        if let Found::InRing { src, rec, .. } = self.found {
+            self.group.release(src, rec);
         }
     }
 }

@@ -13,7 +13,7 @@
 //! | offset | size | what |
 //! |---|---|---|
 //! | 0 | 128 | group header: magic, version, members, flags, lane bytes, granularity, joined/left counts, fragments per member, fragment bytes |
-//! | 128 | 128 × N | member blocks: doorbell (a futex sequence word), sleeping flag, state, pid, incarnation, counters, the pool's free map (one bit per fragment) |
+//! | 128 | 128 × N | member blocks: doorbell (a futex sequence word), sleeping flag, state, pid, incarnation, counters, fragments in use |
 //! | 128 + 128N | (128 + L) × N(N−1) | lanes, one per ordered pair (none from a member to itself): a control block (consumer line: head, receiver sleeps; producer line: tail, messages, bytes, sender sleeps), then L lane bytes |
 //! | P₀ (4 KiB aligned) | F × S × N | pools: member i's F fragments of S bytes at P₀ + i·F·S |
 //!
@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::ring::{Geometry, GeometryError, RingMemory};
 
-/// Largest number of fragments in a member's pool (the free map's bits).
+/// Largest number of fragments in a member's pool.
 pub const MAX_FRAGMENTS: usize = 512;
 /// Smallest and largest fragment.
 pub const FRAGMENT_RANGE: std::ops::RangeInclusive<usize> = 1024..=(256 << 20);
@@ -98,13 +98,13 @@ pub(crate) struct MemberBlock {
     pub incarnation: AtomicU32,
     _pad: AtomicU32,
     pub recv_sleeps: AtomicU64,
-    /// Times this member, sending, waited for a fragment of its pool.
-    pub pool_sleeps: AtomicU64,
-    _reserved: [AtomicU64; 3],
-    /// The pool's free map: bit `f` of word `f / 64` set while fragment `f`
-    /// is free. Only the owner clears bits (allocating); receivers set
-    /// them (handing a fragment back).
-    pub free: [AtomicU64; MAX_FRAGMENTS / 64],
+    _reserved: [AtomicU64; 4],
+    // Second cache line: written by this member alone and read by tools,
+    // away from the flags its peers update on every message.
+    /// Fragments of this member's pool in use (written by the member, for
+    /// reports; the free list itself is the member's own memory).
+    pub pool_in_use: AtomicU64,
+    _reserved_too: [AtomicU64; 7],
 }
 
 const _: () = assert!(std::mem::size_of::<MemberBlock>() == MEMBER_BLOCK);

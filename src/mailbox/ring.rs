@@ -241,6 +241,12 @@ impl Reservation {
     pub fn payload_len(&self) -> usize {
         self.payload_len
     }
+
+    /// The ring position just past the record: once the consumer's head
+    /// reaches it, the consumer has released the record.
+    pub fn end(&self) -> u64 {
+        self.pos + self.record_len as u64
+    }
 }
 
 /// The producer's private state.
