@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use super::{Record, Report};
 use crate::mailbox::launch::GroupLaunch;
 use crate::mailbox::{MailboxGroup, MailboxOptions};
-use crate::segment::Segment;
 use crate::transport::{Source, TagMatch};
 
 /// Set in a member's environment: `peak` or `job`.
@@ -58,12 +57,10 @@ fn group(program: &std::path::Path, n: usize, mode: &str) -> Result<Vec<Record>,
         cmd
     })
     .map_err(err)?;
-    let seg = Segment::builder(job.name().as_str())
-        .open()
-        .map_err(|e| e.to_string())?;
+    let mut job = job;
     let mut records = Vec::new();
     if mode == "peak" {
-        while MailboxGroup::joined(&seg).map_err(err)? < n {
+        while MailboxGroup::joined(job.segment()).map_err(err)? < n {
             if start.elapsed() > Duration::from_secs(120) {
                 return Err(format!("{n} members did not join in 120 s"));
             }
@@ -77,13 +74,26 @@ fn group(program: &std::path::Path, n: usize, mode: &str) -> Result<Vec<Record>,
             &[joined.as_secs_f64() * 1e3],
         ));
     }
-    let statuses = job.wait(Duration::from_secs(600)).map_err(err)?;
-    let ended = start.elapsed();
-    if let Some(bad) = statuses.iter().find(|s| !s.success()) {
+    let mut ended = vec![None; n];
+    while ended.iter().any(Option::is_none) {
+        for (rank, status) in ended.iter_mut().enumerate() {
+            if status.is_none() {
+                *status = job.try_wait(rank).map_err(err)?;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err(format!("the {n}-process group still runs after 600 s"));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let elapsed = start.elapsed();
+    if let Some(bad) = ended.iter().flatten().find(|s| !s.success()) {
         return Err(format!("a member of the {n}-process group failed: {bad}"));
     }
     if mode == "peak" {
-        let st = nix::sys::stat::fstat(seg.fd()).map_err(|e| e.to_string())?;
+        // The launcher's own handle: the name may be gone (the last member
+        // out removes it), the object is not while it is mapped.
+        let st = nix::sys::stat::fstat(job.segment().fd()).map_err(|e| e.to_string())?;
         let bytes = st.st_blocks as f64 * 512.0;
         records.push(Record::from_samples("scale.mem", "bytes", n, &[bytes]));
     } else {
@@ -91,7 +101,7 @@ fn group(program: &std::path::Path, n: usize, mode: &str) -> Result<Vec<Record>,
             "scale.job",
             "time_ms",
             n,
-            &[ended.as_secs_f64() * 1e3],
+            &[elapsed.as_secs_f64() * 1e3],
         ));
     }
     Ok(records)

@@ -73,6 +73,13 @@ impl GroupLaunch {
         self.segment.name()
     }
 
+    /// The group's segment, as the launcher created it: valid (mapped, with
+    /// its descriptor) until the launch is dropped, even after the members
+    /// have left and removed the name.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
     /// Takes member `rank`'s standard output and error, when its command
     /// piped them (`Stdio::piped()`), e.g. to forward them with a prefix.
     pub fn take_output(
