@@ -31,7 +31,11 @@ impl Matching {
     }
 
     /// Takes the first queued message `source` and `tag` accept.
+    #[inline]
     pub(crate) fn take(&mut self, source: Source, tag: TagMatch) -> Option<Message> {
+        if self.queue.is_empty() {
+            return None;
+        }
         let i = self
             .queue
             .iter()
@@ -40,6 +44,7 @@ impl Matching {
     }
 
     /// Queues a message that arrived (after those already queued).
+    #[inline]
     pub(crate) fn push(&mut self, m: Message) {
         self.queue.push_back(m);
     }
@@ -50,6 +55,7 @@ impl Matching {
     }
 
     /// True when a message from `source` that `tag` accepts is queued.
+    #[inline]
     pub(crate) fn holds_from(&self, source: usize, tag: TagMatch) -> bool {
         self.queue
             .iter()
@@ -58,6 +64,7 @@ impl Matching {
 
     /// The senders a receive from `source` looks at, in order: the one it
     /// names, or every other member round-robin from after the last served.
+    #[inline]
     pub(crate) fn senders(&self, source: Source) -> impl Iterator<Item = usize> {
         let (first, count) = match source {
             Source::Rank(s) => (s, 1),
@@ -71,6 +78,7 @@ impl Matching {
 
     /// Records that a receive from any source was served by `peer`: the
     /// next one starts after it.
+    #[inline]
     pub(crate) fn served(&mut self, peer: usize) {
         self.next_any = (peer + 1) % self.members;
     }

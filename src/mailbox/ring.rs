@@ -305,6 +305,7 @@ impl Producer {
     /// [`RingError::TooLarge`] when the payload exceeds
     /// [`Geometry::max_payload`]; [`RingError::Corrupt`] when the consumer's
     /// published head is impossible.
+    #[inline]
     pub fn try_reserve<M: RingMemory>(
         &mut self,
         mem: &M,
@@ -352,6 +353,7 @@ impl Producer {
     }
 
     /// Where the reserved payload goes (`payload_len` bytes, contiguous).
+    #[inline]
     pub fn payload_ptr<M: RingMemory>(mem: &M, r: &Reservation) -> *mut u8 {
         // SAFETY: offset + record_len <= capacity (a record never wraps), and
         // RECORD_HEADER + payload_len <= record_len.
@@ -361,6 +363,7 @@ impl Producer {
     /// Publishes the record with `flags` (of [`FRAME_FLAGS`])
     /// and `tag`: clears the next record's stamp word, writes the header
     /// fields, then the stamp (release), then the tail.
+    #[inline]
     pub fn commit<M: RingMemory>(&mut self, mem: &M, r: Reservation, flags: u32, tag: u32) {
         debug_assert_eq!(r.pos, self.tail, "reservations commit in order");
         let g = mem.geometry();
@@ -447,6 +450,7 @@ impl Consumer {
     /// # Errors
     ///
     /// [`RingError::Corrupt`] when the record's header is impossible.
+    #[inline]
     pub fn peek<M: RingMemory>(&mut self, mem: &M) -> Result<Option<RecordRef>, RingError> {
         let g = mem.geometry();
         loop {
@@ -479,6 +483,7 @@ impl Consumer {
     }
 
     /// The payload of a peeked record (`rec.len()` bytes).
+    #[inline]
     pub fn payload_ptr<M: RingMemory>(mem: &M, rec: &RecordRef) -> *const u8 {
         // SAFETY: validated: offset + record_len <= capacity and the payload
         // lies inside the record.
@@ -487,6 +492,7 @@ impl Consumer {
 
     /// Frees a peeked record: publishes the new head (release: the
     /// producer may overwrite the record once it sees it).
+    #[inline]
     pub fn release<M: RingMemory>(&mut self, mem: &M, rec: RecordRef) {
         self.head += rec.record_len as u64;
         mem.head().store(self.head, Ordering::Release);
