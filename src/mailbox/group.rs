@@ -1389,8 +1389,13 @@ impl MailboxGroup {
             return Err(MailboxError::RecordTooLarge { len, max });
         }
         let deadline = Deadline::after(timeout);
-        self.settle_abort(dest, deadline, &mut None)?;
-        let placement = self.place(dest, len, deadline, &mut None)?;
+        if self.abort_owed[dest] {
+            self.settle_abort(dest, deadline, &mut None)?;
+        }
+        let placement = match self.try_place(dest, len)? {
+            Some(p) => p,
+            None => self.place(dest, len, deadline, &mut None)?,
+        };
         if let Placement::Pooled { fragment, .. } = placement {
             self.open_loan = Some(fragment);
         }

@@ -71,8 +71,16 @@ impl Matching {
             Source::Any => (self.next_any, self.members),
         };
         let (me, n) = (self.me, self.members);
+        // first < n and k < n: one conditional subtraction, no division
+        // (this runs on every poll of a receive).
         (0..count)
-            .map(move |k| (first + k) % n)
+            .map(move |k| {
+                if first + k >= n {
+                    first + k - n
+                } else {
+                    first + k
+                }
+            })
             .filter(move |&p| p != me)
     }
 
@@ -80,7 +88,11 @@ impl Matching {
     /// next one starts after it.
     #[inline]
     pub(crate) fn served(&mut self, peer: usize) {
-        self.next_any = (peer + 1) % self.members;
+        self.next_any = if peer + 1 == self.members {
+            0
+        } else {
+            peer + 1
+        };
     }
 }
 

@@ -113,14 +113,13 @@ impl Pools {
 
     /// A free fragment for a message to `dest`. `heads(d)` is how far the
     /// receiver `d` has consumed our lane to it (already checked against
-    /// the lane's tail). Fragments `dest` handed back are taken first.
+    /// the lane's tail).
     pub(crate) fn try_alloc(&mut self, dest: usize, heads: impl Fn(usize) -> u64) -> Option<u32> {
-        if self.in_flight[dest]
-            .front()
-            .is_some_and(|&(end, _)| end <= heads(dest))
-        {
-            self.collect(dest, heads(dest));
-        }
+        // Collect only when the free list runs dry: reading a receiver's
+        // head costs a cache-line transfer when it has just moved, which on
+        // every send would cost more than reusing a fragment slightly less
+        // recently used.
+        let _ = dest;
         if self.free.is_empty() {
             for d in 0..self.in_flight.len() {
                 if !self.in_flight[d].is_empty() {
