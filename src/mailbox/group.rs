@@ -937,8 +937,33 @@ impl MailboxGroup {
     /// [`MailboxError::TooLarge`], [`MailboxError::PeerDied`] /
     /// [`MailboxError::PeerLeft`] when the receiver is gone while we wait,
     /// [`MailboxError::Corrupt`].
+    #[inline]
     pub fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MailboxError> {
+        if self.send_fast(dest, tag, data)? {
+            return Ok(());
+        }
         self.send_inner(dest, tag, data, None)
+    }
+
+    /// The fast path of a send: a message that fits the lane to another
+    /// member, nothing owed, room now. False: take the general path.
+    #[inline]
+    fn send_fast(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<bool, MailboxError> {
+        if dest == self.id
+            || dest >= self.members()
+            || tag < 0
+            || data.len() > self.max_inline_payload()
+            || self.abort_owed[dest]
+            || self.open_loan.is_some()
+        {
+            return Ok(false);
+        }
+        let Some(r) = self.try_reserve(dest, data.len())? else {
+            return Ok(false);
+        };
+        self.write_commit(dest, r, &[data], 0, tag);
+        self.count_sent(dest, data.len());
+        Ok(true)
     }
 
     /// Like [`send`](Self::send), giving up `timeout` after the call began —
@@ -1022,6 +1047,7 @@ impl MailboxGroup {
         self.send_hooked(dest, tag, data, None, Some(progress))
     }
 
+    #[inline(never)]
     fn send_hooked(
         &mut self,
         dest: usize,
@@ -1039,16 +1065,8 @@ impl MailboxGroup {
             });
             return Ok(());
         }
-        // The fast path: nothing owed, a message that fits the lane, room.
-        if data.len() <= self.max_inline_payload()
-            && !self.abort_owed[dest]
-            && self.open_loan.is_none()
-        {
-            if let Some(r) = self.try_reserve(dest, data.len())? {
-                self.write_commit(dest, r, &[data], 0, tag);
-                self.count_sent(dest, data.len());
-                return Ok(());
-            }
+        if self.send_fast(dest, tag, data)? {
+            return Ok(());
         }
         let deadline = Deadline::after(timeout);
         self.settle_abort(dest, deadline, &mut hook)?;
@@ -1351,7 +1369,29 @@ impl MailboxGroup {
     /// drop(msg);                               // releases the space
     /// # Ok::<(), shmpi::Error>(())
     /// ```
+    #[inline]
     pub fn loan(&mut self, dest: usize, tag: i32, len: usize) -> Result<Loan<'_>, MailboxError> {
+        // The fast path, as for `send`: a loan that fits the lane, room now.
+        if dest != self.id
+            && dest < self.members()
+            && tag >= 0
+            && len <= self.max_inline_payload()
+            && !self.abort_owed[dest]
+            && self.open_loan.is_none()
+        {
+            if let Some(r) = self.try_reserve(dest, len)? {
+                let o = self.out[dest].as_ref().expect("ring");
+                let ptr = Producer::payload_ptr(&o.ring, &r);
+                return Ok(Loan {
+                    group: self,
+                    dest,
+                    tag,
+                    placement: Placement::Inline(r),
+                    len,
+                    ptr,
+                });
+            }
+        }
         self.loan_inner(dest, tag, len, None)
     }
 
@@ -1370,6 +1410,7 @@ impl MailboxGroup {
         self.loan_inner(dest, tag, len, Some(timeout))
     }
 
+    #[inline(never)]
     fn loan_inner(
         &mut self,
         dest: usize,
