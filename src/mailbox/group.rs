@@ -1143,8 +1143,9 @@ impl MailboxGroup {
         hook: &mut Option<&mut dyn FnMut()>,
     ) -> Result<(), MailboxError> {
         if !self.pay_abort(dest)? {
-            let r = self.reserve(dest, 0, deadline, hook)?;
-            self.write_commit(dest, r, &[], FLAG_ABORT, 0);
+            // A zero-byte record always goes inline in the lane.
+            let p = self.place(dest, 0, deadline, hook)?;
+            self.write_placed(dest, p, &[], FLAG_ABORT, 0);
             self.abort_owed[dest] = false;
         }
         Ok(())
@@ -1189,8 +1190,10 @@ impl MailboxGroup {
         Ok(fragment.map(|fragment| Placement::Pooled { lane, fragment }))
     }
 
-    /// [`try_place`](Self::try_place), waiting until `deadline` as
-    /// [`reserve`](Self::reserve) does. A sender short of fragments also
+    /// [`try_place`](Self::try_place), waiting until `deadline`. Meanwhile
+    /// it keeps receiving into the local queue, so two members that send
+    /// each other large messages at once both make progress (a send never
+    /// waits on a peer that waits on us). A sender short of fragments also
     /// takes back, every [`LIVENESS_SLICE`], those lent to members that died
     /// holding them.
     fn place(
@@ -1261,31 +1264,6 @@ impl MailboxGroup {
                 self.pools.lent(dest, lane.end(), fragment);
             }
         }
-    }
-
-    /// Waits for room in `dest`'s mailbox until `deadline`. Meanwhile it
-    /// keeps receiving into the local queue, so two members that send each
-    /// other large messages at once both make progress (a send never waits
-    /// on a peer that waits on us).
-    fn reserve(
-        &mut self,
-        dest: usize,
-        len: usize,
-        deadline: Option<Deadline>,
-        hook: &mut Option<&mut dyn FnMut()>,
-    ) -> Result<Reservation, MailboxError> {
-        self.wait_for(deadline, Watch::Dest(dest), |s| {
-            match s.try_reserve(dest, len)? {
-                Some(r) => Ok(Some(r)),
-                None => {
-                    s.drain_incoming()?;
-                    if let Some(h) = hook.as_mut() {
-                        h();
-                    }
-                    s.try_reserve(dest, len)
-                }
-            }
-        })
     }
 
     /// Moves every complete message that has arrived into the local queue

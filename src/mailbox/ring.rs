@@ -207,12 +207,6 @@ impl Geometry {
         self.max_record() - RECORD_HEADER
     }
 
-    /// Payload of one chunk when a message streams through the ring in
-    /// several records: a quarter ring, so chunks pipeline.
-    pub fn chunk_payload(&self) -> usize {
-        self.capacity / 4 - RECORD_HEADER
-    }
-
     /// Where position `pos` falls in the ring (a mask: the capacity is a
     /// power of two; no division on the hot path).
     #[inline]
