@@ -939,9 +939,6 @@ impl MailboxGroup {
     /// [`MailboxError::Corrupt`].
     #[inline]
     pub fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MailboxError> {
-        if self.send_fast(dest, tag, data)? {
-            return Ok(());
-        }
         self.send_inner(dest, tag, data, None)
     }
 
@@ -949,21 +946,37 @@ impl MailboxGroup {
     /// member, nothing owed, room now. False: take the general path.
     #[inline]
     fn send_fast(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<bool, MailboxError> {
-        if dest == self.id
-            || dest >= self.members()
-            || tag < 0
-            || data.len() > self.max_inline_payload()
-            || self.abort_owed[dest]
-            || self.open_loan.is_some()
-        {
-            return Ok(false);
-        }
-        let Some(r) = self.try_reserve(dest, data.len())? else {
+        let Some(r) = self.fast_reserve(dest, tag, data.len())? else {
             return Ok(false);
         };
         self.write_commit(dest, r, &[data], 0, tag);
         self.count_sent(dest, data.len());
         Ok(true)
+    }
+
+    /// Room in the lane to `dest` for a `len`-byte record, when the fast
+    /// path applies: a valid other member and tag, a message that fits
+    /// inline, no abort record owed, no abandoned loan to free. `None`:
+    /// take the general path (which also reports invalid arguments).
+    /// Small and inlined on purpose: with the general path inlined around
+    /// it, an 8 B message took 15–20 ns longer.
+    #[inline]
+    fn fast_reserve(
+        &mut self,
+        dest: usize,
+        tag: i32,
+        len: usize,
+    ) -> Result<Option<Reservation>, MailboxError> {
+        if dest == self.id
+            || dest >= self.members()
+            || tag < 0
+            || len > self.max_inline_payload()
+            || self.abort_owed[dest]
+            || self.open_loan.is_some()
+        {
+            return Ok(None);
+        }
+        self.try_reserve(dest, len)
     }
 
     /// Like [`send`](Self::send), giving up `timeout` after the call began —
@@ -1019,6 +1032,7 @@ impl MailboxGroup {
         Ok(())
     }
 
+    #[inline]
     fn send_inner(
         &mut self,
         dest: usize,
@@ -1026,6 +1040,9 @@ impl MailboxGroup {
         data: &[u8],
         timeout: Option<Duration>,
     ) -> Result<(), MailboxError> {
+        if self.send_fast(dest, tag, data)? {
+            return Ok(());
+        }
         self.send_hooked(dest, tag, data, timeout, None)
     }
 
@@ -1044,6 +1061,9 @@ impl MailboxGroup {
         data: &[u8],
         progress: &mut dyn FnMut(),
     ) -> Result<(), MailboxError> {
+        if self.send_fast(dest, tag, data)? {
+            return Ok(());
+        }
         self.send_hooked(dest, tag, data, None, Some(progress))
     }
 
@@ -1063,9 +1083,6 @@ impl MailboxGroup {
                 tag,
                 data: data.to_vec(),
             });
-            return Ok(());
-        }
-        if self.send_fast(dest, tag, data)? {
             return Ok(());
         }
         let deadline = Deadline::after(timeout);
@@ -1350,25 +1367,8 @@ impl MailboxGroup {
     #[inline]
     pub fn loan(&mut self, dest: usize, tag: i32, len: usize) -> Result<Loan<'_>, MailboxError> {
         // The fast path, as for `send`: a loan that fits the lane, room now.
-        if dest != self.id
-            && dest < self.members()
-            && tag >= 0
-            && len <= self.max_inline_payload()
-            && !self.abort_owed[dest]
-            && self.open_loan.is_none()
-        {
-            if let Some(r) = self.try_reserve(dest, len)? {
-                let o = self.out[dest].as_ref().expect("ring");
-                let ptr = Producer::payload_ptr(&o.ring, &r);
-                return Ok(Loan {
-                    group: self,
-                    dest,
-                    tag,
-                    placement: Placement::Inline(r),
-                    len,
-                    ptr,
-                });
-            }
+        if let Some(r) = self.fast_reserve(dest, tag, len)? {
+            return Ok(self.lend(dest, tag, len, Placement::Inline(r)));
         }
         self.loan_inner(dest, tag, len, None)
     }
@@ -1415,24 +1415,31 @@ impl MailboxGroup {
             Some(p) => p,
             None => self.place(dest, len, deadline, &mut None)?,
         };
-        if let Placement::Pooled { fragment, .. } = placement {
-            self.open_loan = Some(fragment);
-        }
+        Ok(self.lend(dest, tag, len, placement))
+    }
+
+    /// The loan of `placement` (a pooled one is remembered until it is
+    /// committed: the next placement frees it if the loan is dropped).
+    #[inline]
+    fn lend(&mut self, dest: usize, tag: i32, len: usize, placement: Placement) -> Loan<'_> {
         let ptr = match placement {
             Placement::Inline(r) => {
                 let o = self.out[dest].as_ref().expect("ring");
                 Producer::payload_ptr(&o.ring, &r)
             }
-            Placement::Pooled { fragment, .. } => self.pools.fragment_ptr(self.id, fragment),
+            Placement::Pooled { fragment, .. } => {
+                self.open_loan = Some(fragment);
+                self.pools.fragment_ptr(self.id, fragment)
+            }
         };
-        Ok(Loan {
+        Loan {
             group: self,
             dest,
             tag,
             placement,
             len,
             ptr,
-        })
+        }
     }
 
     // ------------------------------------------------------------ receiving
