@@ -8,6 +8,7 @@ use bytemuck::Pod;
 
 use super::{wire, Backend, DistArray, DsmInteger};
 use crate::error::{DsmError, Error};
+use crate::sync::{WaitPolicy, Waiter};
 use crate::transport::{Message, ReduceOp, Source, TagMatch, Transport};
 
 /// Tags on the array's channel (its own: nothing else uses it).
@@ -204,15 +205,18 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
         for _ in 0..requests.len() {
             let reply = if self.has_progress_thread() {
                 // The thread serves; only replies are for us. Poll and
-                // yield rather than block in MPI (which spins): our own
-                // progress thread may share this core.
+                // wait by the policy rather than block in MPI (which
+                // spins): our own progress thread may share this core.
+                let mut waiter = Waiter::new(&WaitPolicy::for_node(), None);
                 loop {
                     match self
                         .channel
                         .try_recv_matching(Source::Any, TagMatch::Tag(REPLY))?
                     {
                         Some(m) => break m,
-                        None => std::thread::yield_now(),
+                        None => {
+                            waiter.idle();
+                        }
                     }
                 }
             } else {
@@ -495,6 +499,7 @@ mod progress {
     use crate::dsm::DistArray;
     use crate::error::{Error, MpiError};
     use crate::mpi::{Comm, MpiTransport, SharedComm};
+    use crate::sync::{WaitPolicy, Waiter};
     use crate::transport::{Source, TagMatch, Transport};
 
     /// Longest sleep of an idle progress thread between polls.
@@ -517,45 +522,28 @@ mod progress {
         }
     }
 
-    /// Lets the calling thread run on every online CPU. Launchers bind
-    /// each rank to one core when ranks do not outnumber cores; the server
-    /// would then share that core with its rank's main thread, which waits
-    /// for replies by polling, and requests wait for the scheduler
-    /// (measured: 1.5 ms per request instead of 20 µs).
-    fn unbind_this_thread() {
-        let mut all = nix::sched::CpuSet::new();
-        for cpu in 0..crate::mailbox::online_cpus().min(nix::sched::CpuSet::count()) {
-            let _ = all.set(cpu);
-        }
-        // Best effort: where a cpuset forbids it, the binding stays.
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
-    }
-
-    /// Polls that only yield the CPU before an idle server starts sleeping.
-    const YIELDING_POLLS: u32 = 200;
-
     /// Serves requests until `stop`: polls (`MPI_Improbe`); when idle it
-    /// first yields the CPU between polls (requests tend to come in runs),
-    /// then sleeps, doubling from 10 µs to [`MAX_IDLE_SLEEP`].
+    /// waits by the crate's policy without spinning (it is a helper thread
+    /// beside its rank's own): yields the CPU between polls for a while
+    /// (requests tend to come in runs), then sleeps a backoff up to
+    /// [`MAX_IDLE_SLEEP`].
     fn serve_loop<T: Pod>(
         comm: &SharedComm,
         block: &Mutex<Vec<T>>,
         stop: &AtomicBool,
     ) -> Result<(), MpiError> {
-        let (mut idle_polls, mut sleep) = (0u32, Duration::from_micros(10));
+        let policy = WaitPolicy::for_node()
+            .with_spin(Duration::ZERO)
+            .with_max_backoff(MAX_IDLE_SLEEP);
+        let mut waiter = Waiter::new(&policy, None);
         while !stop.load(Ordering::Acquire) {
             match comm.try_recv(Source::Any, TagMatch::Tag(REQUEST))? {
                 Some(m) => {
                     comm.send(m.source, REPLY, &serve_block(block, &m.data))?;
-                    (idle_polls, sleep) = (0, Duration::from_micros(10));
-                }
-                None if idle_polls < YIELDING_POLLS => {
-                    idle_polls += 1;
-                    std::thread::yield_now();
+                    waiter.reset();
                 }
                 None => {
-                    std::thread::sleep(sleep);
-                    sleep = (sleep * 2).min(MAX_IDLE_SLEEP);
+                    waiter.idle();
                 }
             }
         }
@@ -582,7 +570,7 @@ mod progress {
             let thread = std::thread::Builder::new()
                 .name("shmpi-dsm-progress".into())
                 .spawn(move || {
-                    unbind_this_thread();
+                    crate::sync::wait::unbind_this_thread();
                     serve_loop(&shared, &block, &flag)
                 })
                 .map_err(|_| MpiError::ThreadLevel {

@@ -9,7 +9,8 @@ use bytemuck::Pod;
 
 use crate::error::{Error, PlacementError, SyncError};
 use crate::segment::{Segment, SegmentName, SharedSlice};
-use crate::sync::{Barrier, BarrierWaitResult};
+use crate::sync::wait::{node_processes, unbind_this_thread, usable_cpus};
+use crate::sync::{Barrier, BarrierWaitResult, WaitPolicy};
 
 /// Where the team's data starts in its region (after the barrier).
 const DATA_AT: usize = 64;
@@ -84,20 +85,11 @@ pub struct Team {
     threads: usize,
     region: Segment,
     left: AtomicUsize,
-    spin: Duration,
-}
-
-/// Processes of this job on this machine, as the MPI launcher or `shmpi
-/// run` tells its ranks (1 when none does).
-fn local_processes() -> usize {
-    [
-        "OMPI_COMM_WORLD_LOCAL_SIZE",
-        "MPI_LOCALNRANKS",
-        crate::mailbox::SIZE_ENV,
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
-    .unwrap_or(1)
+    policy: WaitPolicy,
+    /// The process may run on fewer CPUs than the team has threads (a
+    /// launcher bound the rank to one core): the workers unbind themselves
+    /// rather than timeshare that core.
+    unbind_workers: bool,
 }
 
 impl Team {
@@ -124,16 +116,18 @@ impl Team {
             threads,
             region,
             left: AtomicUsize::new(0),
-            spin: crate::mailbox::default_spin(threads * local_processes()),
+            policy: WaitPolicy::for_parties(threads * node_processes()),
+            unbind_workers: threads > usable_cpus(),
         })
     }
 
-    /// Sets how long a thread spins at the team barrier before it sleeps.
-    /// The default spins ([`crate::mailbox::default_spin`]) only while all
-    /// the threads of this machine's ranks (`threads` × the local rank count
-    /// the launcher announces) have a CPU each, and never otherwise.
+    /// Sets how long a thread spins at the team barrier before it yields
+    /// and sleeps. The default ([`WaitPolicy::for_parties`]) spins only
+    /// while all the threads of this machine's ranks (`threads` × the
+    /// node's rank count the launcher announces) have a CPU each, and
+    /// never otherwise.
     pub fn with_spin(mut self, spin: Duration) -> Team {
-        self.spin = spin;
+        self.policy = self.policy.with_spin(spin);
         self
     }
 
@@ -207,6 +201,9 @@ impl Team {
             let handles: Vec<_> = (1..team.threads)
                 .map(|index| {
                     s.spawn(move || {
+                        if team.unbind_workers {
+                            unbind_this_thread();
+                        }
                         let _leave = LeaveGuard(&team.left);
                         worker(&TeamMember { team, index })
                     })
@@ -305,7 +302,7 @@ impl TeamMember<'_> {
         &self,
         deadline: Option<(Instant, Duration)>,
     ) -> Result<BarrierWaitResult, SyncError> {
-        let barrier = Barrier::open_in(&self.team.region, 0)?.with_spin(self.team.spin);
+        let barrier = Barrier::open_in(&self.team.region, 0)?.with_policy(self.team.policy);
         loop {
             let slice = match deadline {
                 None => LEFT_CHECK,

@@ -1,11 +1,13 @@
 //! `HybridWorld`: routing between the node's mailboxes and MPI.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
 use crate::error::{Error, MailboxError, MpiError, TransportError};
 use crate::mailbox::{MailboxGroup, MailboxOptions};
 use crate::mpi::{Comm, Mpi, MpiTransport};
+use crate::sync::wait::node_processes;
+use crate::sync::{WaitPolicy, Waiter};
 use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
 /// The ranks of an MPI job, reached through shared memory when they share
@@ -273,6 +275,16 @@ impl HybridWorld {
     }
 
     /// One look at both paths for a message from any source.
+    /// How this rank waits on both paths at once: the node's mailbox
+    /// group's policy (spin only when the node's ranks fit its CPUs), or
+    /// the node's process count's without one.
+    fn wait_policy(&self) -> WaitPolicy {
+        self.mailbox.as_ref().map_or_else(
+            || WaitPolicy::for_parties(node_processes()),
+            MailboxGroup::wait_policy,
+        )
+    }
+
     fn poll_any(&mut self, tag: TagMatch) -> Result<Option<Message>, Error> {
         self.mailbox_first = !self.mailbox_first;
         for mailbox_turn in [self.mailbox_first, !self.mailbox_first] {
@@ -353,25 +365,18 @@ impl Transport for HybridWorld {
                 })
             }
             Source::Any => {
-                let start = Instant::now();
-                let mut pause = Duration::from_micros(1);
-                let mut spins = 0u32;
+                let mut waiter = Waiter::new(&self.wait_policy(), timeout);
                 loop {
                     if let Some(m) = self.poll_any(tag)? {
                         return Ok(m);
                     }
-                    if timeout.is_some_and(|t| start.elapsed() >= t) {
+                    // No one doorbell covers both paths: a blocking step
+                    // sleeps a backoff and polls both again.
+                    if !waiter.idle() {
                         return Err(MpiError::Timeout {
                             waited: timeout.unwrap_or_default(),
                         }
                         .into());
-                    }
-                    if spins < 1000 {
-                        spins += 1;
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(1));
                     }
                 }
             }

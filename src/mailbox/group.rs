@@ -20,12 +20,13 @@ use super::ring::{
 };
 use super::wake::{notify, sleep};
 use super::{
-    default_spin, MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MEMBERS,
-    MAX_MESSAGE_LEN, RANK_ENV, SIZE_ENV,
+    MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MEMBERS, MAX_MESSAGE_LEN,
+    RANK_ENV, SIZE_ENV,
 };
 use crate::error::{Error, MailboxError, SegmentError, SyncError};
 use crate::segment::{lock, Segment, SegmentKind, SegmentName};
 use crate::sync::futex::Doorbell;
+use crate::sync::{Pause, WaitPolicy, Waiter};
 use crate::transport::{Message, Source, TagMatch, Transport};
 
 /// A member of a mailbox group: one endpoint of message passing on shared
@@ -66,7 +67,8 @@ pub struct MailboxGroup {
     inc: Vec<Option<Incoming>>,
     matching: Matching,
     wait: WaitStrategy,
-    spin: Duration,
+    spin: Option<Duration>,
+    policy: WaitPolicy,
     /// What a receive from any source has told about each peer's end.
     ends: Vec<EndReport>,
     /// Peers to which a streamed message was abandoned at a deadline and
@@ -224,6 +226,16 @@ fn end_error(peer: usize, status: PeerStatus) -> Option<MailboxError> {
         PeerStatus::Left => Some(MailboxError::PeerLeft { id: peer }),
         PeerStatus::Vacant | PeerStatus::Alive => None,
     }
+}
+
+/// How the blocking step of a wait ended.
+enum Slept<T> {
+    /// The last look before sleeping found this.
+    Found(Result<T, MailboxError>),
+    /// A waker rang (or the word changed).
+    Rung,
+    /// The slice ended without a ring.
+    Unrung,
 }
 
 /// What a waiting call waits for, and whose death ends the wait.
@@ -538,7 +550,8 @@ impl MailboxGroup {
             inc,
             matching: Matching::new(id, n),
             wait: options.wait,
-            spin: options.spin.unwrap_or_else(|| default_spin(n)),
+            spin: options.spin,
+            policy: options.wait.policy(n, options.spin),
             ends: vec![EndReport::None; n],
             abort_owed: vec![false; n],
             pools,
@@ -600,11 +613,18 @@ impl MailboxGroup {
     /// This member's wait strategy.
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.wait = wait;
+        self.policy = wait.policy(self.members(), self.spin);
     }
 
-    /// This member's spin budget.
+    /// This member's spin budget (for [`WaitStrategy::SpinThenBlock`]).
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.spin = Some(spin);
+        self.policy = self.wait.policy(self.members(), self.spin);
+    }
+
+    /// The wait policy this member follows.
+    pub fn wait_policy(&self) -> WaitPolicy {
+        self.policy
     }
 
     fn header(&self) -> &GroupHeader {
@@ -760,39 +780,49 @@ impl MailboxGroup {
                 return Err(e);
             }
         }
-        if let Some(v) = poll(self)? {
-            return Ok(v);
-        }
-        let start = Instant::now();
-        let mut next_check = start + LIVENESS_SLICE;
-        let spin_until = match self.wait {
-            WaitStrategy::Spin => None,
-            WaitStrategy::Block => Some(start),
-            WaitStrategy::SpinThenBlock => Some(start + self.spin),
-        };
-        if spin_until.is_none_or(|t| t > start) {
-            loop {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                    if let Some(v) = poll(self)? {
-                        return Ok(v);
-                    }
+        let mut waiter = Waiter::until(
+            &self.policy,
+            Instant::now(),
+            deadline.as_ref().map(|d| d.at),
+        );
+        // Set after a sleep that no ring ended: if the next poll finds
+        // work, a waker published it without ringing.
+        let mut unrung = false;
+        loop {
+            if let Some(v) = poll(self)? {
+                if unrung {
+                    self.count_lost_wakeup();
                 }
-                let now = Instant::now();
-                if let Some(d) = deadline.filter(|d| now >= d.at) {
-                    return Err(d.expired());
+                return Ok(v);
+            }
+            unrung = false;
+            match waiter.pause() {
+                Pause::Again => {}
+                Pause::Expired => {
+                    return Err(deadline.map_or(MailboxError::WouldBlock, |d| d.expired()))
                 }
-                if now >= next_check {
-                    next_check = now + LIVENESS_SLICE;
+                Pause::Check => {
                     if let Some(result) = self.end_of_wait(watch, &mut poll)? {
                         return result;
                     }
                 }
-                if spin_until.is_some_and(|t| now >= t) {
-                    break;
-                }
+                Pause::Block(slice) => match self.sleep_for(watch, slice, &mut poll)? {
+                    Slept::Found(result) => return result,
+                    Slept::Rung => {}
+                    Slept::Unrung => unrung = true,
+                },
             }
         }
+    }
+
+    /// The blocking step of a wait: announces the sleep, looks for work a
+    /// last time, and sleeps on this member's doorbell for at most `slice`.
+    fn sleep_for<T>(
+        &mut self,
+        watch: Watch,
+        slice: Duration,
+        poll: &mut impl FnMut(&mut Self) -> Result<Option<T>, MailboxError>,
+    ) -> Result<Slept<T>, MailboxError> {
         // A handle of our own on the mapping: what we sleep on stays
         // borrowed from it while `poll` borrows `self` mutably.
         let seg = Arc::clone(&self.seg);
@@ -802,49 +832,54 @@ impl MailboxGroup {
             Watch::Source(s) => &lane_control(&seg, &self.layout, s, self.id).recv_sleeps,
             Watch::Dest(d) => &lane_control(&seg, &self.layout, self.id, d).send_sleeps,
         };
-        loop {
-            let now = Instant::now();
-            let slice = deadline.map_or(LIVENESS_SLICE, |d| {
-                d.at.saturating_duration_since(now).min(LIVENESS_SLICE)
-            });
-            let bell = Doorbell::new(&me.doorbell);
-            // The ticket is taken before the last look for work: a ring
-            // after it changes the word and the sleep returns at once.
-            let ticket = bell.ticket();
-            let mut bell_error = None;
-            let found = sleep(
-                &me.sleeping,
-                || poll(self).transpose(),
-                || {
-                    let count = sleep_counter.load(Ordering::Relaxed);
-                    sleep_counter.store(count.wrapping_add(1), Ordering::Relaxed);
-                    bell_error = bell.sleep(ticket, slice).err();
-                },
-            );
-            if let Some(result) = found {
-                return result;
-            }
-            if let Some(errno) = bell_error {
-                return Err(SyncError::Os {
-                    op: "futex(FUTEX_WAIT) on a mailbox doorbell",
-                    errno,
-                }
-                .into());
-            }
-            if let Some(v) = poll(self)? {
-                return Ok(v);
-            }
-            let now = Instant::now();
-            if let Some(d) = deadline.filter(|d| now >= d.at) {
-                return Err(d.expired());
-            }
-            if now >= next_check {
-                next_check = now + LIVENESS_SLICE;
-                if let Some(result) = self.end_of_wait(watch, &mut poll)? {
-                    return result;
-                }
-            }
+        let bell = Doorbell::new(&me.doorbell);
+        // The ticket is taken before the last look for work: a ring after
+        // it changes the word and the sleep returns at once.
+        let ticket = bell.ticket();
+        let mut bell_error = None;
+        let found = sleep(
+            &me.sleeping,
+            || poll(self).transpose(),
+            || {
+                let count = sleep_counter.load(Ordering::Relaxed);
+                sleep_counter.store(count.wrapping_add(1), Ordering::Relaxed);
+                bell_error = bell.sleep(ticket, slice).err();
+            },
+        );
+        if let Some(result) = found {
+            return Ok(Slept::Found(result));
         }
+        if let Some(errno) = bell_error {
+            return Err(SyncError::Os {
+                op: "futex(FUTEX_WAIT) on a mailbox doorbell",
+                errno,
+            }
+            .into());
+        }
+        Ok(if bell.ticket() == ticket {
+            Slept::Unrung
+        } else {
+            Slept::Rung
+        })
+    }
+
+    /// Counts a wait that found work after a sleep no ring ended (see
+    /// [`lost_wakeups`](Self::lost_wakeups)).
+    #[cold]
+    fn count_lost_wakeup(&self) {
+        let c = &self.member(self.id).lost_wakeups;
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Waits of this member that found their work only after sleeping a
+    /// whole slice without a ring: each is a lost wake-up — a waker that
+    /// published and did not ring — which the periodic check rescued
+    /// 10 ms late. The doorbell protocol makes this 0; the count is an
+    /// upper bound (a waker killed between publishing and ringing, or one
+    /// that publishes in the nanoseconds after the slice ended, also
+    /// counts). The stress and kill tests check that it stays 0.
+    pub fn lost_wakeups(&self) -> u64 {
+        self.member(self.id).lost_wakeups.load(Ordering::Relaxed)
     }
 
     /// The liveness check of a wait: `None` to go on waiting, else what the
@@ -1676,7 +1711,48 @@ impl MailboxGroup {
         self.recv_into_inner(source.into(), tag.into(), buf, Some(timeout))
     }
 
+    #[inline]
     fn recv_into_inner(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, i32, usize), MailboxError> {
+        if let Some(got) = self.recv_fast(source, tag, buf)? {
+            return Ok(got);
+        }
+        self.recv_into_waiting(source, tag, buf, timeout)
+    }
+
+    /// The fast path of a receive into `buf`: a whole inline record that
+    /// `tag` accepts at the head of the lane from a named other member,
+    /// nothing queued, nothing streaming. `None`: take the general path
+    /// (which also reports invalid arguments). Small and inlined, like
+    /// [`fast_reserve`](Self::fast_reserve).
+    #[inline]
+    fn recv_fast(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, i32, usize)>, MailboxError> {
+        let Source::Rank(src) = source else {
+            return Ok(None);
+        };
+        if src == self.id || src >= self.members() || !self.matching.is_empty() {
+            return Ok(None);
+        }
+        match self.head_record(src, tag)? {
+            Head::Whole(rec, at) if rec.flags() & FLAG_POOL == 0 && at.len <= buf.len() => {
+                self.copy_in_place(src, rec, at, buf).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    #[inline(never)]
+    fn recv_into_waiting(
         &mut self,
         source: Source,
         tag: TagMatch,
@@ -1691,6 +1767,9 @@ impl MailboxGroup {
         }
         let watch = self.watch_for(source, tag);
         let result = self.wait_for(Deadline::after(timeout), watch, |s| {
+            if let Some(got) = s.recv_fast(source, tag, buf)? {
+                return Ok(Some(got));
+            }
             s.poll_into(source, tag, buf)
         });
         // A message half-streamed into `buf` cannot stay there after this
@@ -2013,6 +2092,7 @@ pub struct GroupReport {
 
 fn open_group(name: &SegmentName, timeout: Duration) -> Result<Segment, Error> {
     let start = Instant::now();
+    let mut waiter = Waiter::new(&crate::sync::wait::SETUP_POLL, None);
     loop {
         match Segment::builder(name.as_str())
             .expect_kind(SegmentKind::MAILBOX_GROUP)
@@ -2020,7 +2100,7 @@ fn open_group(name: &SegmentName, timeout: Duration) -> Result<Segment, Error> {
             .open()
         {
             Err(SegmentError::NotFound { .. }) if start.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(2));
+                waiter.idle();
             }
             other => return Ok(other?),
         }
@@ -2061,7 +2141,7 @@ impl std::fmt::Debug for MailboxGroup {
             .field("id", &self.id)
             .field("members", &self.members())
             .field("wait", &self.wait)
-            .field("spin", &self.spin)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

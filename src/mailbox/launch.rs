@@ -6,6 +6,7 @@
 //! it is removed when the launch is dropped, and any member still running
 //! then is killed and reaped.
 
+use crate::sync::wait::{Waiter, SETUP_POLL};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,7 @@ impl GroupLaunch {
     pub fn wait(mut self, timeout: Duration) -> Result<Vec<ExitStatus>, Error> {
         let start = Instant::now();
         let mut statuses: Vec<Option<ExitStatus>> = vec![None; self.children.len()];
+        let mut waiter = Waiter::new(&SETUP_POLL, None);
         loop {
             for (child, status) in self.children.iter_mut().zip(statuses.iter_mut()) {
                 if status.is_none() {
@@ -145,7 +147,7 @@ impl GroupLaunch {
             if start.elapsed() > timeout {
                 return Err(MailboxError::Timeout { waited: timeout }.into());
             }
-            std::thread::sleep(Duration::from_millis(2));
+            waiter.idle();
         }
     }
 }

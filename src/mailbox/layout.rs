@@ -98,7 +98,10 @@ pub(crate) struct MemberBlock {
     pub incarnation: AtomicU32,
     _pad: AtomicU32,
     pub recv_sleeps: AtomicU64,
-    _reserved: [AtomicU64; 4],
+    /// Waits that found work only after a whole unrung sleep (see
+    /// `MailboxGroup::lost_wakeups`); written by this member.
+    pub lost_wakeups: AtomicU64,
+    _reserved: [AtomicU64; 3],
     // Second cache line: written by this member alone and read by tools,
     // away from the flags its peers update on every message.
     /// Fragments of this member's pool in use (written by the member, for
@@ -386,6 +389,7 @@ impl ShmRing {
         }
     }
 
+    #[inline]
     pub(crate) fn control(&self) -> &RingControl {
         // SAFETY: constructor contract; RingControl is atomics only.
         unsafe { self.control.as_ref() }
@@ -397,15 +401,19 @@ impl ShmRing {
 // of them, viewed as an atomic.
 unsafe impl RingMemory for ShmRing {
     type Word = AtomicU64;
+    #[inline]
     fn geometry(&self) -> Geometry {
         self.geometry
     }
+    #[inline]
     fn head(&self) -> &AtomicU64 {
         &self.control().head
     }
+    #[inline]
     fn tail(&self) -> &AtomicU64 {
         &self.control().tail
     }
+    #[inline]
     fn stamp(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(
             offset % self.geometry.granularity() == 0 && offset < self.geometry.capacity()
@@ -414,6 +422,7 @@ unsafe impl RingMemory for ShmRing {
         // an aligned word inside the mapping; atomics accept any bits.
         unsafe { &*self.bytes().add(offset).cast::<AtomicU64>() }
     }
+    #[inline]
     fn bytes(&self) -> *mut u8 {
         // SAFETY: the ring bytes follow the control block (contract).
         unsafe { self.control.as_ptr().cast::<u8>().add(RING_CONTROL) }

@@ -43,6 +43,12 @@ impl Matching {
         self.queue.remove(i)
     }
 
+    /// True when no message waits.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Queues a message that arrived (after those already queued).
     #[inline]
     pub(crate) fn push(&mut self, m: Message) {

@@ -41,11 +41,12 @@
 //! The doorbell is a futex sequence word shmpi owns, not a glibc `sem_t`:
 //! every value is valid, so a process that scribbles on it causes at most
 //! a spurious wake-up (glibc aborts the process when a `sem_t` is
-//! overwritten). [`WaitStrategy`] chooses spin, block, or spin-then-block (the
-//! default). The spin budget defaults to [`DEFAULT_SPIN`], drops to zero when
-//! the group has more members than the machine has online CPUs (processes
-//! that spin while others need the core only delay them), and is overridden
-//! by the environment variable [`SPIN_ENV`] (microseconds).
+//! overwritten). [`WaitStrategy`] chooses spin, block, or the default: the
+//! crate's one wait policy ([`crate::sync::wait`]) — spin for
+//! [`DEFAULT_SPIN`] (zero when the group has more members than the machine
+//! has online CPUs: processes that spin while others need the core only
+//! delay them), then yield the core, then sleep; [`SPIN_ENV`] and
+//! `SHMPI_YIELD_US` (microseconds) override the budgets.
 //!
 //! # Dead peers
 //!
@@ -101,6 +102,8 @@ pub mod wake;
 
 use std::time::Duration;
 
+use crate::sync::WaitPolicy;
+
 pub use group::{
     GroupReport, Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox,
 };
@@ -125,15 +128,11 @@ pub const DEFAULT_POOL: usize = 3 << 20;
 /// Default record granularity: one cache line.
 pub const DEFAULT_GRANULARITY: usize = 64;
 
-/// Default spin budget before sleeping, when the group fits the CPUs: about
-/// twice what waking a sleeping process costs here (~25 µs).
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+pub use crate::sync::wait::{online_cpus, DEFAULT_SPIN, SPIN_ENV};
 
-/// How often a waiting call checks that its peers are alive.
-pub const LIVENESS_SLICE: Duration = Duration::from_millis(10);
-
-/// Environment variable overriding the spin budget, in microseconds.
-pub const SPIN_ENV: &str = "SHMPI_SPIN_US";
+/// How often a waiting call checks that its peers are alive: the wait
+/// policy's periodic check ([`crate::sync::wait::CHECK_EVERY`]).
+pub const LIVENESS_SLICE: Duration = crate::sync::wait::CHECK_EVERY;
 
 /// Launcher variable: the group's segment name.
 pub const GROUP_ENV: &str = "SHMPI_GROUP";
@@ -142,7 +141,7 @@ pub const RANK_ENV: &str = "SHMPI_RANK";
 /// Launcher variable: the number of members.
 pub const SIZE_ENV: &str = "SHMPI_SIZE";
 
-/// How a member waits.
+/// How a member waits (the policy itself is [`crate::sync::wait`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WaitStrategy {
     /// Poll until done: lowest latency, burns a core; only sensible when
@@ -151,9 +150,26 @@ pub enum WaitStrategy {
     /// Sleep on the doorbell at once: no CPU burnt, a wake-up costs a
     /// scheduler round trip.
     Block,
-    /// Spin for the spin budget, then sleep (the default).
+    /// The default: spin for the spin budget (zero when the group has more
+    /// members than the machine has CPUs), then yield the core for the
+    /// yield budget, then sleep on the doorbell.
     #[default]
     SpinThenBlock,
+}
+
+impl WaitStrategy {
+    /// The wait policy of this strategy for a group of `members`, with
+    /// `spin` as the spin budget when given.
+    pub(crate) fn policy(self, members: usize, spin: Option<Duration>) -> WaitPolicy {
+        match self {
+            WaitStrategy::Spin => WaitPolicy::spin_only(),
+            WaitStrategy::Block => WaitPolicy::block_only(),
+            WaitStrategy::SpinThenBlock => {
+                let policy = WaitPolicy::for_parties(members);
+                spin.map_or(policy, |s| policy.with_spin(s))
+            }
+        }
+    }
 }
 
 /// Options of a group: fixed at creation (memory, granularity, ephemeral)
@@ -183,7 +199,8 @@ pub struct MailboxOptions {
     pub ephemeral: bool,
     /// How this member waits.
     pub wait: WaitStrategy,
-    /// Spin budget; `None`: [`default_spin`] for the group's size.
+    /// Spin budget; `None`: [`WaitPolicy::for_parties`] for the group's
+    /// size.
     pub spin: Option<Duration>,
     /// How long `join` waits for the group to be created.
     pub join_timeout: Duration,
@@ -201,41 +218,5 @@ impl Default for MailboxOptions {
             spin: None,
             join_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-/// Number of CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`): not the affinity
-/// mask, which under `mpirun` holds one core per rank.
-pub fn online_cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    usize::try_from(n).unwrap_or(1).max(1)
-}
-
-/// The spin budget for `parties` processes or threads that share this
-/// machine: [`SPIN_ENV`] if set, zero when they outnumber the online CPUs,
-/// else [`DEFAULT_SPIN`].
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use shmpi::mailbox::{default_spin, online_cpus};
-///
-/// if std::env::var_os("SHMPI_SPIN_US").is_none() {
-///     assert_eq!(default_spin(online_cpus() + 1), Duration::ZERO);
-/// }
-/// ```
-pub fn default_spin(parties: usize) -> Duration {
-    if let Some(us) = std::env::var(SPIN_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Duration::from_micros(us);
-    }
-    if parties > online_cpus() {
-        Duration::ZERO
-    } else {
-        DEFAULT_SPIN
     }
 }

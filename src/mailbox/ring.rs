@@ -76,9 +76,11 @@ pub trait RingWord {
 }
 
 impl RingWord for std::sync::atomic::AtomicU64 {
+    #[inline]
     fn load(&self, order: Ordering) -> u64 {
         std::sync::atomic::AtomicU64::load(self, order)
     }
+    #[inline]
     fn store(&self, value: u64, order: Ordering) {
         std::sync::atomic::AtomicU64::store(self, value, order)
     }
@@ -248,7 +250,18 @@ impl Reservation {
 pub struct Producer {
     tail: u64,
     head_cache: u64,
+    /// Stamp words of the granules in `[tail, zeroed_to)` are zero and no
+    /// record covers them yet (see [`ZERO_AHEAD`]).
+    zeroed_to: u64,
 }
+
+/// How far ahead of a record the producer clears stamp words, in bytes.
+/// The next record's stamp word must read 0 (or an old stamp) before a
+/// record is published. Clearing it at every commit touched a line the
+/// consumer held (it polled there a lap ago): an invalidation on the
+/// critical path of every message (17 ns of a 120 ns ping-pong here).
+/// Clearing a run of granules at once pays that once per run.
+pub const ZERO_AHEAD: usize = 512;
 
 impl Producer {
     /// Resumes from the published tail, stepping over records that were
@@ -287,6 +300,7 @@ impl Producer {
         Ok(Producer {
             tail,
             head_cache: head,
+            zeroed_to: tail,
         })
     }
 
@@ -360,10 +374,9 @@ impl Producer {
     #[inline]
     pub fn commit<M: RingMemory>(&mut self, mem: &M, r: Reservation, flags: u32, tag: u32) {
         debug_assert_eq!(r.pos, self.tail, "reservations commit in order");
-        let g = mem.geometry();
         let next = r.pos + r.record_len as u64;
-        if next < self.head_cache + g.capacity as u64 {
-            mem.stamp(g.offset_of(next)).store(0, Ordering::Relaxed);
+        if next >= self.zeroed_to {
+            self.zero_ahead(mem, next);
         }
         let meta = (r.payload_len as u32 & LEN_MASK) | (flags & FRAME_FLAGS);
         // SAFETY: the header lies inside the reserved record.
@@ -374,6 +387,25 @@ impl Producer {
         mem.stamp(r.offset).store(r.pos + 1, Ordering::Release);
         self.tail = r.pos + r.record_len as u64;
         mem.tail().store(self.tail, Ordering::Release);
+    }
+
+    /// Clears the stamp words of the free granules from `from` on, up to
+    /// [`ZERO_AHEAD`] bytes (a quarter of the ring at most), never reaching
+    /// the consumer's unreleased records (`head + capacity`: when the ring
+    /// is exactly full the word at `from` is the head record's own stamp,
+    /// an old one, and stays). Records are written in position order, so a
+    /// cleared granule stays clear until a record covers it.
+    #[cold]
+    fn zero_ahead<M: RingMemory>(&mut self, mem: &M, from: u64) {
+        let g = mem.geometry();
+        let ahead = ZERO_AHEAD.min(g.capacity / 4).max(g.granularity) as u64;
+        let end = (from + ahead).min(self.head_cache + g.capacity as u64);
+        let mut pos = from;
+        while pos < end {
+            mem.stamp(g.offset_of(pos)).store(0, Ordering::Relaxed);
+            pos += g.granularity as u64;
+        }
+        self.zeroed_to = self.zeroed_to.max(pos);
     }
 
     /// Bytes produced so far.
@@ -693,6 +725,7 @@ mod tests {
         let mut p2 = Producer {
             tail: 64,
             head_cache: 0,
+            zeroed_to: 64,
         };
         assert!(p2.try_reserve(&m, 2000).is_err());
         assert!(Producer::recover(&m).is_err());

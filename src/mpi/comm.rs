@@ -5,13 +5,14 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 use rsmpi::ffi;
 
 use super::{check, ensure_usable, is_finalized, ThreadLevel};
 use crate::error::MpiError;
+use crate::sync::{WaitPolicy, Waiter};
 use crate::transport::{Message, Source, TagMatch};
 
 /// Messages above this many bytes travel as blocks of [`BIG_BLOCK`] bytes
@@ -461,11 +462,14 @@ impl Comm {
         mut req: SendRequest<'_>,
         progress: &mut dyn FnMut(),
     ) -> Result<(), MpiError> {
+        let mut waiter = Waiter::new(&WaitPolicy::for_node(), None);
         while !req.test()? {
             let moved = self.progress_incoming()?;
             progress();
-            if !moved {
-                std::thread::yield_now();
+            if moved {
+                waiter.reset();
+            } else {
+                waiter.idle();
             }
         }
         Ok(())
@@ -956,23 +960,21 @@ impl std::fmt::Debug for Comm {
     }
 }
 
-/// Calls `attempt` until it yields, pausing 1 µs, doubling up to 1 ms,
-/// between tries (MPI has no timed receive); `Timeout` after `timeout`.
+/// Calls `attempt` until it yields, waiting between tries by the crate's
+/// policy ([`WaitPolicy::for_node`]: spin, yield, then sleep a backoff —
+/// MPI has no timed receive); `Timeout` after `timeout`.
 fn poll_until<T>(
     timeout: Duration,
     mut attempt: impl FnMut() -> Result<Option<T>, MpiError>,
 ) -> Result<T, MpiError> {
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(1);
+    let mut waiter = Waiter::new(&WaitPolicy::for_node(), Some(timeout));
     loop {
         if let Some(v) = attempt()? {
             return Ok(v);
         }
-        if start.elapsed() >= timeout {
+        if !waiter.idle() {
             return Err(MpiError::Timeout { waited: timeout });
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 

@@ -48,6 +48,7 @@ pub use name::{SegmentName, MAX_NAME_LEN, UNIQUE_PREFIX};
 pub use view::SharedSlice;
 
 use crate::error::{PlacementError, SegmentError, SpaceResource};
+use crate::sync::wait::{Waiter, SETUP_POLL};
 
 /// Default permission bits of a new segment: owner read/write only.
 pub const DEFAULT_MODE: u32 = 0o600;
@@ -450,7 +451,7 @@ impl Segment {
         let fd = open_present(&name, opts)?;
         let file = File::from(fd);
         let start = Instant::now();
-        let mut pause = Duration::from_micros(50);
+        let mut waiter = Waiter::new(&SETUP_POLL, None);
         let mut wait = |last: Option<u64>| -> Result<(), SegmentError> {
             if start.elapsed() >= opts.ready_timeout {
                 return Err(match last {
@@ -465,8 +466,7 @@ impl Segment {
                     },
                 });
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            waiter.idle();
             Ok(())
         };
         // shmpi publishes whole objects, another program may not: wait for
@@ -778,6 +778,7 @@ fn publish(name: &SegmentName, file: &File) -> Result<(), SegmentError> {
 /// open says `NotFound`), or report `EBUSY` at the ready timeout.
 fn open_present(name: &SegmentName, opts: &SegmentBuilder) -> Result<OwnedFd, SegmentError> {
     let start = Instant::now();
+    let mut waiter = Waiter::new(&SETUP_POLL, None);
     loop {
         let fd = open_checked(name, opts)?;
         match take_presence_lock(name, &fd) {
@@ -786,7 +787,7 @@ fn open_present(name: &SegmentName, opts: &SegmentBuilder) -> Result<OwnedFd, Se
                 ..
             }) if start.elapsed() < opts.ready_timeout => {
                 drop(fd);
-                std::thread::sleep(Duration::from_millis(1));
+                waiter.idle();
             }
             other => return other.map(|()| fd),
         }

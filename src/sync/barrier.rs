@@ -12,14 +12,12 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
+use super::wait::{Pause, WaitPolicy, Waiter};
 use super::{check_tag, futex, place_cell};
 use crate::error::SyncError;
 use crate::segment::Segment;
 
 const TAG: u32 = u32::from_le_bytes(*b"BAR1");
-
-/// Spins before sleeping: short, because the parties may share a core.
-const SPINS: u32 = 200;
 
 #[repr(C, align(64))]
 struct BarrierCell {
@@ -29,6 +27,12 @@ struct BarrierCell {
     state: AtomicU64,
     /// Futex word, bumped when a round completes.
     wake: AtomicU32,
+    /// Parties asleep (or about to sleep) on `wake`: the last arriver
+    /// makes the wake-up system call only when it reads non-zero. A hint —
+    /// a scribbled value costs a useless system call or, when it hides a
+    /// sleeper, a wake-up at the sleeper's next check (the wait policy's
+    /// slice), never a hang.
+    sleepers: AtomicU32,
 }
 
 /// What [`Barrier::wait`] tells each party.
@@ -67,7 +71,7 @@ impl BarrierWaitResult {
 pub struct Barrier<'a> {
     cell: &'a BarrierCell,
     parties: u32,
-    spin: Duration,
+    policy: WaitPolicy,
 }
 
 impl<'a> Barrier<'a> {
@@ -93,11 +97,12 @@ impl<'a> Barrier<'a> {
         cell.parties.store(parties, Ordering::Relaxed);
         cell.state.store(0, Ordering::Relaxed);
         cell.wake.store(0, Ordering::Relaxed);
+        cell.sleepers.store(0, Ordering::Relaxed);
         cell.tag.store(TAG, Ordering::Release);
         Ok(Barrier {
             cell,
             parties,
-            spin: Duration::ZERO,
+            policy: WaitPolicy::for_parties(parties as usize),
         })
     }
 
@@ -122,17 +127,25 @@ impl<'a> Barrier<'a> {
         Ok(Barrier {
             cell,
             parties,
-            spin: Duration::ZERO,
+            policy: WaitPolicy::for_parties(parties as usize),
         })
     }
 
-    /// Spins for up to `spin` before sleeping in a wait (default: a few
-    /// hundred polls only). Spinning saves the sleep and wake-up — tens of
-    /// microseconds — when the parties have cores of their own; when they
-    /// share cores it takes time from the party being waited for
-    /// ([`crate::mailbox::default_spin`] picks by that rule).
+    /// Spins for up to `spin` before yielding and sleeping in a wait.
+    /// Spinning saves the sleep and wake-up — tens of microseconds — when
+    /// the parties have cores of their own; when they share cores it takes
+    /// time from the party being waited for. The default is
+    /// [`WaitPolicy::for_parties`] of the party count, which picks by that
+    /// rule.
     pub fn with_spin(mut self, spin: Duration) -> Self {
-        self.spin = spin;
+        self.policy = self.policy.with_spin(spin);
+        self
+    }
+
+    /// Waits under `policy` (the crate's wait policy, see
+    /// [`crate::sync::wait`]).
+    pub fn with_policy(mut self, policy: WaitPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -184,44 +197,56 @@ impl<'a> Barrier<'a> {
                 cur + 1
             };
             if state
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(cur, next, Ordering::SeqCst, Ordering::Acquire)
                 .is_ok()
             {
                 if last {
-                    self.cell.wake.fetch_add(1, Ordering::Release);
-                    futex::wake(&self.cell.wake, i32::MAX);
+                    self.cell.wake.fetch_add(1, Ordering::SeqCst);
+                    // Dekker with the sleepers: the round's completion (the
+                    // state RMW) precedes this load in the SeqCst order, and
+                    // a sleeper's increment precedes its last look at the
+                    // state: either it sees the round done, or we see it.
+                    if self.cell.sleepers.load(Ordering::SeqCst) != 0 {
+                        futex::wake(&self.cell.wake, i32::MAX);
+                    }
                     return Ok(BarrierWaitResult { leader: true });
                 }
                 break generation;
             }
         };
-        let passed = || (state.load(Ordering::Acquire) >> 32) as u32 != generation;
-        let spin_start = Instant::now();
-        let mut polls = 0u32;
-        while polls < SPINS || (polls % 64 != 0 || spin_start.elapsed() < self.spin) {
-            if passed() {
-                return Ok(BarrierWaitResult { leader: false });
-            }
-            std::hint::spin_loop();
-            polls = polls.wrapping_add(1);
-        }
+        let passed = || (state.load(Ordering::SeqCst) >> 32) as u32 != generation;
+        let mut waiter = Waiter::until(&self.policy, Instant::now(), deadline.map(|(at, _)| at));
         loop {
-            let seen = self.cell.wake.load(Ordering::Acquire);
             if passed() {
                 return Ok(BarrierWaitResult { leader: false });
             }
-            let remaining = match deadline {
-                None => None,
-                Some((at, timeout)) => match at.checked_duration_since(Instant::now()) {
-                    Some(r) if !r.is_zero() => Some(r),
-                    _ => return self.withdraw(generation, timeout),
-                },
-            };
-            match futex::wait(&self.cell.wake, seen, remaining) {
-                Ok(()) | Err(Errno::EAGAIN | Errno::EINTR | Errno::ETIMEDOUT) => {}
-                Err(errno) => return Err(SyncError::Os { op: "futex", errno }),
+            match waiter.pause() {
+                Pause::Again | Pause::Check => {}
+                Pause::Expired => {
+                    let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                    return self.withdraw(generation, timeout);
+                }
+                Pause::Block(slice) => self.sleep(slice, &passed)?,
             }
         }
+    }
+
+    /// Sleeps on the wake word for at most `slice`, announced in
+    /// `sleepers`, unless `passed` already holds.
+    fn sleep(&self, slice: Duration, passed: &impl Fn() -> bool) -> Result<(), SyncError> {
+        let cell = self.cell;
+        let seen = cell.wake.load(Ordering::SeqCst);
+        cell.sleepers.fetch_add(1, Ordering::SeqCst);
+        let result = if passed() {
+            Ok(())
+        } else {
+            match futex::wait(&cell.wake, seen, Some(slice)) {
+                Ok(()) | Err(Errno::EAGAIN | Errno::EINTR | Errno::ETIMEDOUT) => Ok(()),
+                Err(errno) => Err(SyncError::Os { op: "futex", errno }),
+            }
+        };
+        cell.sleepers.fetch_sub(1, Ordering::Relaxed);
+        result
     }
 
     /// Takes this party's arrival back, unless the round completed first.

@@ -27,7 +27,9 @@
 //! error or times out, never aborts. The mailboxes' doorbells are futex
 //! words shmpi owns for the same reason.
 //!
-//! Every blocking call has a `_timeout` form and a `try_` form.
+//! Every blocking call has a `_timeout` form and a `try_` form. Every wait
+//! in the crate follows one policy — spin, then yield, then block —
+//! defined in [`wait`].
 //!
 //! [`Segment`]: crate::segment::Segment
 
@@ -35,6 +37,7 @@ mod barrier;
 pub(crate) mod futex;
 mod mutex;
 mod semaphore;
+pub mod wait;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -42,6 +45,7 @@ use std::time::Duration;
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use mutex::{LockError, MutexGuard, RecoveredGuard, RobustMutex};
 pub use semaphore::Semaphore;
+pub use wait::{online_cpus, usable_cpus, Pause, WaitPolicy, Waiter};
 
 use crate::error::SyncError;
 use crate::segment::Segment;
