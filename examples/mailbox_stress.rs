@@ -147,7 +147,11 @@ fn member(args: &Args) -> Result<(), String> {
     }
     // Keep the endpoint until everyone is done receiving from it.
     shmpi::transport::Transport::barrier(&mut m).map_err(|e| e.to_string())?;
-    Ok(())
+    // Every sleep ended by a ring: none rescued late by the periodic check.
+    match m.lost_wakeups() {
+        0 => Ok(()),
+        lost => Err(format!("member {me}: {lost} lost wake-ups")),
+    }
 }
 
 fn launcher(args: &Args) -> Result<(), String> {
@@ -189,7 +193,7 @@ fn launcher(args: &Args) -> Result<(), String> {
     }
     println!(
         "mailbox_stress: {} processes, {:?}, fragment {} KiB: {total} messages ({:.0} MB) all-to-all in {secs:.2} s \
-         ({:.0} messages/s); none lost, duplicated, reordered or corrupted",
+         ({:.0} messages/s); none lost, duplicated, reordered or corrupted; no lost wake-up",
         args.procs,
         args.wait,
         args.fragment >> 10,

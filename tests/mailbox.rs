@@ -495,6 +495,46 @@ fn a_scribbled_doorbell_neither_aborts_nor_loses_a_message() {
     }
 }
 
+/// Issue 14: a waker that publishes without ringing (here: because another
+/// process cleared the sleeper's flag) is a lost wake-up. The periodic
+/// check rescues the message one slice late, and the member counts it.
+#[test]
+fn a_lost_wakeup_is_rescued_and_counted() {
+    use shmpi::segment::{Segment, HEADER_SIZE};
+    let name = SegmentName::unique("mbx-lost");
+    let opts = MailboxOptions {
+        wait: WaitStrategy::Block,
+        ..small()
+    };
+    let mut a = MailboxGroup::create_or_join(&name, 0, 2, &opts).unwrap();
+    let mut b = MailboxGroup::join(&name, 1, &opts).unwrap();
+    let raw = Segment::open_raw(&name).unwrap();
+    // Member 1's block: after the group header and member 0's block; its
+    // sleeping flag is the second word.
+    let sleeping = raw.slice::<u32>(HEADER_SIZE + 256 + 4, 1).unwrap();
+    assert_eq!(b.lost_wakeups(), 0);
+    // A few tries: the receiver may wake at the end of a slice just as the
+    // flag is cleared, and then finds the message without sleeping again.
+    for round in 0..5u8 {
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| b.recv_timeout(0, 1, Duration::from_secs(5)));
+            while sleeping.get(0) != Some(1) {
+                std::thread::yield_now();
+            }
+            sleeping.set(0, 0);
+            a.send(1, 1, &[round; 8]).unwrap();
+            assert_eq!(receiver.join().unwrap().unwrap().data, [round; 8]);
+        });
+        if b.lost_wakeups() > 0 {
+            break;
+        }
+    }
+    assert!(b.lost_wakeups() >= 1, "the unrung wake-up was not counted");
+    assert_eq!(a.lost_wakeups(), 0);
+    let report = MailboxGroup::inspect(&Segment::open(&name).unwrap()).unwrap();
+    assert_eq!(report.lost_wakeups[1], b.lost_wakeups());
+}
+
 /// Issue 12, defects 6 and 7: a caller's mistake is an `Invalid…` error
 /// naming the argument, never `Corrupt`, and a failed create leaves
 /// nothing in /dev/shm.

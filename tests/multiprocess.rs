@@ -697,7 +697,11 @@ fn role_stream_survivor() -> Result<(), Failed> {
                 )?;
                 received += 1;
             }
-            Err(MailboxError::PeerDied { id: 0 }) => return Ok(()),
+            Err(MailboxError::PeerDied { id: 0 }) => {
+                return ensure(m.lost_wakeups() == 0, || {
+                    format!("{} lost wake-ups", m.lost_wakeups())
+                })
+            }
             Err(e) => return Err(format!("after {received} messages: {e}").into()),
         }
     }
@@ -918,6 +922,9 @@ fn role_death_survivor() -> Result<(), Failed> {
     ensure(died == 1 && left == 1, || {
         format!("PeerDied reported {died} times, PeerLeft {left} times")
     })?;
+    ensure(m.lost_wakeups() == 0, || {
+        format!("{} lost wake-ups", m.lost_wakeups())
+    })?;
     ensure(next[1] > 0, || "nothing from the streamer".into())
 }
 
@@ -957,9 +964,17 @@ fn corruption_targets(layout: &shmpi::mailbox::GroupLayout) -> Vec<(usize, usize
     // (offset, width) inside the header, a member block, a ring's control.
     const HEADER: [(usize, usize); 5] = [(8, 4), (16, 8), (24, 4), (28, 4), (32, 4)];
     // doorbell, sleeping flag, state, pid, incarnation, receive sleeps,
-    // fragments in use
-    const MEMBER: [(usize, usize); 7] =
-        [(0, 4), (4, 4), (8, 4), (12, 4), (16, 4), (24, 8), (64, 8)];
+    // lost wake-ups, fragments in use
+    const MEMBER: [(usize, usize); 8] = [
+        (0, 4),
+        (4, 4),
+        (8, 4),
+        (12, 4),
+        (16, 4),
+        (24, 8),
+        (32, 8),
+        (64, 8),
+    ];
     // head, receiver sleeps; tail, messages, bytes, sender sleeps
     const CONTROL: [(usize, usize); 6] = [(0, 8), (8, 8), (64, 8), (72, 8), (80, 8), (88, 8)];
     fn at(base: usize, words: &[(usize, usize)]) -> impl Iterator<Item = (usize, usize)> + '_ {

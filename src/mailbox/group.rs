@@ -707,6 +707,13 @@ impl MailboxGroup {
                     .map_or(layout.params.fragments, |u| u.min(layout.params.fragments))
             })
             .collect();
+        let lost_wakeups = (0..n)
+            .map(|id| {
+                member_block(seg, &layout, id)
+                    .lost_wakeups
+                    .load(Ordering::Relaxed)
+            })
+            .collect();
         Ok(GroupReport {
             lane: layout.params.lane,
             fragment: layout.params.fragment,
@@ -715,6 +722,7 @@ impl MailboxGroup {
             reserved_per_member: layout.bytes_per_member(),
             members,
             pool_in_use,
+            lost_wakeups,
             rings,
         })
     }
@@ -2086,6 +2094,10 @@ pub struct GroupReport {
     pub members: Vec<PeerStatus>,
     /// Fragments of each member's pool in use (in flight or lent).
     pub pool_in_use: Vec<usize>,
+    /// Each member's count of lost wake-ups
+    /// ([`MailboxGroup::lost_wakeups`]): 0 unless the doorbell protocol
+    /// failed (or a waker died between publishing and ringing).
+    pub lost_wakeups: Vec<u64>,
     /// Each ring `(src, dst, counters)`.
     pub rings: Vec<(usize, usize, PairCounters)>,
 }

@@ -221,8 +221,8 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
                 PeerStatus::Dead => "dead",
             };
             println!(
-                "  member {id}: {s}, pool {} of {} fragments in use",
-                report.pool_in_use[id], report.fragments
+                "  member {id}: {s}, pool {} of {} fragments in use, {} lost wake-ups",
+                report.pool_in_use[id], report.fragments, report.lost_wakeups[id]
             );
         }
         println!("  lane      messages        bytes  queued  sender sleeps  receiver sleeps");
