@@ -161,9 +161,9 @@ bench_smoke() {
     --c-baseline target/c_examples/osu_latency > "$dir/out.md" || { cat "$dir/out.md"; rm -rf "$dir"; return 1; }
   head -n 12 "$dir/out.md"
   local missing=""
-  for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm \
-    mpi.sm mpi.tcp mpi.c hybrid.intranode dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 \
-    scale.mem scale.setup scale.job mpi.setup; do
+  for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm alltoall32.shm \
+    mpi.sm mpi.tcp mpi.c hybrid.intranode hybrid.intranode.any.over dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 \
+    scale.mem scale.setup scale.job mpi.setup team.barrier limit.barrier alltoall32.mpi; do
     grep -q "\"path\": \"$path\"" "$dir/bench.json" || missing="$missing $path"
   done
   grep -q "</svg>" "$dir/latency.svg" || missing="$missing (plot)"

@@ -1,8 +1,13 @@
 //! All-to-all message rate: every rank sends to every other rank at once,
 //! through any [`Transport`] — shared-memory mailboxes or MPI — so the two
 //! can be compared with many processes on few cores.
+//!
+//! [`steady_rate`] measures the steady state: a calibration round sizes a
+//! run to a wall-clock target, so that start-up and the closing barrier are
+//! a few per cent of the measured time (a fixed small count measured
+//! start-up, not the rate, and could print the opposite verdict).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, TransportError};
 use crate::transport::{Source, TagMatch, Transport};
@@ -65,6 +70,86 @@ pub fn run<T: Transport>(t: &mut T, per_peer: usize, size: usize) -> Result<Opti
     t.barrier()?;
     let secs = start.elapsed().as_secs_f64();
     Ok((me == 0).then(|| (n * expected) as f64 / secs))
+}
+
+/// Messages per peer of the calibration round of [`steady_rate`].
+const CALIBRATION_PER_PEER: usize = 200;
+
+/// The job's steady all-to-all rate: a calibration round of
+/// [`CALIBRATION_PER_PEER`] messages per peer (which also brings every rank
+/// up to speed), then a run sized from it to last about `target`; rank 0
+/// decides the size and broadcasts it. Returns, on rank 0, (messages per
+/// second of the sized run, that run's duration, one barrier's duration
+/// measured after it); `None` elsewhere. Collective.
+///
+/// # Errors
+///
+/// As [`run`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shmpi::bench::alltoall;
+/// use shmpi::mailbox::{MailboxGroup, MailboxOptions};
+///
+/// let ranks = MailboxGroup::threads(2, &MailboxOptions::default())?;
+/// let out: Vec<_> = std::thread::scope(|s| {
+///     let h: Vec<_> = ranks
+///         .into_iter()
+///         .map(|mut r| s.spawn(move || alltoall::steady_rate(&mut r, Duration::from_millis(20), 64)))
+///         .collect();
+///     h.into_iter().map(|h| h.join().unwrap()).collect()
+/// });
+/// let steady = out[0].as_ref().unwrap().unwrap();
+/// assert!(steady.rate > 0.0 && steady.barrier < steady.run);
+/// # Ok::<(), shmpi::Error>(())
+/// ```
+pub fn steady_rate<T: Transport>(
+    t: &mut T,
+    target: Duration,
+    size: usize,
+) -> Result<Option<Steady>, Error> {
+    let n = t.size();
+    let start = Instant::now();
+    run(t, CALIBRATION_PER_PEER, size)?;
+    let calibration = start.elapsed().as_secs_f64();
+    let mut per_peer = vec![0u64];
+    if t.rank() == 0 {
+        let scale = target.as_secs_f64() / calibration.max(1e-6);
+        per_peer[0] = ((CALIBRATION_PER_PEER as f64 * scale) as u64).clamp(
+            CALIBRATION_PER_PEER as u64,
+            (50_000_000 / (n * n.saturating_sub(1)).max(1)) as u64,
+        );
+    }
+    t.broadcast(0, &mut per_peer)?;
+    let per_peer = per_peer.first().copied().unwrap_or(0) as usize;
+    let start = Instant::now();
+    let rate = run(t, per_peer, size)?;
+    let run_time = start.elapsed();
+    let start = Instant::now();
+    t.barrier()?;
+    let barrier = start.elapsed();
+    Ok(rate.map(|rate| Steady {
+        rate,
+        run: run_time,
+        barrier,
+        messages: (per_peer * n * n.saturating_sub(1)) as u64,
+    }))
+}
+
+/// What [`steady_rate`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Steady {
+    /// Messages per second, all ranks' messages together.
+    pub rate: f64,
+    /// Duration of the measured run (between its two barriers).
+    pub run: Duration,
+    /// One barrier of the job, measured after the run: what the closing
+    /// barrier adds to the run.
+    pub barrier: Duration,
+    /// Messages of the measured run.
+    pub messages: u64,
 }
 
 /// Checks that a message is the next one from its source.

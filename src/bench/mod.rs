@@ -14,9 +14,11 @@
 //! `shmpi bench` command run the same code: [`shm`] (mailboxes between two
 //! processes, and the hardware's limits), `mpi` (feature `mpi`: MPI, hybrid and
 //! distributed-array paths, under `mpirun`), [`alltoall`] (many processes
-//! sending to each other through any transport).
+//! sending to each other through any transport), [`barrier`] (the team
+//! barrier against a minimal spin barrier).
 
 pub mod alltoall;
+pub mod barrier;
 #[cfg(feature = "mpi")]
 pub mod heat2d;
 #[cfg(feature = "mpi")]

@@ -102,7 +102,7 @@ impl Plan {
     }
 }
 
-fn pin(cpu: usize) {
+pub(super) fn pin(cpu: usize) {
     if crate::mailbox::online_cpus() > cpu {
         let mut set = nix::sched::CpuSet::new();
         if set.set(cpu).is_ok() {
@@ -383,6 +383,7 @@ fn measure_pinned(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report
     }
     drop(group);
     threads_latency(cfg, samples, &mut report)?;
+    super::barrier::measure(cfg, samples, &mut report)?;
     memcpy_bandwidth(cfg, samples, &mut report);
     Ok(report)
 }
@@ -531,7 +532,19 @@ pub fn target_ratios(report: &Report) -> String {
         (
             "shm.block 8 B latency / limit.sem",
             report.ratio(lat("shm.block", 8), lat("limit.sem", 8)),
-            "≤ 1.2",
+            "0.5 – 1.2",
+            true,
+        ),
+        (
+            "shm.zerocopy 8 B / shm.default 8 B",
+            report.ratio(lat("shm.zerocopy", 8), lat("shm.default", 8)),
+            "≤ 1",
+            true,
+        ),
+        (
+            "team.barrier / limit.barrier (2 threads)",
+            report.ratio(lat("team.barrier", 2), lat("limit.barrier", 2)),
+            "≤ 1.5",
             true,
         ),
     ];

@@ -275,6 +275,12 @@ impl HybridWorld {
     }
 
     /// One look at both paths for a message from any source.
+    /// True when every rank of the world is on this node and the node has
+    /// a mailbox group: messages between them never take MPI.
+    fn all_local(&self) -> bool {
+        self.mailbox.is_some() && self.world_of_local.len() == self.world.size()
+    }
+
     /// How this rank waits on both paths at once: the node's mailbox
     /// group's policy (spin only when the node's ranks fit its CPUs), or
     /// the node's process count's without one.
@@ -363,6 +369,19 @@ impl Transport for HybridWorld {
                     None => self.world.recv(r, tag)?,
                     Some(t) => self.world.recv_timeout(r, tag, t)?,
                 })
+            }
+            Source::Any if self.all_local() => {
+                // Every peer is on this node: only the mailbox can bring a
+                // message, and its wait sleeps on the doorbell.
+                let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+                let m = match timeout {
+                    None => group.recv(Source::Any, tag),
+                    Some(t) => group.recv_timeout(Source::Any, tag, t),
+                };
+                match m {
+                    Ok(m) => Ok(self.with_world_source(m)),
+                    Err(e) => Err(self.local_error(e)),
+                }
             }
             Source::Any => {
                 let mut waiter = Waiter::new(&self.wait_policy(), timeout);
@@ -583,6 +602,74 @@ impl HybridWorld {
             }
         };
         Ok(HybridSendRequest { state })
+    }
+
+    /// Receives into `buf` without allocating: from a rank of this node
+    /// straight out of its mailbox lane ([`MailboxGroup::recv_into`]), from
+    /// another node through MPI ([`Comm::recv_into`]), from any source by
+    /// looking at both in turn. Returns (source, tag, length).
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::MessageTooLong`] / [`MpiError::MessageTooLong`] when
+    /// the message is longer than `buf` (it is kept, not consumed), or as
+    /// [`Transport::recv`].
+    pub fn recv_into(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        buf: &mut [u8],
+    ) -> Result<(usize, i32, usize), Error> {
+        let (source, tag) = (source.into(), tag.into());
+        let Source::Rank(r) = source else {
+            return self.recv_any_into(tag, buf);
+        };
+        if let Some(local) = self.local_member(r)? {
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            return match group.recv_into(local, tag, buf) {
+                Ok((_, tag, len)) => Ok((r, tag, len)),
+                Err(e) => Err(self.local_error(e)),
+            };
+        }
+        let st = self.world.recv_into(r, tag, buf)?;
+        Ok((st.source, st.tag, st.len))
+    }
+
+    /// [`recv_into`](Self::recv_into) from any source: the mailbox's own
+    /// wait when every peer is local, else a look at each path in turn
+    /// under the wait policy. A look is a zero-timeout receive, which keeps
+    /// a message too long for `buf`.
+    fn recv_any_into(
+        &mut self,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<(usize, i32, usize), Error> {
+        if self.all_local() {
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            return match group.recv_into(Source::Any, tag, buf) {
+                Ok((local, tag, len)) => Ok((self.world_of_local[local], tag, len)),
+                Err(e) => Err(self.local_error(e)),
+            };
+        }
+        let mut waiter = Waiter::new(&self.wait_policy(), None);
+        loop {
+            if let Some(group) = self.mailbox.as_mut() {
+                match group.recv_into_timeout(Source::Any, tag, buf, Duration::ZERO) {
+                    Ok((local, tag, len)) => return Ok((self.world_of_local[local], tag, len)),
+                    Err(MailboxError::Timeout { .. } | MailboxError::AllPeersGone) => {}
+                    Err(e) => return Err(self.local_error(e)),
+                }
+            }
+            match self
+                .world
+                .recv_into_timeout(Source::Any, tag, buf, Duration::ZERO)
+            {
+                Ok(st) => return Ok((st.source, st.tag, st.len)),
+                Err(MpiError::Timeout { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            waiter.idle();
+        }
     }
 
     /// Starts a receive from `source` with `tag`.

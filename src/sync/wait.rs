@@ -17,8 +17,9 @@
 //!    or a check is due; a wait that has no doorbell (MPI polling) sleeps
 //!    with a backoff from 1 µs, doubling up to [`WaitPolicy::max_backoff`].
 //!
-//! [`SPIN_ENV`] and [`YIELD_ENV`] (microseconds) override the budgets for a
-//! whole job; options and setters override them per object.
+//! [`SPIN_ENV`] and [`YIELD_ENV`] (microseconds, read once per process)
+//! override the budgets for a whole job; options and setters override them
+//! per object.
 //!
 //! A [`Waiter`] is one wait in progress. Its owner polls for work and asks
 //! [`Waiter::pause`] what to do when there is none; the waiter carries the
@@ -89,11 +90,15 @@ pub fn usable_cpus() -> usize {
 }
 
 /// CPUs online on this machine (`sysconf(_SC_NPROCESSORS_ONLN)`), at
-/// least 1.
+/// least 1. Read once per process: glibc reads a sysfs file for it (~10 µs,
+/// more than a barrier), and policies are made on hot paths.
 pub fn online_cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    usize::try_from(n).unwrap_or(1).max(1)
+    static ONLINE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ONLINE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        usize::try_from(n).unwrap_or(1).max(1)
+    })
 }
 
 /// Processes of this job on this node, as the launcher says: Open MPI's,
@@ -134,6 +139,14 @@ fn env_micros(var: &str) -> Option<Duration> {
         .map(Duration::from_micros)
 }
 
+/// The budgets the environment sets ([`SPIN_ENV`], [`YIELD_ENV`]), read
+/// once per process.
+fn env_budgets() -> (Option<Duration>, Option<Duration>) {
+    static BUDGETS: std::sync::OnceLock<(Option<Duration>, Option<Duration>)> =
+        std::sync::OnceLock::new();
+    *BUDGETS.get_or_init(|| (env_micros(SPIN_ENV), env_micros(YIELD_ENV)))
+}
+
 /// What a wait does when its work is not there: how long it spins, how
 /// long it then yields the core, and whether it may block at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,14 +175,15 @@ impl WaitPolicy {
     /// }
     /// ```
     pub fn for_parties(parties: usize) -> WaitPolicy {
-        let spin = env_micros(SPIN_ENV).unwrap_or(if parties > online_cpus() {
+        let (spin_env, yield_env) = env_budgets();
+        let spin = spin_env.unwrap_or(if parties > online_cpus() {
             Duration::ZERO
         } else {
             DEFAULT_SPIN
         });
         WaitPolicy {
             spin,
-            yield_for: env_micros(YIELD_ENV).unwrap_or(DEFAULT_YIELD),
+            yield_for: yield_env.unwrap_or(DEFAULT_YIELD),
             block: true,
             max_backoff: Duration::from_millis(1),
         }

@@ -3,7 +3,7 @@
 //! peer process is this program again); the MPI, hybrid and
 //! distributed-array rows run in `mpirun` jobs of this program
 //! (`shmpi bench-worker`), which hand their records back on standard
-//! output; the all-to-all rows start 16 processes of each kind.
+//! output; the all-to-all rows start 2 to 32 processes of each kind.
 
 mod compare;
 mod plot;
@@ -19,7 +19,22 @@ use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 use shmpi::mpirun::{Cluster, Mpirun};
 
 /// Processes of the all-to-all rows (the seed's "scalability").
-const ALLTOALL_PROCS: usize = 16;
+fn alltoall_procs(quick: bool) -> &'static [usize] {
+    if quick {
+        &[16, 32]
+    } else {
+        &[2, 4, 8, 16, 32]
+    }
+}
+/// Wall-clock target of one all-to-all run: long enough that start-up and
+/// the closing barrier are a few per cent of it.
+fn alltoall_seconds(quick: bool) -> f64 {
+    if quick {
+        0.3
+    } else {
+        1.0
+    }
+}
 /// Bytes per all-to-all message.
 const ALLTOALL_SIZE: usize = 64;
 
@@ -53,6 +68,8 @@ pub enum WorkerKind {
     Pingpong,
     /// Hybrid-world ping-pong and distributed-array reads.
     HybridDsm,
+    /// Hybrid-world ping-pong of rank pairs, oversubscribed.
+    HybridOver,
     /// All-to-all over MPI.
     AlltoallMpi,
     /// All-to-all over a mailbox group (`shmpi run`-style environment).
@@ -73,8 +90,9 @@ pub struct WorkerArgs {
     quick: bool,
     #[arg(long, default_value = "mpi.sm")]
     path: String,
-    #[arg(long, default_value_t = 1000)]
-    per_peer: usize,
+    /// Wall-clock target of an all-to-all run.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
     /// Threads per rank (heat2d).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -201,41 +219,17 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         Err(e) => notes.push(format!("fault detection not measured: {e}")),
     }
 
-    progress.say(&format!(
-        "all-to-all: {ALLTOALL_PROCS} processes over shared-memory mailboxes"
-    ));
-    let per_peer = if args.quick { 300 } else { 2000 };
-    let job = GroupLaunch::spawn(ALLTOALL_PROCS, &MailboxOptions::default(), |_| {
-        let mut cmd = Command::new(&program);
-        cmd.args([
-            "bench-worker",
-            "alltoall-shm",
-            "--per-peer",
-            &per_peer.to_string(),
-        ])
-        .stdout(Stdio::piped());
-        cmd
-    });
-    match job.map_err(|e| e.to_string()).and_then(|mut job| {
-        let out = job.take_output(0).and_then(|(o, _)| o);
-        let statuses = job
-            .wait(Duration::from_secs(600))
-            .map_err(|e| e.to_string())?;
-        if let Some(bad) = statuses.iter().find(|s| !s.success()) {
-            return Err(format!("a member failed: {bad}"));
+    let seconds = alltoall_seconds(args.quick).to_string();
+    for &n in alltoall_procs(args.quick) {
+        progress.say(&format!(
+            "all-to-all: {n} processes over shared-memory mailboxes"
+        ));
+        match alltoall_shm(&program, n, &seconds) {
+            Ok(records) => report.records.extend(records),
+            Err(e) => notes.push(format!(
+                "all-to-all of {n} over mailboxes not measured: {e}"
+            )),
         }
-        let mut text = String::new();
-        if let Some(mut o) = out {
-            use std::io::Read;
-            let _ = o.read_to_string(&mut text);
-        }
-        Ok(text
-            .lines()
-            .filter_map(Record::from_line)
-            .collect::<Vec<_>>())
-    }) {
-        Ok(records) => report.records.extend(records),
-        Err(e) => notes.push(format!("all-to-all over mailboxes not measured: {e}")),
     }
 
     progress.say("scale: what a mailbox group of N processes reserves and costs to start");
@@ -254,8 +248,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         let local = |ranks, kind, extra: &[&str]| {
             mpi_job(&program, ranks, kind, args.quick, extra).cluster(None)
         };
-        let per_peer = per_peer.to_string();
-        let jobs: Vec<(String, Command)> = vec![
+        let mut jobs: Vec<(String, Command)> = vec![
             (
                 "MPI ping-pong (shared-memory transport)".into(),
                 local(2, "pingpong", &["--path", "mpi.sm"]).command(),
@@ -271,6 +264,11 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
                 local(2, "hybrid-dsm", &[]).threads_per_rank(2).command(),
             ),
             (
+                "hybrid world, 4 ranks on this node (oversubscribed when it has fewer cores)"
+                    .into(),
+                local(4, "hybrid-over", &[]).command(),
+            ),
+            (
                 "heat2d: 2 ranks x 1 thread (pure MPI)".into(),
                 local(2, "heat2d", &["--threads", "1"]).command(),
             ),
@@ -280,11 +278,13 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
                     .threads_per_rank(2)
                     .command(),
             ),
-            (
-                format!("all-to-all: {ALLTOALL_PROCS} MPI ranks"),
-                local(ALLTOALL_PROCS, "alltoall-mpi", &["--per-peer", &per_peer]).command(),
-            ),
         ];
+        for &n in alltoall_procs(args.quick) {
+            jobs.push((
+                format!("all-to-all: {n} MPI ranks"),
+                local(n, "alltoall-mpi", &["--seconds", &seconds]).command(),
+            ));
+        }
         for (what, cmd) in jobs {
             progress.say(&what);
             gather(&mut report, &mut notes, &what, cmd);
@@ -354,8 +354,13 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     }
     progress.done();
 
+    let spin = report
+        .records
+        .iter()
+        .find(|r| r.path == "limit.spin")
+        .map_or("not measured".to_owned(), |r| format!("{:.0} ns", r.median));
     println!(
-        "# shmpi bench: {} CPUs, {} run, {:.0} s\n",
+        "# shmpi bench: {} CPUs, {} run, {:.0} s; this run's cache-line hand-off (limit.spin): {spin}\n",
         shmpi::mailbox::online_cpus(),
         if args.quick { "quick" } else { "full" },
         progress.start.elapsed().as_secs_f64()
@@ -381,6 +386,59 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An all-to-all job of `n` members over mailboxes; rank 0's record.
+fn alltoall_shm(program: &str, n: usize, seconds: &str) -> Result<Vec<Record>, String> {
+    let mut job = GroupLaunch::spawn(n, &MailboxOptions::default(), |_| {
+        let mut cmd = Command::new(program);
+        cmd.args(["bench-worker", "alltoall-shm", "--seconds", seconds])
+            .stdout(Stdio::piped());
+        cmd
+    })
+    .map_err(|e| e.to_string())?;
+    let out = job.take_output(0).and_then(|(o, _)| o);
+    let statuses = job
+        .wait(Duration::from_secs(600))
+        .map_err(|e| e.to_string())?;
+    if let Some(bad) = statuses.iter().find(|s| !s.success()) {
+        return Err(format!("a member failed: {bad}"));
+    }
+    let mut text = String::new();
+    if let Some(mut o) = out {
+        use std::io::Read;
+        let _ = o.read_to_string(&mut text);
+    }
+    Ok(text.lines().filter_map(Record::from_line).collect())
+}
+
+/// One rank of an all-to-all job: the steady rate (`alltoall{N}.{kind}`),
+/// printed by rank 0; a run whose closing barrier is not small beside it
+/// says so on stderr.
+fn alltoall_worker<T: shmpi::transport::Transport>(
+    t: &mut T,
+    kind: &str,
+    seconds: f64,
+) -> Result<(), String> {
+    let n = t.size();
+    let target = Duration::from_secs_f64(seconds.max(0.001));
+    let steady = alltoall::steady_rate(t, target, ALLTOALL_SIZE).map_err(|e| e.to_string())?;
+    if let Some(s) = steady {
+        let share = s.barrier.as_secs_f64() / s.run.as_secs_f64();
+        if share > 0.05 {
+            eprintln!(
+                "alltoall{n}.{kind}: a barrier is {:.1} % of the {:.0} ms run",
+                share * 100.0,
+                s.run.as_secs_f64() * 1e3
+            );
+        }
+        let path = format!("alltoall{n}.{kind}");
+        println!(
+            "{}",
+            Record::from_samples(&path, "msgs_per_s", ALLTOALL_SIZE, &[s.rate]).to_line()
+        );
+    }
+    Ok(())
+}
+
 /// Prints the records of rank 0 in the line format `collect` reads.
 #[cfg(feature = "mpi")]
 fn emit(report: Option<Report>) {
@@ -397,15 +455,7 @@ pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
     match args.kind {
         WorkerKind::AlltoallShm => {
             let mut group = MailboxGroup::from_env().map_err(e)?;
-            if let Some(rate) =
-                alltoall::run(&mut group, args.per_peer, ALLTOALL_SIZE).map_err(e)?
-            {
-                let path = format!("alltoall{ALLTOALL_PROCS}.shm");
-                println!(
-                    "{}",
-                    Record::from_samples(&path, "msgs_per_s", ALLTOALL_SIZE, &[rate]).to_line()
-                );
-            }
+            alltoall_worker(&mut group, "shm", args.seconds)?;
         }
         WorkerKind::Victim => {
             let mut group = MailboxGroup::from_env().map_err(e)?;
@@ -415,6 +465,7 @@ pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
         #[cfg(feature = "mpi")]
         WorkerKind::Pingpong
         | WorkerKind::HybridDsm
+        | WorkerKind::HybridOver
         | WorkerKind::AlltoallMpi
         | WorkerKind::Heat2d
         | WorkerKind::Hello => {
@@ -459,6 +510,11 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
             }
             emit(out);
         }
+        WorkerKind::HybridOver => {
+            let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
+            let mut hybrid = shmpi::hybrid::HybridWorld::new(&mpi).map_err(e)?;
+            emit(shmpi::bench::mpi::hybrid_oversubscribed(&mut hybrid, cfg).map_err(e)?);
+        }
         WorkerKind::Hello => {
             Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
         }
@@ -481,13 +537,7 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
         WorkerKind::AlltoallMpi => {
             let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
             let mut t = MpiTransport::new(mpi.world().map_err(|e| e.to_string())?);
-            if let Some(rate) = alltoall::run(&mut t, args.per_peer, ALLTOALL_SIZE).map_err(e)? {
-                let path = format!("alltoall{ALLTOALL_PROCS}.mpi");
-                println!(
-                    "{}",
-                    Record::from_samples(&path, "msgs_per_s", ALLTOALL_SIZE, &[rate]).to_line()
-                );
-            }
+            alltoall_worker(&mut t, "mpi", args.seconds)?;
         }
         _ => {}
     }

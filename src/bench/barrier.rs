@@ -1,0 +1,120 @@
+//! `team.barrier` against `limit.barrier`: the team barrier of
+//! [`crate::hybrid::Team`] (shmpi's process-shared, timeout-capable barrier
+//! under the crate's wait policy) beside the least a barrier can cost on
+//! this machine — fixed code written here: one `fetch_add` on an arrival
+//! counter, the last arriver bumps a generation word on its own cache line,
+//! the others spin on it. Size = threads.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use super::shm::pin;
+use super::{Config, Record, Report};
+use crate::hybrid::Team;
+
+/// Threads of both barriers (the machine's two cores here).
+const THREADS: usize = 2;
+
+/// A word alone on its cache line.
+#[repr(align(64))]
+struct Line(AtomicU32);
+
+/// The minimal spin barrier: the machine's limit for a barrier.
+struct SpinBarrier {
+    arrived: Line,
+    generation: Line,
+    parties: u32,
+}
+
+impl SpinBarrier {
+    fn new(parties: u32) -> SpinBarrier {
+        SpinBarrier {
+            arrived: Line(AtomicU32::new(0)),
+            generation: Line(AtomicU32::new(0)),
+            parties,
+        }
+    }
+
+    fn wait(&self) {
+        let generation = self.generation.0.load(Ordering::Acquire);
+        if self.arrived.0.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
+            self.arrived.0.store(0, Ordering::Relaxed);
+            self.generation
+                .0
+                .store(generation.wrapping_add(1), Ordering::Release);
+        } else {
+            while self.generation.0.load(Ordering::Acquire) == generation {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Barriers per sample.
+fn rounds(cfg: &Config) -> usize {
+    if cfg.quick {
+        20_000
+    } else {
+        200_000
+    }
+}
+
+/// Adds `limit.barrier` and `team.barrier` (latency_ns per barrier, size =
+/// threads), `samples` samples each. The caller runs on CPU 0 (as
+/// [`super::shm::measure`] pins it); the other threads are pinned to CPUs
+/// 1, 2, …
+///
+/// # Errors
+///
+/// The team's errors, as text.
+pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), String> {
+    let rounds = rounds(cfg);
+    let limit = SpinBarrier::new(THREADS as u32);
+    let mut limit_ns = Vec::with_capacity(samples);
+    for _ in 0..=samples {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for cpu in 1..THREADS {
+                let limit = &limit;
+                s.spawn(move || {
+                    pin(cpu);
+                    (0..rounds).for_each(|_| limit.wait());
+                });
+            }
+            (0..rounds).for_each(|_| limit.wait());
+        });
+        limit_ns.push(start.elapsed().as_secs_f64() * 1e9 / rounds as f64);
+    }
+    // The first sample starts the threads cold.
+    limit_ns.remove(0);
+    report.records.push(Record::from_samples(
+        "limit.barrier",
+        "latency_ns",
+        THREADS,
+        &limit_ns,
+    ));
+
+    let mut team = Team::new(THREADS, 64).map_err(|e| e.to_string())?;
+    let mut team_ns = Vec::with_capacity(samples);
+    for _ in 0..=samples {
+        let start = Instant::now();
+        let results = team.run(|me| {
+            if me.index() > 0 {
+                pin(me.index());
+            }
+            (0..rounds).try_for_each(|_| me.barrier().map(drop))
+        });
+        for r in results {
+            r.map_err(|e| e.to_string())?;
+        }
+        team_ns.push(start.elapsed().as_secs_f64() * 1e9 / rounds as f64);
+    }
+    team_ns.remove(0);
+    report.records.push(Record::from_samples(
+        "team.barrier",
+        "latency_ns",
+        THREADS,
+        &team_ns,
+    ));
+    Ok(())
+}
