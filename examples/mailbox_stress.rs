@@ -192,10 +192,11 @@ fn launcher(args: &Args) -> Result<(), String> {
         return Err(format!("member {rank} failed: {s}"));
     }
     println!(
-        "mailbox_stress: {} processes, {:?}, fragment {} KiB: {total} messages ({:.0} MB) all-to-all in {secs:.2} s \
+        "mailbox_stress: {} processes, {:?}, {} doorbells, fragment {} KiB: {total} messages ({:.0} MB) all-to-all in {secs:.2} s \
          ({:.0} messages/s); none lost, duplicated, reordered or corrupted; no lost wake-up",
         args.procs,
         args.wait,
+        MailboxGroup::protocol_for_new_groups(),
         args.fragment >> 10,
         bytes as f64 / 1e6,
         total as f64 / secs

@@ -84,6 +84,11 @@ mailbox_stress() {
     # shellcheck disable=SC2086
     timeout 300 target/release/examples/mailbox_stress $cfg --messages 1000000 || return 1
   done
+  # The asymmetric doorbell protocol (opt-in), sleeping and spinning.
+  for cfg in "-n 4 --wait block" "-n 16 --wait default"; do
+    # shellcheck disable=SC2086
+    SHMPI_DOORBELL=membarrier timeout 300 target/release/examples/mailbox_stress $cfg --messages 1000000 || return 1
+  done
 }
 
 # The MPI examples assert their own results; run them as users do, through

@@ -29,6 +29,9 @@ impl RingWord for Word {
 struct Flag(AtomicU32);
 
 impl WakeFlag for Flag {
+    fn load(&self, order: Ordering) -> u32 {
+        self.0.load(order)
+    }
     fn store(&self, value: u32, order: Ordering) {
         self.0.store(value, order)
     }
@@ -169,13 +172,18 @@ fn doorbell_never_loses_a_wakeup() {
                 taken += 1;
                 break;
             }
-            let found = sleep(&*sleeping, take, || {
-                let mut rung = bell.0.lock().unwrap();
-                while !*rung {
-                    rung = bell.1.wait(rung).unwrap();
-                }
-                *rung = false;
-            });
+            let found = sleep(
+                &*sleeping,
+                || {},
+                take,
+                || {
+                    let mut rung = bell.0.lock().unwrap();
+                    while !*rung {
+                        rung = bell.1.wait(rung).unwrap();
+                    }
+                    *rung = false;
+                },
+            );
             taken += usize::from(found.is_some());
         }
         waker.join().unwrap();

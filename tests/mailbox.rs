@@ -533,6 +533,10 @@ fn a_lost_wakeup_is_rescued_and_counted() {
     assert_eq!(a.lost_wakeups(), 0);
     let report = MailboxGroup::inspect(&Segment::open(&name).unwrap()).unwrap();
     assert_eq!(report.lost_wakeups[1], b.lost_wakeups());
+    if std::env::var_os(shmpi::mailbox::DOORBELL_ENV).is_none() {
+        assert!(!report.membarrier, "the fenced protocol is the default");
+        assert_eq!(a.doorbell_protocol(), "fenced");
+    }
 }
 
 /// Issue 12, defects 6 and 7: a caller's mistake is an `Invalid…` error

@@ -964,8 +964,8 @@ fn corruption_targets(layout: &shmpi::mailbox::GroupLayout) -> Vec<(usize, usize
     // (offset, width) inside the header, a member block, a ring's control.
     const HEADER: [(usize, usize); 5] = [(8, 4), (16, 8), (24, 4), (28, 4), (32, 4)];
     // doorbell, sleeping flag, state, pid, incarnation, receive sleeps,
-    // lost wake-ups, fragments in use
-    const MEMBER: [(usize, usize); 8] = [
+    // lost wake-ups, doorbell mode, fragments in use
+    const MEMBER: [(usize, usize); 9] = [
         (0, 4),
         (4, 4),
         (8, 4),
@@ -973,6 +973,7 @@ fn corruption_targets(layout: &shmpi::mailbox::GroupLayout) -> Vec<(usize, usize
         (16, 4),
         (24, 8),
         (32, 8),
+        (40, 4),
         (64, 8),
     ];
     // head, receiver sleeps; tail, messages, bytes, sender sleeps

@@ -55,6 +55,10 @@ pub const MAX_MEMBERS: usize = 1024;
 
 /// Group flag: unlink the name once every member has joined.
 pub const FLAG_EPHEMERAL: u32 = 1;
+/// Group flag: the members ring with the asymmetric doorbell protocol —
+/// plain loads on sends, `membarrier(2)` before a sleep (see
+/// `mailbox::wake`); chosen by the creator.
+pub const FLAG_MEMBARRIER: u32 = 2;
 
 /// The group header as it lives in shared memory.
 #[repr(C)]
@@ -101,7 +105,13 @@ pub(crate) struct MemberBlock {
     /// Waits that found work only after a whole unrung sleep (see
     /// `MailboxGroup::lost_wakeups`); written by this member.
     pub lost_wakeups: AtomicU64,
-    _reserved: [AtomicU64; 3],
+    /// How this member rings its peers: 1 with a plain load (its process
+    /// takes the sleepers' `membarrier`), 2 with a swap; 0 before it
+    /// joined. For reports only: every sleeper runs the barrier wherever
+    /// the kernel has it.
+    pub doorbell_mode: AtomicU32,
+    _pad_mode: AtomicU32,
+    _reserved: [AtomicU64; 2],
     // Second cache line: written by this member alone and read by tools,
     // away from the flags its peers update on every message.
     /// Fragments of this member's pool in use (written by the member, for
@@ -289,7 +299,7 @@ impl GroupParams {
         if !(1..=MAX_MEMBERS).contains(&self.members) {
             return Err(LayoutError::Members(self.members));
         }
-        if self.flags & !FLAG_EPHEMERAL != 0 {
+        if self.flags & !(FLAG_EPHEMERAL | FLAG_MEMBARRIER) != 0 {
             return Err(LayoutError::Flags(self.flags));
         }
         let geometry = Geometry::new(self.lane, self.granularity).map_err(LayoutError::Geometry)?;

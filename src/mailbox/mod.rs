@@ -105,7 +105,7 @@ use std::time::Duration;
 use crate::sync::WaitPolicy;
 
 pub use group::{
-    GroupReport, Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox,
+    GroupReport, Loan, MailboxGroup, PairCounters, PeerStatus, RecvRef, ThreadMailbox, DOORBELL_ENV,
 };
 pub use layout::{
     GroupLayout, GroupParams, LayoutError, FLAG_EPHEMERAL, MAX_FRAGMENTS, MAX_MEMBERS,

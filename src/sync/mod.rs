@@ -35,6 +35,7 @@
 
 mod barrier;
 pub(crate) mod futex;
+pub mod membarrier;
 mod mutex;
 mod semaphore;
 pub mod wait;

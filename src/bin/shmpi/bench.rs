@@ -360,10 +360,11 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         .find(|r| r.path == "limit.spin")
         .map_or("not measured".to_owned(), |r| format!("{:.0} ns", r.median));
     println!(
-        "# shmpi bench: {} CPUs, {} run, {:.0} s; this run's cache-line hand-off (limit.spin): {spin}\n",
+        "# shmpi bench: {} CPUs, {} run, {:.0} s; this run's cache-line hand-off (limit.spin): {spin}; doorbells: {}\n",
         shmpi::mailbox::online_cpus(),
         if args.quick { "quick" } else { "full" },
-        progress.start.elapsed().as_secs_f64()
+        progress.start.elapsed().as_secs_f64(),
+        MailboxGroup::protocol_for_new_groups()
     );
     println!("{}", compare::table(&report));
     println!(

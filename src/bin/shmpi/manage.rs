@@ -213,6 +213,14 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
             report.fragment,
             report.lane
         );
+        println!(
+            "doorbell {}",
+            if report.membarrier {
+                "membarrier (asymmetric: plain loads on sends, membarrier(2) before a sleep)"
+            } else {
+                "fenced (a swap on every send)"
+            }
+        );
         for (id, status) in report.members.iter().enumerate() {
             let s = match status {
                 PeerStatus::Vacant => "vacant",
