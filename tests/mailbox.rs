@@ -495,6 +495,44 @@ fn a_scribbled_doorbell_neither_aborts_nor_loses_a_message() {
     }
 }
 
+/// Issue 14: `WaitStrategy::Block` sleeps at every size — a ping-pong
+/// whose receives each find nothing sleeps on (nearly) every message.
+#[test]
+fn block_strategy_sleeps_at_every_size() {
+    let opts = MailboxOptions {
+        wait: WaitStrategy::Block,
+        ..MailboxOptions::default()
+    };
+    let mut members = MailboxGroup::threads(2, &opts).unwrap();
+    let mut echo = members.pop().unwrap();
+    let mut lead = members.pop().unwrap();
+    const ROUNDS: u64 = 200;
+    for size in [8usize, 1 << 10, 64 << 10] {
+        let before = lead.counters(1, 0).unwrap().unwrap().receiver_sleeps;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut buf = vec![0u8; size];
+                for _ in 0..ROUNDS {
+                    let (_, _, len) = echo.recv_into(0, 1, &mut buf).unwrap();
+                    echo.send(0, 1, &buf[..len]).unwrap();
+                }
+            });
+            let mut buf = vec![7u8; size];
+            for _ in 0..ROUNDS {
+                lead.send(1, 1, &buf).unwrap();
+                lead.recv_into(1, 1, &mut buf).unwrap();
+            }
+        });
+        let slept = lead.counters(1, 0).unwrap().unwrap().receiver_sleeps - before;
+        // The echo needs a wake-up before it can answer: the lead finds
+        // the answer already there only when it was preempted meanwhile.
+        assert!(
+            slept >= ROUNDS / 2,
+            "{size} B: the lead slept {slept} times in {ROUNDS} round trips"
+        );
+    }
+}
+
 /// Issue 14: a waker that publishes without ringing (here: because another
 /// process cleared the sleeper's flag) is a lost wake-up. The periodic
 /// check rescues the message one slice late, and the member counts it.

@@ -75,12 +75,12 @@ pub fn run<T: Transport>(t: &mut T, per_peer: usize, size: usize) -> Result<Opti
 /// Messages per peer of the calibration round of [`steady_rate`].
 const CALIBRATION_PER_PEER: usize = 200;
 
-/// The job's steady all-to-all rate: a calibration round of
-/// [`CALIBRATION_PER_PEER`] messages per peer (which also brings every rank
-/// up to speed), then a run sized from it to last about `target`; rank 0
-/// decides the size and broadcasts it. Returns, on rank 0, (messages per
-/// second of the sized run, that run's duration, one barrier's duration
-/// measured after it); `None` elsewhere. Collective.
+/// The job's steady all-to-all rate: calibration rounds from
+/// [`CALIBRATION_PER_PEER`] messages per peer, four times more each, until
+/// one lasts a quarter of `target` (they also bring every rank up to
+/// speed), then a run sized from the last to last about `target`; rank 0
+/// decides the sizes and broadcasts them. Returns, on rank 0, what the
+/// sized run measured ([`Steady`]); `None` elsewhere. Collective.
 ///
 /// # Errors
 ///
@@ -102,7 +102,7 @@ const CALIBRATION_PER_PEER: usize = 200;
 ///     h.into_iter().map(|h| h.join().unwrap()).collect()
 /// });
 /// let steady = out[0].as_ref().unwrap().unwrap();
-/// assert!(steady.rate > 0.0 && steady.barrier < steady.run);
+/// assert!(steady.rate > 0.0 && steady.messages > 0);
 /// # Ok::<(), shmpi::Error>(())
 /// ```
 pub fn steady_rate<T: Transport>(
@@ -111,21 +111,36 @@ pub fn steady_rate<T: Transport>(
     size: usize,
 ) -> Result<Option<Steady>, Error> {
     let n = t.size();
-    let start = Instant::now();
-    run(t, CALIBRATION_PER_PEER, size)?;
-    let calibration = start.elapsed().as_secs_f64();
-    let mut per_peer = vec![0u64];
-    if t.rank() == 0 {
-        let scale = target.as_secs_f64() / calibration.max(1e-6);
-        per_peer[0] = ((CALIBRATION_PER_PEER as f64 * scale) as u64).clamp(
-            CALIBRATION_PER_PEER as u64,
-            (50_000_000 / (n * n.saturating_sub(1)).max(1)) as u64,
+    // Never more than 50 M messages in one run.
+    let most = (50_000_000 / (n * n.saturating_sub(1)).max(1)) as u64;
+    let mut per_peer = CALIBRATION_PER_PEER as u64;
+    let final_size = loop {
+        let start = Instant::now();
+        run(t, per_peer as usize, size)?;
+        let took = start.elapsed().as_secs_f64();
+        // [next size, 1 when it is the final run's]
+        let mut decision = vec![0u64, 0];
+        if t.rank() == 0 {
+            let long_enough = took >= target.as_secs_f64() / 4.0 || per_peer >= most;
+            decision = if long_enough {
+                let scale = target.as_secs_f64() / took.max(1e-6);
+                vec![((per_peer as f64 * scale) as u64).clamp(1, most), 1]
+            } else {
+                vec![(per_peer * 4).min(most), 0]
+            };
+        }
+        t.broadcast(0, &mut decision)?;
+        let (next, last) = (
+            decision.first().copied().unwrap_or(1).max(1),
+            decision.get(1).copied().unwrap_or(1),
         );
-    }
-    t.broadcast(0, &mut per_peer)?;
-    let per_peer = per_peer.first().copied().unwrap_or(0) as usize;
+        if last == 1 {
+            break next;
+        }
+        per_peer = next;
+    };
     let start = Instant::now();
-    let rate = run(t, per_peer, size)?;
+    let rate = run(t, final_size as usize, size)?;
     let run_time = start.elapsed();
     let start = Instant::now();
     t.barrier()?;
@@ -134,7 +149,7 @@ pub fn steady_rate<T: Transport>(
         rate,
         run: run_time,
         barrier,
-        messages: (per_peer * n * n.saturating_sub(1)) as u64,
+        messages: final_size * (n * n.saturating_sub(1)) as u64,
     }))
 }
 

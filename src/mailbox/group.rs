@@ -900,11 +900,7 @@ impl MailboxGroup {
                 return Err(e);
             }
         }
-        let mut waiter = Waiter::until(
-            &self.policy,
-            Instant::now(),
-            deadline.as_ref().map(|d| d.at),
-        );
+        let mut waiter = Waiter::until(&self.policy, deadline.as_ref().map(|d| d.at));
         // Set after a sleep that no ring ended: if the next poll finds
         // work, a waker published it without ringing.
         let mut unrung = false;

@@ -8,7 +8,7 @@
 //! as if it had never arrived.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 
@@ -172,13 +172,13 @@ impl<'a> Barrier<'a> {
     ///
     /// [`SyncError::Timeout`], or as [`wait`](Self::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, SyncError> {
-        self.wait_until(Some((Instant::now() + timeout, timeout)))
+        self.wait_until(Some(timeout))
     }
 
-    fn wait_until(
-        &self,
-        deadline: Option<(Instant, Duration)>,
-    ) -> Result<BarrierWaitResult, SyncError> {
+    /// Arrives, then waits at most `timeout` (counted from the wait's
+    /// first look at the clock: a round that completes within the first
+    /// spins reads no clock).
+    fn wait_until(&self, timeout: Option<Duration>) -> Result<BarrierWaitResult, SyncError> {
         let state = &self.cell.state;
         let generation = loop {
             let cur = state.load(Ordering::Acquire);
@@ -201,12 +201,15 @@ impl<'a> Barrier<'a> {
                 .is_ok()
             {
                 if last {
-                    self.cell.wake.fetch_add(1, Ordering::SeqCst);
                     // Dekker with the sleepers: the round's completion (the
                     // state RMW) precedes this load in the SeqCst order, and
                     // a sleeper's increment precedes its last look at the
-                    // state: either it sees the round done, or we see it.
+                    // state: either it sees the round done and does not
+                    // sleep, or we see it and wake it. The wake word it
+                    // read before its increment is older than our bump, so
+                    // a sleep that starts after the wake returns at once.
                     if self.cell.sleepers.load(Ordering::SeqCst) != 0 {
+                        self.cell.wake.fetch_add(1, Ordering::SeqCst);
                         futex::wake(&self.cell.wake, i32::MAX);
                     }
                     return Ok(BarrierWaitResult { leader: true });
@@ -215,7 +218,7 @@ impl<'a> Barrier<'a> {
             }
         };
         let passed = || (state.load(Ordering::SeqCst) >> 32) as u32 != generation;
-        let mut waiter = Waiter::until(&self.policy, Instant::now(), deadline.map(|(at, _)| at));
+        let mut waiter = Waiter::new(&self.policy, timeout);
         loop {
             if passed() {
                 return Ok(BarrierWaitResult { leader: false });
@@ -223,8 +226,7 @@ impl<'a> Barrier<'a> {
             match waiter.pause() {
                 Pause::Again | Pause::Check => {}
                 Pause::Expired => {
-                    let timeout = deadline.map_or(Duration::ZERO, |(_, t)| t);
-                    return self.withdraw(generation, timeout);
+                    return self.withdraw(generation, timeout.unwrap_or_default());
                 }
                 Pause::Block(slice) => self.sleep(slice, &passed)?,
             }

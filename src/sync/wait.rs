@@ -249,12 +249,19 @@ pub enum Pause {
 }
 
 /// One wait in progress under a [`WaitPolicy`].
+///
+/// The clock is first read when the wait first needs it (at the end of the
+/// first spin round, or at once when the policy does not spin): a wait that
+/// ends within its first polls — most waits of a busy exchange — costs no
+/// clock read. A timeout counts from that first read.
 #[derive(Debug)]
 pub struct Waiter {
     policy: WaitPolicy,
-    start: Instant,
+    /// When the wait began, once the clock was read.
+    start: Option<Instant>,
+    timeout: Option<Duration>,
     deadline: Option<Instant>,
-    next_check: Instant,
+    next_check: Option<Instant>,
     polls: u32,
     /// Still within the spin budget: look at the clock only every
     /// [`SPINS_PER_CLOCK`] polls.
@@ -264,20 +271,14 @@ pub struct Waiter {
 }
 
 impl Waiter {
-    /// Starts a wait now, ending after `timeout` (`None`: no deadline).
+    /// A wait ending `timeout` after it begins (`None`: no deadline).
     pub fn new(policy: &WaitPolicy, timeout: Option<Duration>) -> Waiter {
-        let start = Instant::now();
-        Waiter::until(policy, start, timeout.and_then(|t| start.checked_add(t)))
-    }
-
-    /// A wait that began at `start` (a call's own start, so a whole
-    /// operation shares one deadline) and ends at `deadline`.
-    pub fn until(policy: &WaitPolicy, start: Instant, deadline: Option<Instant>) -> Waiter {
         Waiter {
             policy: *policy,
-            start,
-            deadline,
-            next_check: start + CHECK_EVERY,
+            start: None,
+            timeout,
+            deadline: None,
+            next_check: None,
             polls: 0,
             spinning: policy.spin > Duration::ZERO,
             backoff: Duration::from_micros(1),
@@ -285,9 +286,19 @@ impl Waiter {
         }
     }
 
-    /// Time since the wait began.
+    /// A wait that ends at `deadline` (a whole operation's, fixed when the
+    /// call began), `None`: never.
+    pub fn until(policy: &WaitPolicy, deadline: Option<Instant>) -> Waiter {
+        Waiter {
+            deadline,
+            ..Waiter::new(policy, None)
+        }
+    }
+
+    /// Time since the wait began (zero before its first look at the
+    /// clock).
     pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
+        self.start.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
     /// How often this wait blocked.
@@ -299,7 +310,9 @@ impl Waiter {
     /// idle stretch spins and yields again before it blocks. The deadline
     /// stays.
     pub fn reset(&mut self) {
-        self.start = Instant::now();
+        if self.start.is_some() {
+            self.start = Some(Instant::now());
+        }
         self.polls = 0;
         self.spinning = self.policy.spin > Duration::ZERO;
         self.backoff = Duration::from_micros(1);
@@ -321,14 +334,21 @@ impl Waiter {
     #[inline(never)]
     fn decide(&mut self) -> Pause {
         let now = Instant::now();
+        let start = *self.start.get_or_insert_with(|| {
+            if let Some(t) = self.timeout {
+                self.deadline = now.checked_add(t);
+            }
+            now
+        });
         if self.deadline.is_some_and(|d| now >= d) {
             return Pause::Expired;
         }
-        if now >= self.next_check {
-            self.next_check = now + CHECK_EVERY;
+        let next_check = *self.next_check.get_or_insert(start + CHECK_EVERY);
+        if now >= next_check {
+            self.next_check = Some(now + CHECK_EVERY);
             return Pause::Check;
         }
-        let idle = now.saturating_duration_since(self.start);
+        let idle = now.saturating_duration_since(start);
         if idle < self.policy.spin {
             std::hint::spin_loop();
             return Pause::Again;
@@ -339,7 +359,7 @@ impl Waiter {
             return Pause::Again;
         }
         self.blocks += 1;
-        let mut slice = self.next_check - now;
+        let mut slice = next_check - now;
         if let Some(d) = self.deadline {
             slice = slice.min(d - now);
         }

@@ -30,7 +30,7 @@ fn alltoall_procs(quick: bool) -> &'static [usize] {
 /// the closing barrier are a few per cent of it.
 fn alltoall_seconds(quick: bool) -> f64 {
     if quick {
-        0.3
+        0.4
     } else {
         1.0
     }
