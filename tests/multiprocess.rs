@@ -629,6 +629,18 @@ fn role_dsm() -> Result<(), Failed> {
 /// Rank 0 streams messages of random sizes (some larger than the ring) to
 /// ranks 1 and 2 until it is killed; rank 1 receives from 0, rank 2 from any
 /// source. Both must end with PeerDied { id: 0 } — within the 10 s watchdog.
+/// Waits until `members` have joined `job`'s group. A member killed before
+/// it joined never was one (nobody can report its death), so the kill
+/// tests kill only after this.
+fn all_joined(job: &GroupLaunch, members: usize) -> Result<(), Failed> {
+    let by = Instant::now() + Duration::from_secs(10);
+    while MailboxGroup::joined(job.segment())? < members {
+        ensure(Instant::now() < by, || "the members did not join".into())?;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
 fn mailbox_kill_loop() -> Result<(), Failed> {
     let options = MailboxOptions {
         pool: 64 << 10,
@@ -644,6 +656,7 @@ fn mailbox_kill_loop() -> Result<(), Failed> {
                 "stream-survivor"
             })
         })?;
+        all_joined(&job, 3)?;
         std::thread::sleep(Duration::from_millis(30 + 7 * round));
         ensure(job.kill(0), || "could not kill the victim".into())?;
         let killed = Instant::now();
@@ -826,6 +839,7 @@ fn mailbox_death_reported_once() -> Result<(), Failed> {
             }
             cmd
         })?;
+        all_joined(&job, 3)?;
         std::thread::sleep(Duration::from_millis(5 + rng.below(40)));
         ensure(job.kill(0), || "could not kill the victim".into())?;
         let killed = monotonic_ns();

@@ -76,7 +76,7 @@ pub fn run<T: Transport>(t: &mut T, per_peer: usize, size: usize) -> Result<Opti
 const CALIBRATION_PER_PEER: usize = 200;
 
 /// The job's steady all-to-all rate: calibration rounds from
-/// [`CALIBRATION_PER_PEER`] messages per peer, four times more each, until
+/// 200 messages per peer, four times more each, until
 /// one lasts a quarter of `target` (they also bring every rank up to
 /// speed), then a run sized from the last to last about `target`; rank 0
 /// decides the sizes and broadcasts them. Returns, on rank 0, what the
