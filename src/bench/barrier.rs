@@ -70,9 +70,7 @@ fn rounds(cfg: &Config) -> usize {
 pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), String> {
     let rounds = rounds(cfg);
     let limit = SpinBarrier::new(THREADS as u32);
-    let mut limit_ns = Vec::with_capacity(samples);
-    for _ in 0..=samples {
-        let start = Instant::now();
+    let limit_ns = per_round(samples, rounds, || {
         std::thread::scope(|s| {
             for cpu in 1..THREADS {
                 let limit = &limit;
@@ -83,33 +81,26 @@ pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), 
             }
             (0..rounds).for_each(|_| limit.wait());
         });
-        limit_ns.push(start.elapsed().as_secs_f64() * 1e9 / rounds as f64);
-    }
-    // The first sample starts the threads cold.
-    limit_ns.remove(0);
+        Ok(())
+    })?;
     report.records.push(Record::from_samples(
         "limit.barrier",
         "latency_ns",
         THREADS,
         &limit_ns,
     ));
-
     let mut team = Team::new(THREADS, 64).map_err(|e| e.to_string())?;
-    let mut team_ns = Vec::with_capacity(samples);
-    for _ in 0..=samples {
-        let start = Instant::now();
+    let team_ns = per_round(samples, rounds, || {
         let results = team.run(|me| {
             if me.index() > 0 {
                 pin(me.index());
             }
             (0..rounds).try_for_each(|_| me.barrier().map(drop))
         });
-        for r in results {
-            r.map_err(|e| e.to_string())?;
-        }
-        team_ns.push(start.elapsed().as_secs_f64() * 1e9 / rounds as f64);
-    }
-    team_ns.remove(0);
+        results
+            .into_iter()
+            .try_for_each(|r| r.map_err(|e| e.to_string()))
+    })?;
     report.records.push(Record::from_samples(
         "team.barrier",
         "latency_ns",
@@ -117,4 +108,21 @@ pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), 
         &team_ns,
     ));
     Ok(())
+}
+
+/// `samples` timings of `job` (which runs `rounds` barriers), in ns per
+/// barrier, after a first run that starts the threads cold and is dropped.
+fn per_round(
+    samples: usize,
+    rounds: usize,
+    mut job: impl FnMut() -> Result<(), String>,
+) -> Result<Vec<f64>, String> {
+    let mut ns = Vec::with_capacity(samples + 1);
+    for _ in 0..=samples {
+        let start = Instant::now();
+        job()?;
+        ns.push(start.elapsed().as_secs_f64() * 1e9 / rounds as f64);
+    }
+    ns.remove(0);
+    Ok(ns)
 }
