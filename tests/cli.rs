@@ -130,6 +130,10 @@ fn inspect_shows_a_groups_members_and_rings_and_survives_garbage() {
         text.contains("member 0: alive") && text.contains("member 1: alive"),
         "{text}"
     );
+    assert!(text.contains("0 lost wake-ups"), "{text}");
+    if std::env::var_os(shmpi::mailbox::DOORBELL_ENV).is_none() {
+        assert!(text.contains("doorbell fenced"), "{text}");
+    }
     let ring = text
         .lines()
         .find(|l| l.contains("0 → 1"))
