@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::sync::{Arc, Condvar, Mutex};
 use shmpi::mailbox::ring::{Consumer, Geometry, Producer, RingMemory, RingWord};
-use shmpi::mailbox::wake::{notify, sleep, WakeFlag};
+use shmpi::mailbox::wake::{notify, sleep, Slept, WakeFlag};
 
 struct Word(AtomicU64);
 
@@ -182,9 +182,13 @@ fn doorbell_never_loses_a_wakeup() {
                         rung = bell.1.wait(rung).unwrap();
                     }
                     *rung = false;
+                    true
                 },
             );
-            taken += usize::from(found.is_some());
+            // The wait returns only when rung: a lost wake-up would hang
+            // the model (loom reports a deadlock), never reach `Lost`.
+            assert!(!matches!(found, Slept::Lost(_) | Slept::Unrung));
+            taken += usize::from(matches!(found, Slept::Found(_)));
         }
         waker.join().unwrap();
         assert_eq!(taken, 1);

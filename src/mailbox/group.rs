@@ -18,7 +18,7 @@ use super::ring::{
     Consumer, Producer, RecordRef, Reservation, RingError, FLAG_ABORT, FLAG_CONT, FLAG_MORE,
     FLAG_POOL,
 };
-use super::wake::{notify, notify_light, sleep};
+use super::wake::{notify, notify_light, sleep, Slept};
 use super::{
     MailboxOptions, WaitStrategy, GROUP_ENV, LIVENESS_SLICE, MAX_MEMBERS, MAX_MESSAGE_LEN,
     RANK_ENV, SIZE_ENV,
@@ -297,16 +297,6 @@ pub const DOORBELL_ENV: &str = "SHMPI_DOORBELL";
 const DOORBELL_LIGHT: u32 = 1;
 /// [`MemberBlock::doorbell_mode`]: the member wakes with a swap.
 const DOORBELL_FENCED: u32 = 2;
-
-/// How the blocking step of a wait ended.
-enum Slept<T> {
-    /// The last look before sleeping found this.
-    Found(Result<T, MailboxError>),
-    /// A waker rang (or the word changed).
-    Rung,
-    /// The slice ended without a ring.
-    Unrung,
-}
 
 /// What a waiting call waits for, and whose death ends the wait.
 #[derive(Debug, Clone, Copy)]
@@ -901,17 +891,10 @@ impl MailboxGroup {
             }
         }
         let mut waiter = Waiter::until(&self.policy, deadline.as_ref().map(|d| d.at));
-        // Set after a sleep that no ring ended: if the next poll finds
-        // work, a waker published it without ringing.
-        let mut unrung = false;
         loop {
             if let Some(v) = poll(self)? {
-                if unrung {
-                    self.count_lost_wakeup();
-                }
                 return Ok(v);
             }
-            unrung = false;
             match waiter.pause() {
                 Pause::Again => {}
                 Pause::Expired => {
@@ -923,9 +906,8 @@ impl MailboxGroup {
                     }
                 }
                 Pause::Block(slice) => match self.sleep_for(watch, slice, &mut poll)? {
-                    Slept::Found(result) => return result,
-                    Slept::Rung => {}
-                    Slept::Unrung => unrung = true,
+                    Slept::Found(result) | Slept::Lost(result) => return result,
+                    Slept::Rung | Slept::Unrung => {}
                 },
             }
         }
@@ -938,7 +920,7 @@ impl MailboxGroup {
         watch: Watch,
         slice: Duration,
         poll: &mut impl FnMut(&mut Self) -> Result<Option<T>, MailboxError>,
-    ) -> Result<Slept<T>, MailboxError> {
+    ) -> Result<Slept<Result<T, MailboxError>>, MailboxError> {
         // A handle of our own on the mapping: what we sleep on stays
         // borrowed from it while `poll` borrows `self` mutably.
         let seg = Arc::clone(&self.seg);
@@ -954,7 +936,7 @@ impl MailboxGroup {
         let ticket = bell.ticket();
         let mut bell_error = None;
         let scope = self.doorbell.heavy;
-        let found = sleep(
+        let slept = sleep(
             &me.sleeping,
             || {
                 // A failed barrier (none is expected once available) leaves
@@ -969,11 +951,9 @@ impl MailboxGroup {
                 let count = sleep_counter.load(Ordering::Relaxed);
                 sleep_counter.store(count.wrapping_add(1), Ordering::Relaxed);
                 bell_error = bell.sleep(ticket, slice).err();
+                bell.ticket() != ticket
             },
         );
-        if let Some(result) = found {
-            return Ok(Slept::Found(result));
-        }
         if let Some(errno) = bell_error {
             return Err(SyncError::Os {
                 op: "futex(FUTEX_WAIT) on a mailbox doorbell",
@@ -981,11 +961,10 @@ impl MailboxGroup {
             }
             .into());
         }
-        Ok(if bell.ticket() == ticket {
-            Slept::Unrung
-        } else {
-            Slept::Rung
-        })
+        if let Slept::Lost(_) = slept {
+            self.count_lost_wakeup();
+        }
+        Ok(slept)
     }
 
     /// Counts a wait that found work after a sleep no ring ended (see
@@ -996,13 +975,14 @@ impl MailboxGroup {
         c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Waits of this member that found their work only after sleeping a
-    /// whole slice without a ring: each is a lost wake-up — a waker that
-    /// published and did not ring — which the periodic check rescued
-    /// 10 ms late. The doorbell protocol makes this 0; the count is an
-    /// upper bound (a waker killed between publishing and ringing, or one
-    /// that publishes in the nanoseconds after the slice ended, also
-    /// counts). The stress and kill tests check that it stays 0.
+    /// Waits of this member whose sleep ended without a ring although a
+    /// look made right after it — the member still announced as sleeping —
+    /// found work: a waker published while the member slept and did not
+    /// ring, a lost wake-up, which the periodic check rescued up to 10 ms
+    /// late ([`wake::Slept::Lost`](super::wake::Slept::Lost)). The doorbell
+    /// protocol makes this 0; the count is an upper bound (a waker caught
+    /// between its publishing and its ringing — nanoseconds — or killed
+    /// there also counts). The stress and kill tests check that it stays 0.
     pub fn lost_wakeups(&self) -> u64 {
         self.member(self.id).lost_wakeups.load(Ordering::Relaxed)
     }

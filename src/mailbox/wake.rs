@@ -93,26 +93,45 @@ pub fn notify_light<F: WakeFlag>(sleeping: &F, doorbell: impl FnOnce()) {
     }
 }
 
+/// How a [`sleep`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Slept<T> {
+    /// The look before sleeping found this: no sleep.
+    Found(T),
+    /// A waker rang (the doorbell changed); the caller looks again.
+    Rung,
+    /// The sleep ended without a ring (its time slice, a signal) and there
+    /// is still no work.
+    Unrung,
+    /// The sleep ended without a ring, yet the look after it — made while
+    /// the flag still said "sleeping" — found this: a waker published
+    /// while this side was announced and did not ring. A lost wake-up, or
+    /// a waker between its publishing and its ringing (nanoseconds), or one
+    /// that died there.
+    Lost(T),
+}
+
 /// The sleeper's half: announces the sleep, runs `barrier` (the heavy
-/// barrier for asymmetric wakers; nothing for fenced ones), re-checks
-/// `has_work`, and only if there is still none calls `wait` (which sleeps
-/// on the doorbell until rung or a time slice ends). Returns what
-/// `has_work` found, or `None` after a wait; the caller polls again in any
-/// case.
+/// barrier for asymmetric wakers; nothing for fenced ones), looks for work
+/// (`look`), and only if there is none calls `wait`, which sleeps on the
+/// doorbell until rung or a time slice ends and says whether it was rung.
+/// After an unrung sleep it looks once more before withdrawing the
+/// announcement, so that work found then was published while the flag was
+/// up: [`Slept::Lost`].
 #[inline]
 pub fn sleep<F: WakeFlag, T>(
     sleeping: &F,
     barrier: impl FnOnce(),
-    has_work: impl FnOnce() -> Option<T>,
-    wait: impl FnOnce(),
-) -> Option<T> {
+    mut look: impl FnMut() -> Option<T>,
+    wait: impl FnOnce() -> bool,
+) -> Slept<T> {
     sleeping.swap(1, Ordering::AcqRel);
     barrier();
-    if let Some(found) = has_work() {
-        sleeping.store(0, Ordering::Relaxed);
-        return Some(found);
-    }
-    wait();
+    let slept = match look() {
+        Some(found) => Slept::Found(found),
+        None if wait() => Slept::Rung,
+        None => look().map_or(Slept::Unrung, Slept::Lost),
+    };
     sleeping.store(0, Ordering::Relaxed);
-    None
+    slept
 }
