@@ -184,6 +184,7 @@ fn doorbell_never_loses_a_wakeup() {
                     *rung = false;
                     true
                 },
+                || false,
             );
             // The wait returns only when rung: a lost wake-up would hang
             // the model (loom reports a deadlock), never reach `Lost`.

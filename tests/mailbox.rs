@@ -420,7 +420,8 @@ fn streamed_send_timeout_ends_at_its_deadline_and_the_next_message_is_whole() {
         fragment: 4 << 10,
         ..MailboxOptions::default()
     };
-    let big = vec![7u8; 4 << 20];
+    // Far more than the receiver drains in 5 ms at any speed.
+    let big = vec![7u8; 64 << 20];
     for receiver_drains_first in [false, true] {
         let mut m = MailboxGroup::threads(2, &opts).unwrap();
         let mut b = m.pop().unwrap();

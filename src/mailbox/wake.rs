@@ -104,10 +104,10 @@ pub enum Slept<T> {
     /// is still no work.
     Unrung,
     /// The sleep ended without a ring, yet the look after it — made while
-    /// the flag still said "sleeping" — found this: a waker published
-    /// while this side was announced and did not ring. A lost wake-up, or
-    /// a waker between its publishing and its ringing (nanoseconds), or one
-    /// that died there.
+    /// the flag still said "sleeping" — found this, and no ring came within
+    /// the grace `late_ring` allowed: a waker published while this side was
+    /// announced and did not ring. A lost wake-up — or a waker that died
+    /// between publishing and ringing.
     Lost(T),
 }
 
@@ -117,20 +117,29 @@ pub enum Slept<T> {
 /// doorbell until rung or a time slice ends and says whether it was rung.
 /// After an unrung sleep it looks once more before withdrawing the
 /// announcement, so that work found then was published while the flag was
-/// up: [`Slept::Lost`].
+/// up. Such work is a lost wake-up unless its waker is merely late — it
+/// published and was preempted before it could ring, which the scheduler
+/// makes common when processes outnumber cores — so `late_ring` (called
+/// with the flag still up, so a late waker does ring) waits a grace time
+/// for that ring and says whether it came: if not, [`Slept::Lost`].
 #[inline]
 pub fn sleep<F: WakeFlag, T>(
     sleeping: &F,
     barrier: impl FnOnce(),
     mut look: impl FnMut() -> Option<T>,
     wait: impl FnOnce() -> bool,
+    late_ring: impl FnOnce() -> bool,
 ) -> Slept<T> {
     sleeping.swap(1, Ordering::AcqRel);
     barrier();
     let slept = match look() {
         Some(found) => Slept::Found(found),
         None if wait() => Slept::Rung,
-        None => look().map_or(Slept::Unrung, Slept::Lost),
+        None => match look() {
+            None => Slept::Unrung,
+            Some(found) if late_ring() => Slept::Found(found),
+            Some(found) => Slept::Lost(found),
+        },
     };
     sleeping.store(0, Ordering::Relaxed);
     slept
