@@ -6,10 +6,9 @@
 //! the others spin on it. Size = threads.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use super::shm::pin;
-use super::{Config, Record, Report};
+use super::{ns_per_op, Config, Record, Report};
 use crate::hybrid::Team;
 
 /// Threads of both barriers (the machine's two cores here).
@@ -70,7 +69,7 @@ fn rounds(cfg: &Config) -> usize {
 pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), String> {
     let rounds = rounds(cfg);
     let limit = SpinBarrier::new(THREADS as u32);
-    let limit_ns = per_round(samples, rounds, || {
+    let limit_ns = ns_per_op(samples, rounds as u64, || {
         std::thread::scope(|s| {
             for cpu in 1..THREADS {
                 let limit = &limit;
@@ -81,7 +80,7 @@ pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), 
             }
             (0..rounds).for_each(|_| limit.wait());
         });
-        Ok(())
+        Ok::<(), String>(())
     })?;
     report.records.push(Record::from_samples(
         "limit.barrier",
@@ -90,7 +89,7 @@ pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), 
         &limit_ns,
     ));
     let mut team = Team::new(THREADS, 64).map_err(|e| e.to_string())?;
-    let team_ns = per_round(samples, rounds, || {
+    let team_ns = ns_per_op(samples, rounds as u64, || {
         let results = team.run(|me| {
             if me.index() > 0 {
                 pin(me.index());
@@ -108,21 +107,4 @@ pub fn measure(cfg: &Config, samples: usize, report: &mut Report) -> Result<(), 
         &team_ns,
     ));
     Ok(())
-}
-
-/// `samples` timings of `job` (which runs `rounds` barriers), in ns per
-/// barrier, after a first run that starts the threads cold and is dropped.
-fn per_round(
-    samples: usize,
-    rounds: usize,
-    mut job: impl FnMut() -> Result<(), String>,
-) -> Result<Vec<f64>, String> {
-    let mut ns = Vec::with_capacity(samples + 1);
-    for _ in 0..=samples {
-        let start = Instant::now();
-        job()?;
-        ns.push(start.elapsed().as_secs_f64() * 1e9 / rounds as f64);
-    }
-    ns.remove(0);
-    Ok(ns)
 }

@@ -28,6 +28,28 @@ pub mod shm;
 
 use std::fmt::Write as _;
 
+/// `count` samples of `job`, which performs `ops` operations, in ns per
+/// operation; a first run (cold caches, threads starting) is made and
+/// dropped.
+///
+/// # Errors
+///
+/// The first error of `job`.
+pub(crate) fn ns_per_op<E>(
+    count: usize,
+    ops: u64,
+    mut job: impl FnMut() -> Result<(), E>,
+) -> Result<Vec<f64>, E> {
+    let mut out = Vec::with_capacity(count + 1);
+    for _ in 0..=count {
+        let start = std::time::Instant::now();
+        job()?;
+        out.push(start.elapsed().as_secs_f64() * 1e9 / ops.max(1) as f64);
+    }
+    out.remove(0);
+    Ok(out)
+}
+
 /// How long a measurement runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Config {

@@ -31,16 +31,9 @@ fn samples(
     iters: u32,
     mut op: impl FnMut() -> Result<(), Error>,
 ) -> Result<Vec<f64>, Error> {
-    let mut out = Vec::with_capacity(count + 1);
-    for _ in 0..=count {
-        let start = Instant::now();
-        for _ in 0..iters {
-            op()?;
-        }
-        out.push(start.elapsed().as_secs_f64() * 1e9 / f64::from(iters));
-    }
-    out.remove(0);
-    Ok(out)
+    super::ns_per_op(count, u64::from(iters), || {
+        (0..iters).try_for_each(|_| op())
+    })
 }
 
 fn sample_count(cfg: &Config) -> usize {
