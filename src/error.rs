@@ -222,6 +222,21 @@ pub enum SyncError {
         /// How many members had left.
         left: usize,
     },
+    /// A team member asked for a second phase, or for a plain barrier,
+    /// while it holds a phase: end the phase with `Phase::next` (or drop
+    /// it) first.
+    #[error("this team member holds a phase; end it before a plain barrier or another phase")]
+    PhaseOpen,
+    /// Two ranks' claims on a node array overlap in one epoch (one writes
+    /// what the other reads or writes). Checked in debug builds, on both
+    /// ranks: at the later claim and at the epoch's end.
+    #[error("epoch {epoch}: this rank's claim overlaps node rank {other}'s")]
+    OverlappingClaim {
+        /// The epoch (node barriers since the array was made).
+        epoch: u64,
+        /// The node rank whose claim overlaps.
+        other: usize,
+    },
     /// A value passed in is out of range (a barrier of zero parties, a
     /// semaphore count above `SEM_VALUE_MAX`, ...).
     #[error("invalid argument: {0}")]

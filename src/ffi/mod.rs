@@ -204,7 +204,8 @@ fn sync_status(e: &SyncError) -> c_int {
         SyncError::WouldBlock => SHMPI_E_WOULD_BLOCK,
         SyncError::Timeout { .. } => SHMPI_E_TIMEOUT,
         SyncError::NotRecoverable => SHMPI_E_NOT_RECOVERABLE,
-        SyncError::TeamMemberLeft { .. } => SHMPI_E_STATE,
+        SyncError::TeamMemberLeft { .. } | SyncError::PhaseOpen => SHMPI_E_STATE,
+        SyncError::OverlappingClaim { .. } => SHMPI_E_STATE,
         _ => SHMPI_E_OS,
     }
 }

@@ -24,12 +24,14 @@
 
 #[cfg(feature = "mpi")]
 mod node;
+mod phase;
 mod team;
 #[cfg(feature = "mpi")]
 mod world;
 
 #[cfg(feature = "mpi")]
 pub use node::NodeArray;
+pub use phase::{BufferSplit, Phase, Views};
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::{HybridRecvRequest, HybridSendRequest, HybridWorld};

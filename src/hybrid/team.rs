@@ -1,19 +1,21 @@
 //! Thread teams: T threads of one rank over memory they all map, with a
 //! team barrier.
 
+use std::cell::Cell;
 use std::ops::Range;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
+use memmap2::MmapRaw;
 
+use super::phase::{BufferSplit, Buffers, Phase};
 use crate::error::{Error, PlacementError, SyncError};
-use crate::segment::{Segment, SegmentName, SharedSlice};
+use crate::segment::SharedSlice;
+use crate::sync::barrier::BarrierCell;
 use crate::sync::wait::{node_processes, unbind_this_thread, usable_cpus};
 use crate::sync::{Barrier, BarrierWaitResult, WaitPolicy};
-
-/// Where the team's data starts in its region (after the barrier).
-const DATA_AT: usize = 64;
 
 /// How often a thread waiting at the team barrier checks whether a member
 /// has left (after which the barrier can never complete).
@@ -40,8 +42,17 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
     start.min(len)..end.min(len)
 }
 
-/// A team of threads of this rank sharing a region of memory (a segment
-/// unlinked at once: private to the process, gone when it ends).
+/// A team of threads of this rank sharing memory no other process can map
+/// (anonymous private mappings; the barrier on the heap).
+///
+/// Two ways to share it:
+/// - **in place, phased** ([`Team::with_buffers`], [`TeamMember::phase`]):
+///   two buffers of `T`; in each phase every thread borrows the whole of
+///   one (`&[T]`) and its own part of the other (`&mut [T]`), and the
+///   barrier that ends the phase swaps their roles. The borrow checker
+///   keeps the threads apart: see [`Phase`].
+/// - **copies** ([`TeamMember::shared`]): [`SharedSlice`] views of a byte
+///   region, read and written element by element or in copies.
 ///
 /// How threads communicate beyond the team: a `HybridWorld` takes
 /// `&mut self`, so one thread sends: [`run_funnelled`](Self::run_funnelled)
@@ -80,10 +91,14 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
 /// }
 /// # Ok::<(), shmpi::Error>(())
 /// ```
-#[derive(Debug)]
 pub struct Team {
     threads: usize,
-    region: Segment,
+    /// The byte region of [`TeamMember::shared`] (`region_len` bytes).
+    region: MmapRaw,
+    region_len: usize,
+    /// The phased double buffer, when the team was made with one.
+    pub(super) buffers: Option<Buffers>,
+    barrier: Box<BarrierCell>,
     left: AtomicUsize,
     policy: WaitPolicy,
     /// The process may run on fewer CPUs than the team has threads (a
@@ -108,17 +123,96 @@ impl Team {
                 .ok_or(SyncError::InvalidArgument(
                     "a team needs 1 to u32::MAX threads",
                 ))?;
-        let mut region = Segment::builder(SegmentName::unique("team").as_str())
-            .size(DATA_AT + shared_bytes.max(1))
-            .create_init(|seg| Ok(Barrier::create_in(seg, 0, parties).map(drop)?))?;
-        region.unlink()?;
         Ok(Team {
             threads,
-            region,
+            region: private_memory(shared_bytes)?,
+            region_len: shared_bytes,
+            buffers: None,
+            barrier: BarrierCell::private(parties),
             left: AtomicUsize::new(0),
             policy: WaitPolicy::for_parties(threads * node_processes()),
             unbind_workers: threads > usable_cpus(),
         })
+    }
+
+    /// A team of `threads` threads over two buffers of `split.len()`
+    /// elements of `T` (zeroed), computed on in place in phases
+    /// ([`TeamMember::phase`]); `split` says which part of the buffer being
+    /// written each member owns. No [`shared`](TeamMember::shared) bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::InvalidArgument`] for zero threads or a split that
+    /// does not fit its length; the mappings' errors.
+    ///
+    /// # Examples
+    ///
+    /// Each element of the new buffer is the sum of its neighbours in the
+    /// old one, computed by 3 threads in place, 10 times:
+    ///
+    /// ```
+    /// use shmpi::hybrid::{BufferSplit, Team};
+    ///
+    /// let mut team = Team::with_buffers::<u64>(3, BufferSplit::new(100))?;
+    /// team.buffers_mut::<u64>()?.0.fill(1);       // what the first phase reads
+    /// team.run(|me| -> shmpi::Result<()> {
+    ///     let mut phase = me.phase::<u64>()?;
+    ///     for _ in 0..10 {
+    ///         let v = phase.views();
+    ///         for (k, out) in v.mine.iter_mut().enumerate() {
+    ///             let i = v.at + k;
+    ///             *out = v.read[i.saturating_sub(1)] + v.read[(i + 1).min(99)];
+    ///         }
+    ///         phase = phase.next()?;                 // barrier: roles swap
+    ///     }
+    ///     Ok(())
+    /// });
+    /// assert_eq!(team.read_buffer::<u64>()?[50], 1024);
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    pub fn with_buffers<T: Pod>(threads: usize, split: BufferSplit) -> Result<Team, Error> {
+        let buffers = Buffers::new::<T>(split)?;
+        let mut team = Team::new(threads, 0)?;
+        team.buffers = Some(buffers);
+        Ok(team)
+    }
+
+    /// The two buffers between runs: the one the next phase reads (the
+    /// last phase's result, or what you set up before the first), and the
+    /// one it writes.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::InvalidArgument`] when the team has no buffers of `T`.
+    pub fn buffers_mut<T: Pod>(&mut self) -> Result<(&mut [T], &mut [T]), SyncError> {
+        let read = self.read_index();
+        let buffers = Buffers::of::<T>(&self.buffers)?;
+        // SAFETY: &mut self: no run is in progress, so no phase (and no view)
+        // exists; the two buffers are disjoint.
+        Ok(unsafe { (buffers.whole_mut(read), buffers.whole_mut(1 - read)) })
+    }
+
+    /// The buffer the next phase reads: after a run, its last phase's
+    /// result.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::InvalidArgument`] when the team has no buffers of `T`.
+    pub fn read_buffer<T: Pod>(&self) -> Result<&[T], SyncError> {
+        let read = self.read_index();
+        let buffers = Buffers::of::<T>(&self.buffers)?;
+        // SAFETY: shared borrow of the team: no run (which needs &mut self)
+        // can write the buffers while it lives.
+        Ok(unsafe { buffers.whole(read) })
+    }
+
+    /// Which buffer phases of the barrier's current generation read.
+    pub(super) fn read_index(&self) -> usize {
+        (self.barrier().generation() % 2) as usize
+    }
+
+    fn barrier(&self) -> Barrier<'_> {
+        Barrier::on(&self.barrier, self.policy)
     }
 
     /// Sets how long a thread spins at the team barrier before it yields
@@ -205,13 +299,13 @@ impl Team {
                             unbind_this_thread();
                         }
                         let _leave = LeaveGuard(&team.left);
-                        worker(&TeamMember { team, index })
+                        worker(&TeamMember::new(team, index))
                     })
                 })
                 .collect();
             let first = {
                 let _leave = LeaveGuard(&team.left);
-                main(&TeamMember { team, index: 0 })
+                main(&TeamMember::new(team, 0))
             };
             let rest = handles
                 .into_iter()
@@ -231,14 +325,82 @@ impl Drop for LeaveGuard<'_> {
     }
 }
 
-/// One thread of a [`Team`].
+impl std::fmt::Debug for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Team")
+            .field("threads", &self.threads)
+            .field("shared_bytes", &self.region_len)
+            .field("buffers", &self.buffers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `bytes` (at least one page) of zeroed memory only this process maps.
+fn private_memory(bytes: usize) -> Result<MmapRaw, SyncError> {
+    memmap2::MmapOptions::new()
+        .len(bytes.max(1))
+        .map_anon()
+        .map(MmapRaw::from)
+        .map_err(|e| SyncError::Os {
+            op: "mmap",
+            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        })
+}
+
+/// One thread of a [`Team`]. Not `Sync`: it stays on its thread, so each
+/// barrier round has exactly one arrival per member.
 #[derive(Debug)]
 pub struct TeamMember<'a> {
     team: &'a Team,
     index: usize,
+    /// A [`Phase`] of this member is alive.
+    in_phase: Cell<bool>,
 }
 
-impl TeamMember<'_> {
+impl<'a> TeamMember<'a> {
+    fn new(team: &'a Team, index: usize) -> Self {
+        TeamMember {
+            team,
+            index,
+            in_phase: Cell::new(false),
+        }
+    }
+
+    /// This member's phase over the team's buffers: it reads the whole of
+    /// one buffer and writes its own part of the other (see [`Phase`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::PhaseOpen`] while this member holds a phase;
+    /// [`SyncError::InvalidArgument`] when the team has no buffers of `T`.
+    pub fn phase<T: Pod>(&self) -> Result<Phase<'_, T>, SyncError> {
+        let buffers = Buffers::of::<T>(&self.team.buffers)?;
+        if self.in_phase.replace(true) {
+            return Err(SyncError::PhaseOpen);
+        }
+        Ok(Phase::begin(self, buffers, self.team.read_index()))
+    }
+
+    /// Ends this member's phase (its views are gone: the phase was
+    /// consumed or dropped).
+    pub(super) fn end_phase(&self) {
+        self.in_phase.set(false);
+    }
+
+    /// The barrier that ends a phase: like [`barrier`](Self::barrier)
+    /// without the check that no phase is open.
+    pub(super) fn phase_barrier(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<BarrierWaitResult, SyncError> {
+        self.barrier_until(timeout.map(|t| (Instant::now() + t, t)))
+    }
+
+    /// The team this member belongs to.
+    pub(super) fn team(&self) -> &'a Team {
+        self.team
+    }
+
     /// This thread's index, `0..size()`.
     pub fn index(&self) -> usize {
         self.index
@@ -265,14 +427,27 @@ impl TeamMember<'_> {
         offset: usize,
         len: usize,
     ) -> Result<SharedSlice<'_, T>, PlacementError> {
-        let at = offset.checked_add(DATA_AT).ok_or(PlacementError {
-            what: "team view",
-            offset,
-            size: len,
-            align: std::mem::align_of::<T>(),
-            segment_len: self.team.region.len() - DATA_AT,
-        })?;
-        self.team.region.slice(at, len)
+        let region = self.team.region_len;
+        let fits = len
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|bytes| offset.checked_add(bytes))
+            .is_some_and(|end| end <= region)
+            && offset % std::mem::align_of::<T>() == 0;
+        if !fits {
+            return Err(PlacementError {
+                what: "team view",
+                offset,
+                size: len.saturating_mul(std::mem::size_of::<T>()),
+                align: std::mem::align_of::<T>(),
+                segment_len: region,
+            });
+        }
+        let ptr = NonNull::new(self.team.region.as_mut_ptr().wrapping_add(offset).cast::<T>())
+            .expect("a mapping is not at address 0");
+        // SAFETY: checked above: `len` elements at `offset` lie inside the
+        // region (page-aligned, so `offset`'s alignment is the pointer's),
+        // which lives as long as the team, borrowed for '_.
+        Ok(unsafe { SharedSlice::from_raw(ptr, len) })
     }
 
     /// Waits for every thread of the team (spins briefly, then sleeps: the
@@ -281,9 +456,11 @@ impl TeamMember<'_> {
     /// # Errors
     ///
     /// [`SyncError::TeamMemberLeft`] when a member left the team, so the
-    /// barrier cannot complete; [`SyncError`] from the barrier.
+    /// barrier cannot complete; [`SyncError::PhaseOpen`] while this member
+    /// holds a phase (end it with [`Phase::next`]); [`SyncError`] from the
+    /// barrier.
     pub fn barrier(&self) -> Result<BarrierWaitResult, SyncError> {
-        self.barrier_until(None)
+        self.plain_barrier(None)
     }
 
     /// [`barrier`](Self::barrier) with a timeout.
@@ -292,7 +469,17 @@ impl TeamMember<'_> {
     ///
     /// [`SyncError::Timeout`], or as [`barrier`](Self::barrier).
     pub fn barrier_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, SyncError> {
-        self.barrier_until(Some((Instant::now() + timeout, timeout)))
+        self.plain_barrier(Some((Instant::now() + timeout, timeout)))
+    }
+
+    fn plain_barrier(
+        &self,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Result<BarrierWaitResult, SyncError> {
+        if self.in_phase.get() {
+            return Err(SyncError::PhaseOpen);
+        }
+        self.barrier_until(deadline)
     }
 
     /// Waits in slices of [`LEFT_CHECK`]: a slice that times out withdraws
@@ -302,7 +489,7 @@ impl TeamMember<'_> {
         &self,
         deadline: Option<(Instant, Duration)>,
     ) -> Result<BarrierWaitResult, SyncError> {
-        let barrier = Barrier::open_in(&self.team.region, 0)?.with_policy(self.team.policy);
+        let barrier = self.team.barrier();
         loop {
             let slice = match deadline {
                 None => LEFT_CHECK,

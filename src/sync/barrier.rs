@@ -19,8 +19,10 @@ use crate::segment::Segment;
 
 const TAG: u32 = u32::from_le_bytes(*b"BAR1");
 
+/// The barrier's state: in a segment for processes, or in a process's own
+/// memory for its threads ([`BarrierCell::private`]).
 #[repr(C, align(64))]
-struct BarrierCell {
+pub(crate) struct BarrierCell {
     tag: AtomicU32,
     parties: AtomicU32,
     /// `generation << 32 | arrived`.
@@ -33,6 +35,20 @@ struct BarrierCell {
     /// sleeper, a wake-up at the sleeper's next check (the wait policy's
     /// slice), never a hang.
     sleepers: AtomicU32,
+}
+
+impl BarrierCell {
+    /// A barrier for `parties` threads of this process, in its own memory
+    /// (a team's: no other process can map it).
+    pub(crate) fn private(parties: u32) -> Box<BarrierCell> {
+        Box::new(BarrierCell {
+            tag: AtomicU32::new(TAG),
+            parties: AtomicU32::new(parties),
+            state: AtomicU64::new(0),
+            wake: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        })
+    }
 }
 
 /// What [`Barrier::wait`] tells each party.
@@ -129,6 +145,23 @@ impl<'a> Barrier<'a> {
             parties,
             policy: WaitPolicy::for_parties(parties as usize),
         })
+    }
+
+    /// The barrier over a process-private cell (the party count is the
+    /// cell's own, set by [`BarrierCell::private`]).
+    pub(crate) fn on(cell: &'a BarrierCell, policy: WaitPolicy) -> Self {
+        Barrier {
+            cell,
+            parties: cell.parties.load(Ordering::Relaxed).max(1),
+            policy,
+        }
+    }
+
+    /// How many rounds have completed (wrapping at 2³²). A party that has
+    /// passed round `g` and not yet arrived again reads exactly `g + 1`:
+    /// the next round cannot complete without it.
+    pub(crate) fn generation(&self) -> u32 {
+        (self.cell.state.load(Ordering::Acquire) >> 32) as u32
     }
 
     /// Spins for up to `spin` before yielding and sleeping in a wait.

@@ -33,7 +33,7 @@
 //!
 //! [`Segment`]: crate::segment::Segment
 
-mod barrier;
+pub(crate) mod barrier;
 pub(crate) mod futex;
 pub mod membarrier;
 mod mutex;
