@@ -30,7 +30,7 @@ mod team;
 mod world;
 
 #[cfg(feature = "mpi")]
-pub use node::NodeArray;
+pub use node::{Epoch, NodeArray};
 pub use phase::{BufferSplit, Phase, Views};
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]

@@ -2,39 +2,87 @@
 //! others open (the node mailbox group, node arrays).
 
 use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::HybridWorld;
-use crate::error::{Error, MailboxError};
+use super::{split_range, HybridWorld};
+use crate::error::{Error, MailboxError, SyncError};
 use crate::mpi::Comm;
 use crate::segment::{Segment, SegmentKind, SegmentName, SharedSlice};
+use crate::sync::claims::{self, ClaimTable};
+use crate::sync::Barrier;
 
 /// `len` elements of `T` mapped by every rank of a node: a segment the node
 /// leader creates and the others open, unlinked as soon as all have it
 /// (nothing can leak when the job is killed).
 ///
+/// # Computing in place: epochs
+///
+/// [`epoch`](Self::epoch) hands out borrows of the array itself —
+/// `&[T]` of a range you read, `&mut [T]` of a range you write — for one
+/// epoch, which [`Epoch::next`] ends at the node barrier. The borrow
+/// checker does the rest inside the process (a borrow cannot outlive its
+/// epoch; one epoch at a time per array), so the one promise left to the
+/// caller — the `unsafe` of [`Epoch::borrow`] — is about the other ranks:
+/// **in an epoch, no other rank writes a range you borrow, and no other
+/// rank reads or writes the range you write.** As with memmap2's
+/// `MmapMut` over a shared file, Rust cannot check another process; in
+/// debug builds shmpi does: each epoch's claims go in a side table in the
+/// array's memory, and an overlapping claim fails
+/// ([`SyncError::OverlappingClaim`](crate::SyncError::OverlappingClaim)) on
+/// both ranks — the later claimer at once, the other at the epoch's end.
+/// The copy API ([`view`](Self::view)) needs no promise: use it with
+/// peers you do not trust. shmpi's own control structures (the barrier,
+/// the claim table) lie outside the data and are never trusted.
+///
 /// # Memory model
 ///
 /// Plain writes to the array by one rank become visible to the node's
-/// other ranks at the next [`HybridWorld::node_barrier`] (an
-/// `MPI_Barrier` on the node communicator, with a sequentially consistent
-/// fence before and after it — what `MPI_Win_sync` + barrier gives an MPI
-/// shared-memory window). Between barriers, use the array's atomics-free
-/// copy-in/copy-out views on disjoint ranges, or your own synchronisation.
-/// A message received from a rank orders everything that rank wrote before
-/// sending it (the mailbox record is published with release ordering and
-/// read with acquire ordering; MPI's message completion does the same).
+/// other ranks at the next barrier of the array ([`NodeArray::barrier`],
+/// [`Epoch::next`]) or [`HybridWorld::node_barrier`]: sequentially
+/// consistent fences around the barrier, and for a window `MPI_Win_sync`
+/// on both sides, as MPI's unified memory model asks. A message received
+/// from a rank orders everything that rank wrote before sending it (the
+/// mailbox record is published with release ordering and read with
+/// acquire ordering; MPI's message completion does the same).
 ///
 /// Two backings behind one interface: a shmpi segment
-/// ([`HybridWorld::node_array`]) or an MPI shared-memory window
-/// (`MPI_Win_allocate_shared`, [`HybridWorld::node_window_array`]), so the
-/// two can be compared. Use [`NodeArray::barrier`] to order writes with
-/// either (for a window it adds `MPI_Win_sync` on both sides of the
-/// barrier, as MPI's unified memory model asks).
+/// ([`HybridWorld::node_array`], whose barrier is shmpi's futex barrier
+/// in the segment) or an MPI shared-memory window
+/// (`MPI_Win_allocate_shared`, [`HybridWorld::node_window_array`], whose
+/// barrier is `MPI_Barrier` on the node), so the two can be compared.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use shmpi::hybrid::HybridWorld;
+/// # use shmpi::mpi::{Mpi, ThreadLevel};
+/// # let mpi = Mpi::init(ThreadLevel::Single)?;
+/// # let world = HybridWorld::new(&mpi)?;
+/// let mut a = world.node_array::<f64>(1 << 20)?;
+/// let (mine, all) = (a.part(), 0..a.len());
+/// let mut epoch = a.epoch();
+/// // SAFETY: every rank of the node writes only its own part (a.part()).
+/// let (_, out) = unsafe { epoch.borrow(0..0, mine.clone())? };
+/// out.fill(1.0);
+/// let mut epoch = epoch.next(&world)?;   // node barrier: the writes are visible
+/// // SAFETY: nobody writes in this epoch.
+/// let (read, _) = unsafe { epoch.borrow(all, 0..0)? };
+/// assert_eq!(read.iter().sum::<f64>(), (1 << 20) as f64);
+/// # Ok::<(), shmpi::Error>(())
+/// ```
 pub struct NodeArray<T: Pod> {
     backing: Backing,
     len: usize,
+    /// Byte offset of the control area (barrier, claim table).
+    control: usize,
+    node_rank: usize,
+    node_size: usize,
+    /// Barriers of this array passed: the epoch number (all ranks agree).
+    epoch: AtomicU64,
     _t: PhantomData<T>,
 }
 
@@ -49,7 +97,35 @@ struct SharedWindow {
     base: std::ptr::NonNull<u8>,
 }
 
+/// Bytes of `len` elements of `T`.
+fn data_bytes<T>(len: usize) -> Result<usize, SyncError> {
+    len.checked_mul(std::mem::size_of::<T>())
+        .ok_or(SyncError::InvalidArgument("a node array larger than memory"))
+}
+
+/// The array's control area: after the data, on its own cache line.
+fn control_at(data_bytes: usize) -> usize {
+    data_bytes.next_multiple_of(64)
+}
+
+/// Bytes of the whole array: data, barrier, claim table.
+fn total_bytes(data_bytes: usize, node_size: usize) -> usize {
+    control_at(data_bytes) + Barrier::SIZE + claims::table_bytes(node_size)
+}
+
 impl<T: Pod> NodeArray<T> {
+    fn new(backing: Backing, len: usize, control: usize, node: &Comm) -> Self {
+        NodeArray {
+            backing,
+            len,
+            control,
+            node_rank: node.rank(),
+            node_size: node.size(),
+            epoch: AtomicU64::new(0),
+            _t: PhantomData,
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
@@ -60,17 +136,47 @@ impl<T: Pod> NodeArray<T> {
         self.len == 0
     }
 
-    /// A view of the whole array.
-    pub fn view(&self) -> SharedSlice<'_, T> {
+    /// This rank's even share of the elements among the node's ranks
+    /// ([`split_range`] by node rank) — a partition to start from.
+    pub fn part(&self) -> Range<usize> {
+        split_range(self.len, self.node_size, self.node_rank)
+    }
+
+    /// This rank's rank on the node and the node's rank count.
+    pub fn node_rank(&self) -> (usize, usize) {
+        (self.node_rank, self.node_size)
+    }
+
+    fn base(&self) -> *mut u8 {
         match &self.backing {
-            Backing::Segment(seg) => seg
-                .slice(0, self.len)
-                .expect("sized for len elements at creation"),
-            // SAFETY: the window's base holds len elements of T (checked at
-            // creation), aligned (MPI aligns window memory at least as malloc
-            // does), and lives as long as self.
-            Backing::Window(w) => unsafe { SharedSlice::from_raw(w.base.cast(), self.len) },
+            Backing::Segment(seg) => seg.as_ptr(),
+            Backing::Window(w) => w.base.as_ptr(),
         }
+    }
+
+    /// The first element (aligned to 64 bytes at least on the segment
+    /// backing; valid while the array lives).
+    pub fn as_ptr(&self) -> *mut T {
+        self.base().cast()
+    }
+
+    /// A copy-in/copy-out view of the whole array (no promise needed:
+    /// for peers you do not trust).
+    pub fn view(&self) -> SharedSlice<'_, T> {
+        // SAFETY: the memory holds len elements of T (checked at creation),
+        // aligned (segment data on 128 bytes, window memory checked at
+        // creation), and lives as long as self.
+        unsafe {
+            SharedSlice::from_raw(
+                std::ptr::NonNull::new(self.as_ptr()).expect("mapped"),
+                self.len,
+            )
+        }
+    }
+
+    /// The current epoch: borrows of the array until the next barrier.
+    pub fn epoch(&mut self) -> Epoch<'_, T> {
+        Epoch { array: self }
     }
 
     /// True when the array is an MPI shared-memory window.
@@ -79,22 +185,161 @@ impl<T: Pod> NodeArray<T> {
     }
 
     /// A node barrier that orders every rank's writes to the array before
-    /// it with every read after it.
+    /// it with every read after it, and ends the epoch.
     ///
     /// # Errors
     ///
-    /// MPI's error.
+    /// The barrier's error (MPI's for a window).
     pub fn barrier(&self, world: &HybridWorld) -> Result<(), Error> {
-        self.sync()?;
-        world.node_barrier()?;
-        self.sync()
+        self.barrier_until(Some(world), None)
     }
 
-    fn sync(&self) -> Result<(), Error> {
-        if let Backing::Window(w) = &self.backing {
-            w.window.sync()?;
+    /// The barrier, with or without the world (only a window needs it)
+    /// and a timeout (only the segment backing has one).
+    pub(crate) fn barrier_until(
+        &self,
+        world: Option<&HybridWorld>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Error> {
+        fence(Ordering::SeqCst);
+        match &self.backing {
+            Backing::Segment(seg) => {
+                let barrier = Barrier::open_in(seg, self.control)?;
+                match timeout {
+                    Some(t) => barrier.wait_timeout(t).map(drop)?,
+                    None => barrier.wait().map(drop)?,
+                }
+            }
+            Backing::Window(w) => {
+                let world = world.ok_or(SyncError::InvalidArgument(
+                    "a window-backed node array's barrier needs its world",
+                ))?;
+                w.window.sync()?;
+                world.node().barrier()?;
+                w.window.sync()?;
+            }
         }
+        fence(Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn claims(&self) -> ClaimTable {
+        let at = self.control + Barrier::SIZE;
+        let base = std::ptr::NonNull::new(self.base().wrapping_add(at)).expect("mapped");
+        // SAFETY: the control area (barrier, then the table for node_size
+        // ranks) lies inside the mapping (its size was checked at creation),
+        // 64-byte aligned, zeroed by the creator, alive as long as self.
+        unsafe { ClaimTable::new(base, self.node_size, self.node_rank) }
+    }
+}
+
+/// One epoch of a [`NodeArray`]: borrows of the array that end at the next
+/// barrier, which [`next`](Self::next) consumes the epoch to pass.
+///
+/// ```compile_fail
+/// # fn f(world: &shmpi::hybrid::HybridWorld) -> shmpi::Result<()> {
+/// let mut a = world.node_array::<f64>(64)?;
+/// let mut epoch = a.epoch();
+/// let (_, mine) = unsafe { epoch.borrow(0..0, 0..8)? };
+/// let epoch = epoch.next(world)?;      // a borrow cannot outlive its epoch
+/// mine[0] = 1.0;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Epoch<'a, T: Pod> {
+    array: &'a mut NodeArray<T>,
+}
+
+impl<'a, T: Pod> Epoch<'a, T> {
+    /// The epoch's number: barriers of the array since its creation.
+    pub fn number(&self) -> u64 {
+        self.array.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Borrows elements `read` to read and elements `write` to write, for
+    /// this epoch (the two must not overlap; either may be empty). Debug
+    /// builds record the claim and check it against the other ranks'.
+    ///
+    /// # Safety
+    ///
+    /// In this epoch no other rank of the node writes `read`, and no other
+    /// rank reads or writes `write` — by any means (epochs, the copy view,
+    /// the C pointer).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::InvalidArgument`] for a range outside the array or
+    /// overlapping ranges; [`SyncError::OverlappingClaim`] (debug builds)
+    /// when another rank's claim in this epoch conflicts.
+    pub unsafe fn borrow(
+        &mut self,
+        read: Range<usize>,
+        write: Range<usize>,
+    ) -> Result<(&[T], &mut [T]), SyncError> {
+        let len = self.array.len;
+        let valid = |r: &Range<usize>| r.start <= r.end && r.end <= len;
+        if !valid(&read) || !valid(&write) {
+            return Err(SyncError::InvalidArgument(
+                "a node array borrow outside the array",
+            ));
+        }
+        if !read.is_empty() && !write.is_empty() && read.start < write.end && write.start < read.end
+        {
+            return Err(SyncError::InvalidArgument(
+                "a node array borrow reads and writes the same elements",
+            ));
+        }
+        if cfg!(debug_assertions) {
+            self.array.claims().claim(self.number(), &read, &write)?;
+        }
+        let base = self.array.as_ptr();
+        // SAFETY: both ranges lie inside the array's len elements (checked),
+        // which are mapped, aligned and initialised (Pod: any bytes); they do
+        // not overlap each other (checked); `&mut self` keeps this process
+        // from making another borrow while these live; the caller promises
+        // no other rank writes `read` or touches `write` in this epoch, which
+        // ends only when `next` consumes `self`, after these borrows.
+        unsafe {
+            Ok((
+                std::slice::from_raw_parts(base.add(read.start), read.len()),
+                std::slice::from_raw_parts_mut(base.add(write.start), write.len()),
+            ))
+        }
+    }
+
+    /// Ends the epoch at the array's barrier ([`NodeArray::barrier`]) and
+    /// returns the next one. Debug builds then check this rank's claims of
+    /// the epoch that ended against every other rank's.
+    ///
+    /// # Errors
+    ///
+    /// The barrier's error; [`SyncError::OverlappingClaim`] (debug builds).
+    pub fn next(self, world: &HybridWorld) -> Result<Epoch<'a, T>, Error> {
+        self.next_until(Some(world), None)
+    }
+
+    /// [`next`](Self::next) giving up after `timeout` (segment backing
+    /// only: an MPI window's barrier has no timeout).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Timeout`], or as [`next`](Self::next).
+    pub fn next_timeout(self, world: &HybridWorld, timeout: Duration) -> Result<Epoch<'a, T>, Error> {
+        self.next_until(Some(world), Some(timeout))
+    }
+
+    pub(crate) fn next_until(
+        self,
+        world: Option<&HybridWorld>,
+        timeout: Option<Duration>,
+    ) -> Result<Epoch<'a, T>, Error> {
+        let ended = self.number();
+        self.array.barrier_until(world, timeout)?;
+        if cfg!(debug_assertions) {
+            self.array.claims().check(ended)?;
+        }
+        Ok(self)
     }
 }
 
@@ -102,6 +347,8 @@ impl<T: Pod> std::fmt::Debug for NodeArray<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeArray")
             .field("len", &self.len)
+            .field("node_rank", &self.node_rank)
+            .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
 }
@@ -168,14 +415,21 @@ impl HybridWorld {
     /// # Ok::<(), shmpi::Error>(())
     /// ```
     pub fn node_array<T: Pod>(&self, len: usize) -> Result<NodeArray<T>, Error> {
-        let bytes = len.saturating_mul(std::mem::size_of::<T>()).max(1);
         let node = self.node();
+        let (data, parties) = (data_bytes::<T>(len)?, node.size());
+        let control = control_at(data);
+        let total = total_bytes(data, parties);
         let mut segment = share_from_leader(node, "node array", "node-array", |name| {
             if node.rank() == 0 {
+                let parties = u32::try_from(parties).map_err(|_| {
+                    SyncError::InvalidArgument("a node of more than 2^32 ranks")
+                })?;
                 Ok(Segment::builder(name.as_str())
-                    .size(bytes)
+                    .size(total)
                     .kind(SegmentKind::NODE_ARRAY)
-                    .create()?)
+                    .create_init(|seg| {
+                        Ok(Barrier::create_in(seg, control, parties).map(drop)?)
+                    })?)
             } else {
                 Ok(Segment::builder(name.as_str())
                     .expect_kind(SegmentKind::NODE_ARRAY)
@@ -187,18 +441,14 @@ impl HybridWorld {
         if node.rank() == 0 {
             segment.unlink()?;
         }
-        if segment.len() < len.saturating_mul(std::mem::size_of::<T>()) {
+        if segment.len() < total {
             return Err(Error::Mailbox(MailboxError::Mismatch {
                 what: "node array bytes",
                 found: segment.len() as u64,
-                expected: (len * std::mem::size_of::<T>()) as u64,
+                expected: total as u64,
             }));
         }
-        Ok(NodeArray {
-            backing: Backing::Segment(segment),
-            len,
-            _t: PhantomData,
-        })
+        Ok(NodeArray::new(Backing::Segment(segment), len, control, node))
     }
 
     /// A node-wide array in an MPI shared-memory window
@@ -215,8 +465,9 @@ impl HybridWorld {
         use std::mem::MaybeUninit;
         let check = crate::mpi::check;
         let node = self.node();
-        let elem = std::mem::size_of::<T>().max(1);
-        let bytes = len.saturating_mul(elem);
+        let data = data_bytes::<T>(len)?;
+        let control = control_at(data);
+        let bytes = total_bytes(data, node.size());
         let mine = if node.rank() == 0 { bytes } else { 0 };
         let mut base: *mut std::ffi::c_void = std::ptr::null_mut();
         let mut win = MaybeUninit::uninit();
@@ -225,7 +476,7 @@ impl HybridWorld {
         check("MPI_Win_allocate_shared", unsafe {
             ffi::MPI_Win_allocate_shared(
                 mine as ffi::MPI_Aint,
-                elem as i32,
+                1,
                 ffi::RSMPI_INFO_NULL,
                 node.as_raw(),
                 (&mut base as *mut *mut std::ffi::c_void).cast(),
@@ -253,7 +504,8 @@ impl HybridWorld {
             expected: 1,
         })?;
         let window = SharedWindow { window, base };
-        if (size as u64) < bytes as u64 || (base.as_ptr() as usize) % std::mem::align_of::<T>() != 0
+        if (size as u64) < bytes as u64
+            || (base.as_ptr() as usize) % std::mem::align_of::<T>().max(8) != 0
         {
             return Err(Error::Mailbox(MailboxError::Mismatch {
                 what: "MPI shared window bytes",
@@ -261,11 +513,15 @@ impl HybridWorld {
                 expected: bytes as u64,
             }));
         }
-        Ok(NodeArray {
-            backing: Backing::Window(window),
-            len,
-            _t: PhantomData,
-        })
+        if node.rank() == 0 {
+            // SAFETY: the leader's own `bytes` bytes of the window (checked
+            // above); nobody else touches them before the barrier below.
+            unsafe { std::ptr::write_bytes(base.as_ptr(), 0, bytes) };
+        }
+        window.window.sync()?;
+        node.barrier()?;
+        window.window.sync()?;
+        Ok(NodeArray::new(Backing::Window(window), len, control, node))
     }
 
     /// A barrier of this node's ranks that also orders their writes to

@@ -34,6 +34,7 @@
 //! [`Segment`]: crate::segment::Segment
 
 pub(crate) mod barrier;
+pub(crate) mod claims;
 pub(crate) mod futex;
 pub mod membarrier;
 mod mutex;
