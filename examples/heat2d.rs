@@ -1,13 +1,18 @@
-//! 2-D heat diffusion, hybrid: rows of the grid are split over the MPI
-//! ranks (halo rows exchanged through a `HybridWorld` — mailboxes inside a
-//! node, MPI between nodes), and each rank's rows over the threads of a
-//! `Team` sharing the rank's block in memory (`shmpi::bench::heat2d`, also
-//! behind `shmpi bench`'s heat2d rows). Rank 0 runs the same stencil
-//! serially and the example fails unless the distributed result is
-//! identical, bit for bit.
+//! 2-D heat diffusion, hybrid, computed in place (`shmpi::bench::heat2d`,
+//! also behind `shmpi bench`'s heat2d rows). Rows of the grid are split
+//! over the MPI ranks, in one of two layouts:
+//! - ranks × threads (default): halo rows exchanged through a
+//!   `HybridWorld` (mailboxes inside a node, MPI between nodes), each
+//!   rank's rows computed by the threads of a `Team` in place on its
+//!   phased double buffer (`--threads 1`: pure MPI);
+//! - `--node`: the ranks of a node compute in place on one node array;
+//!   halos only between nodes.
+//!
+//! Rank 0 runs the same stencil serially and the example fails unless the
+//! distributed result is identical, bit for bit.
 //!
 //! ```text
-//! scripts/mpirun.sh -n 2 --threads 2 target/release/examples/heat2d [N] [STEPS] [--threads T] [--json FILE]
+//! scripts/mpirun.sh -n 2 --threads 2 target/release/examples/heat2d [N] [STEPS] [--threads T | --node] [--json FILE]
 //! ```
 
 use std::process::ExitCode;
@@ -18,11 +23,12 @@ use shmpi::mpi::{Mpi, ThreadLevel};
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut positional = Vec::new();
-    let (mut json, mut threads) = (None, 2usize);
+    let (mut json, mut threads, mut node) = (None, 2usize, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--json" => json = args.next(),
+            "--node" => node = true,
             "--threads" => {
                 threads = args
                     .next()
@@ -37,13 +43,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
     let mut world = HybridWorld::new(&mpi)?;
     let size = shmpi::transport::Transport::size(&world);
-    if let Some(out) = heat2d::run(&mut world, n, steps, threads)? {
+    let out = if node {
+        threads = 1;
+        heat2d::run_node(&mut world, n, steps)?
+    } else {
+        heat2d::run(&mut world, n, steps, threads)?
+    };
+    if let Some(out) = out {
         if out.differing != 0 {
             return Err(format!("{} cells differ from the serial run", out.differing).into());
         }
         println!(
-            "heat2d {n}x{n}, {steps} steps on {size} ranks x {threads} threads: {:.3} ms per step (median of {} parts); identical to the serial run (sum {:.6})",
-            out.record.median, out.record.n, out.checksum
+            "heat2d {n}x{n}, {steps} steps on {size} ranks x {threads} threads{}: {:.3} ms per step (median of {} parts); identical to the serial run (sum {:.6})",
+            if node { " (node-shared)" } else { "" },
+            out.record.median,
+            out.record.n,
+            out.checksum
         );
         if let Some(file) = json {
             let report = Report {

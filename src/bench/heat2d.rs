@@ -1,17 +1,59 @@
 //! heat2d, the hybrid flagship, as a measurement: a 2-D Jacobi heat grid
-//! whose rows are split over the ranks of a [`HybridWorld`] (halo rows
-//! exchanged through it — mailboxes inside a node, MPI between nodes) and
-//! each rank's rows over the threads of a [`Team`] sharing the rank's block.
-//! Rank 0 also runs the stencil serially and compares the two grids bit for
-//! bit. Path `heat2d.R{ranks}xT{threads}`, metric `time_ms` per step, size
-//! the grid's side.
+//! whose rows are split over ranks, in three layouts, each computed in
+//! place and compared bit for bit with a serial run on rank 0:
+//!
+//! - **ranks × team threads** ([`run`], path `heat2d.R{r}xT{t}`): each
+//!   rank's block (its rows and one halo row each side) is a [`Team`]'s
+//!   phased double buffer; the threads compute their rows in place, and
+//!   member 0 — which owns the rows outside the split window — computes
+//!   the edge rows first, sends them, computes its share and receives the
+//!   halos, all inside one phase: one team barrier a step. With one
+//!   thread a rank this is **pure MPI**: halos between all ranks.
+//! - **node-shared grid** ([`run_node`], path `heat2d.node.R{r}`): the
+//!   ranks of a node compute in place on one [`NodeArray`] holding the
+//!   node's block twice; only the ranks at a node's edge exchange halos,
+//!   with the neighbouring node; one node barrier a step.
+//! - **the machine's limit** ([`limit`], path `limit.heat2d.T{t}`): the
+//!   same stencil over plain scoped threads and a spin barrier.
+//!
+//! No row is copied on any path but the halos' messages. Metric `time_ms`
+//! per step (the median over ten parts of the run); size the grid's side.
 
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::Record;
 use crate::error::{Error, SyncError};
-use crate::hybrid::{split_range, HybridWorld, Team, TeamMember};
+use crate::hybrid::{split_range, BufferSplit, HybridWorld, NodeArray, Team};
 use crate::transport::Transport;
+
+/// The grid edges `shmpi bench` measures: two that fit in cache, two that
+/// do not.
+pub const EDGES: &[usize] = &[128, 256, 1024, 2048];
+
+/// Steps for a run of about 0.6 s (quick: 0.15 s) at one thread, at 1.5 ns
+/// a cell, within 10..=20,000.
+pub fn steps_for(n: usize, quick: bool) -> usize {
+    let seconds = if quick { 0.15 } else { 0.6 };
+    ((seconds / (n * n) as f64 / 1.5e-9) as usize).clamp(10, 20_000)
+}
+
+/// `out`, when its grid equals the serial run's bit for bit.
+///
+/// # Errors
+///
+/// How many cells differ, when any does.
+pub fn checked(out: Outcome) -> Result<Outcome, String> {
+    if out.differing == 0 {
+        Ok(out)
+    } else {
+        Err(format!(
+            "{} at {}²: {} cells differ from the serial run",
+            out.record.path, out.record.size, out.differing
+        ))
+    }
+}
 
 /// What rank 0 learns from a run.
 #[derive(Debug, Clone)]
@@ -24,15 +66,19 @@ pub struct Outcome {
     pub checksum: f64,
 }
 
-/// One Jacobi step of the 5-point stencil on rows `rows` of `cur` (each
-/// row `n` wide, row 0 and `n - 1` columns held fixed), into `next`.
+/// One Jacobi step of the 5-point stencil for row `row` of `cur` (rows `n`
+/// wide; the first and last columns held fixed), into `next` (that row).
 fn step_row(cur: &[f64], next: &mut [f64], n: usize, row: usize) {
-    for (c, cell) in next.iter_mut().enumerate().take(n - 1).skip(1) {
-        let i = row * n + c;
-        *cell = 0.25 * (cur[i - n] + cur[i + n] + cur[i - 1] + cur[i + 1]);
+    let (above, here, below) = (
+        &cur[(row - 1) * n..row * n],
+        &cur[row * n..(row + 1) * n],
+        &cur[(row + 1) * n..(row + 2) * n],
+    );
+    next[0] = here[0];
+    next[n - 1] = here[n - 1];
+    for c in 1..n - 1 {
+        next[c] = 0.25 * (above[c] + below[c] + here[c - 1] + here[c + 1]);
     }
-    next[0] = cur[row * n];
-    next[n - 1] = cur[row * n + n - 1];
 }
 
 /// The whole grid, serially: the reference.
@@ -40,9 +86,8 @@ fn serial(n: usize, steps: usize) -> Vec<f64> {
     let mut cur = initial(n, 0..n);
     let mut next = cur.clone();
     for _ in 0..steps {
-        for r in 1..n - 1 {
-            let (a, b) = (r * n, r * n + n);
-            step_row(&cur, &mut next[a..b], n, r);
+        for (r, row) in next.chunks_exact_mut(n).enumerate().take(n - 1).skip(1) {
+            step_row(&cur, row, n, r);
         }
         std::mem::swap(&mut cur, &mut next);
     }
@@ -50,63 +95,150 @@ fn serial(n: usize, steps: usize) -> Vec<f64> {
 }
 
 /// Rows `rows` of the initial grid: the top edge hot, the rest cold.
-fn initial(n: usize, rows: std::ops::Range<usize>) -> Vec<f64> {
+fn initial(n: usize, rows: Range<usize>) -> Vec<f64> {
     rows.flat_map(|r| (0..n).map(move |_| if r == 0 { 1.0 } else { 0.0 }))
         .collect()
 }
 
-/// The part of `buf` (resized to fit) of `len` elements that starts at the
-/// same offset within a 4 KiB page as `dst`. Copying between buffers whose
-/// page offsets differ by a little makes the CPU see false dependencies
-/// between loads and earlier stores ("4K aliasing"): measured here, copying
-/// a thread's rows back into the shared region took 3× longer than the
-/// stencil itself for one of two threads, and the team no faster than one
-/// thread. With matching offsets it is a plain streaming copy.
-fn page_matched(buf: &mut Vec<f64>, len: usize, dst: *const f64) -> std::ops::Range<usize> {
-    const PAGE: usize = 4096;
-    buf.resize(len + PAGE / 8, 0.0);
-    let skip = (dst as usize % PAGE + PAGE - buf.as_ptr() as usize % PAGE) % PAGE / 8;
-    skip..skip + len
-}
-
-/// Updates this thread's share of the interior rows (`interior`, local row
-/// numbers) from buffer `src` into buffer `dst` of a block of `rows` rows:
-/// the rows it needs are copied out of the shared region once, computed,
-/// and copied back in one piece (through `scratch`, kept between steps).
-fn update_rows(
-    t: &TeamMember<'_>,
-    (src, dst): (usize, usize),
-    rows: usize,
-    n: usize,
-    interior: &std::ops::Range<usize>,
-    (cur, next): &mut (Vec<f64>, Vec<f64>),
-) -> Result<(), Error> {
-    let part = t.range(interior.len());
-    if part.is_empty() {
-        return Ok(());
+fn check_args(n: usize, steps: usize, threads: usize) -> Result<(), Error> {
+    if n < 3 || steps == 0 || threads == 0 {
+        return Err(SyncError::InvalidArgument(
+            "heat2d needs a grid of at least 3x3, a step and a thread",
+        )
+        .into());
     }
-    let (first, last) = (interior.start + part.start, interior.start + part.end);
-    // Rows first-1 ..= last of the source, and rows first..last of the result.
-    let input = t.shared::<f64>(
-        src * rows * n * 8 + (first - 1) * n * 8,
-        (last - first + 2) * n,
-    )?;
-    let output = t.shared::<f64>(dst * rows * n * 8 + first * n * 8, (last - first) * n)?;
-    let (in_range, out_range) = (
-        page_matched(cur, input.len(), input.as_ptr()),
-        page_matched(next, output.len(), output.as_ptr()),
-    );
-    let (cur, next) = (&mut cur[in_range], &mut next[out_range]);
-    input.copy_to_slice(cur);
-    for (k, out) in next.chunks_exact_mut(n).enumerate() {
-        step_row(cur, out, n, k + 1);
-    }
-    output.copy_from_slice(next);
     Ok(())
 }
 
-/// Runs `steps` steps on an `n`×`n` grid over `world` with `threads` threads
-/// per rank. Collective; the outcome comes back on rank 0.
+/// A block of consecutive grid rows (`own`) with a halo row on each side
+/// that has a neighbour, as local row numbers of a buffer of `rows` rows.
+#[derive(Debug, Clone)]
+struct Block {
+    /// Global row of local row 0.
+    lo: usize,
+    /// Rows in the buffer (own rows and halos).
+    rows: usize,
+    /// The rows computed by the stencil (not the grid's fixed first and
+    /// last rows), local.
+    interior: Range<usize>,
+}
+
+impl Block {
+    /// The block holding global rows `own` of an `n`-row grid.
+    fn new(n: usize, own: &Range<usize>) -> Block {
+        let lo = own.start.saturating_sub(1);
+        let hi = (own.end + 1).min(n);
+        let start = own.start.max(1);
+        let end = own.end.min(n - 1).max(start);
+        Block {
+            lo,
+            rows: hi - lo,
+            interior: start - lo..end - lo,
+        }
+    }
+}
+
+/// Who this rank exchanges halos with in a step: for each side, the
+/// neighbour's rank, the local row sent (the edge) and the local row
+/// received into (the halo).
+#[derive(Debug, Clone, Default)]
+struct Halos {
+    up: Option<(usize, usize, usize)>,
+    down: Option<(usize, usize, usize)>,
+}
+
+/// Tags: a row sent up travels with `UP`, one sent down with `DOWN`.
+const UP: i32 = 1;
+const DOWN: i32 = 2;
+
+/// One step of the rows this rank (or team member) writes, `rows` —
+/// (local row, that row of the write buffer) — from the whole read buffer
+/// `read`: first the edge rows the neighbours need, which are sent at
+/// once; then the rest; then the halos are received in place.
+fn step_rows<'a>(
+    world: &mut HybridWorld,
+    read: &[f64],
+    n: usize,
+    block: &Block,
+    halos: &Halos,
+    rows: impl Iterator<Item = (usize, &'a mut [f64])>,
+) -> Result<(), Error> {
+    let (mut halo_up, mut halo_down) = (None, None);
+    let (mut edge_up, mut edge_down): (Option<&[f64]>, Option<&[f64]>) = (None, None);
+    let mut rest = Vec::new();
+    for (r, row) in rows {
+        let is = |side: &Option<(usize, usize, usize)>,
+                  pick: fn(&(usize, usize, usize)) -> usize| {
+            side.as_ref().is_some_and(|s| pick(s) == r)
+        };
+        if is(&halos.up, |s| s.2) {
+            halo_up = Some(row);
+        } else if is(&halos.down, |s| s.2) {
+            halo_down = Some(row);
+        } else if is(&halos.up, |s| s.1) || is(&halos.down, |s| s.1) {
+            if block.interior.contains(&r) {
+                step_row(read, row, n, r);
+            }
+            let row: &[f64] = row;
+            if is(&halos.up, |s| s.1) {
+                edge_up = Some(row);
+            }
+            if is(&halos.down, |s| s.1) {
+                edge_down = Some(row);
+            }
+        } else if block.interior.contains(&r) {
+            rest.push((r, row));
+        }
+    }
+    let mut sends = Vec::new();
+    for (side, edge, tag) in [(&halos.up, edge_up, UP), (&halos.down, edge_down, DOWN)] {
+        if let (Some((peer, _, _)), Some(edge)) = (side, edge) {
+            sends.push(world.isend(*peer, tag, bytemuck::cast_slice(edge))?);
+        }
+    }
+    for (r, row) in rest {
+        step_row(read, row, n, r);
+    }
+    // A halo from above was sent down by that neighbour, and vice versa.
+    for (side, halo, tag) in [(&halos.up, halo_up, DOWN), (&halos.down, halo_down, UP)] {
+        if let (Some((peer, _, _)), Some(halo)) = (side, halo) {
+            world.recv_into(*peer, tag, bytemuck::cast_slice_mut(halo))?;
+        }
+    }
+    for s in sends {
+        world.wait_send(s)?;
+    }
+    Ok(())
+}
+
+/// Times each tenth of a run of `steps` steps.
+struct StepClock {
+    chunk: usize,
+    start: Instant,
+    per_step_ms: Vec<f64>,
+}
+
+impl StepClock {
+    fn new(steps: usize) -> Self {
+        StepClock {
+            chunk: (steps / 10).max(1),
+            start: Instant::now(),
+            per_step_ms: Vec::new(),
+        }
+    }
+
+    fn stepped(&mut self, step: usize) {
+        if (step + 1) % self.chunk == 0 {
+            let ms = self.start.elapsed().as_secs_f64() * 1e3 / self.chunk as f64;
+            self.per_step_ms.push(ms);
+            self.start = Instant::now();
+        }
+    }
+}
+
+/// Runs `steps` steps on an `n`×`n` grid over `world` with `threads` team
+/// threads per rank computing in place (one thread: pure MPI). Collective;
+/// the outcome comes back on rank 0.
 ///
 /// # Errors
 ///
@@ -118,89 +250,191 @@ pub fn run(
     steps: usize,
     threads: usize,
 ) -> Result<Option<Outcome>, Error> {
-    if n < 3 || steps == 0 || threads == 0 {
-        return Err(SyncError::InvalidArgument(
-            "heat2d needs a grid of at least 3x3, a step and a thread",
-        )
-        .into());
-    }
+    check_args(n, steps, threads)?;
     let (me, size) = (world.rank(), world.size());
-    // My rows of the global grid, and the block with one halo row each side.
-    let mine = split_range(n, size, me);
-    let lo = mine.start.saturating_sub(1);
-    let hi = (mine.end + 1).min(n);
-    let rows = hi - lo;
-    // The block lives in the team's shared memory: buffers 0 and 1.
-    let mut team = Team::new(threads, 2 * rows * n * 8)?;
-    let init = initial(n, lo..hi);
-    let up = (me > 0).then(|| me - 1);
-    let down = (me + 1 < size).then(|| me + 1);
-    // The interior rows I update (global rows 1..n-1 only), as local rows.
-    let interior = (mine.start.max(1) - lo)..(mine.end.min(n - 1).max(mine.start.max(1)) - lo);
-    // Byte offset of row `r` of buffer `buf`.
-    let row_at = |buf: usize, r: usize| (buf * rows + r) * n * 8;
-    // Time per step, measured over each tenth of the run.
-    let mut per_step_ms = Vec::new();
-    let chunk = (steps / 10).max(1);
-    // Member 0 (this thread) exchanges the halos through the world between
-    // team barriers (funnelled); every member updates its share of rows.
+    let own = split_range(n, size, me);
+    let block = Block::new(n, &own);
+    let (first, last) = (own.start - block.lo, own.end - block.lo);
+    let halos = Halos {
+        up: (me > 0).then(|| (me - 1, first, 0)),
+        down: (me + 1 < size).then(|| (me + 1, last - 1, block.rows - 1)),
+    };
+    // The rows split among the threads: my interior rows but the edges,
+    // which member 0 computes and sends first.
+    let start = (first + usize::from(halos.up.is_some())).max(block.interior.start);
+    let end = (last - usize::from(halos.down.is_some()))
+        .min(block.interior.end)
+        .max(start);
+    let split = BufferSplit::new(block.rows * n).unit(n).window(start..end);
+    let mut team = Team::with_buffers::<f64>(threads, split)?;
+    let init = initial(n, block.lo..block.lo + block.rows);
+    let (read, write) = team.buffers_mut::<f64>()?;
+    read.copy_from_slice(&init);
+    write.copy_from_slice(&init);
+    let mut clock = StepClock::new(steps);
     let (done, workers) = team.run_funnelled(
-        |t| -> Result<usize, Error> {
-            t.shared::<f64>(0, rows * n)?.copy_from_slice(&init);
-            t.shared::<f64>(rows * n * 8, rows * n)?
-                .copy_from_slice(&init);
-            let (mut cur, mut scratch) = (0, Default::default());
-            let mut start = Instant::now();
+        |t| -> Result<(), Error> {
+            let mut phase = t.phase::<f64>()?;
+            clock.start = Instant::now();
             for step in 0..steps {
-                for (peer, send_row, halo_row, tag_out, tag_in) in [
-                    (up, mine.start - lo, 0, 1, 2),
-                    (down, mine.end - 1 - lo, rows - 1, 2, 1),
-                ] {
-                    let Some(peer) = peer else { continue };
-                    let edge = t.shared::<f64>(row_at(cur, send_row), n)?.to_vec();
-                    let req = world.isend(peer, tag_out, bytemuck::cast_slice(&edge))?;
-                    let halo = world.recv_pod::<f64>(peer, tag_in)?.data;
-                    world.wait_send(req)?;
-                    t.shared::<f64>(row_at(cur, halo_row), n)?
-                        .copy_from_slice(&halo);
-                }
-                t.barrier()?; // halos in place
-                update_rows(t, (cur, 1 - cur), rows, n, &interior, &mut scratch)?;
-                t.barrier()?; // the new buffer complete
-                cur = 1 - cur;
-                if (step + 1) % chunk == 0 {
-                    per_step_ms.push(start.elapsed().as_secs_f64() * 1e3 / chunk as f64);
-                    start = Instant::now();
-                }
+                let v = phase.views();
+                let head = v.head.chunks_exact_mut(n).enumerate();
+                let at = v.at / n;
+                let mine = v
+                    .mine
+                    .chunks_exact_mut(n)
+                    .enumerate()
+                    .map(|(k, r)| (at + k, r));
+                let tail_at = block.rows - v.tail.len() / n;
+                let tail = v
+                    .tail
+                    .chunks_exact_mut(n)
+                    .enumerate()
+                    .map(|(k, r)| (tail_at + k, r));
+                step_rows(
+                    world,
+                    v.read,
+                    n,
+                    &block,
+                    &halos,
+                    head.chain(mine).chain(tail),
+                )?;
+                phase = phase.next()?;
+                clock.stepped(step);
             }
-            Ok(cur)
+            Ok(())
         },
         |t| -> Result<(), Error> {
-            let (mut cur, mut scratch) = (0, Default::default());
+            let mut phase = t.phase::<f64>()?;
             for _ in 0..steps {
-                t.barrier()?;
-                update_rows(t, (cur, 1 - cur), rows, n, &interior, &mut scratch)?;
-                t.barrier()?;
-                cur = 1 - cur;
+                let v = phase.views();
+                let at = v.at / n;
+                for (k, row) in v.mine.chunks_exact_mut(n).enumerate() {
+                    step_row(v.read, row, n, at + k);
+                }
+                phase = phase.next()?;
             }
             Ok(())
         },
     );
-    let cur = done?;
+    done?;
     workers.into_iter().collect::<Result<(), Error>>()?;
-    // Gather my rows at rank 0 and compare with the serial run.
-    let (block, _) = team.run_funnelled(
-        |t| {
-            t.shared::<f64>(cur * rows * n * 8, rows * n)
-                .map(|v| v.to_vec())
-        },
-        |_| (),
-    );
-    let block = block?;
-    let my_rows = block[(mine.start - lo) * n..(mine.end - lo) * n].to_vec();
-    let all = world.gather(0, &my_rows)?;
+    let grid = team.read_buffer::<f64>()?;
+    let mine = grid[first * n..last * n].to_vec();
+    let path = format!("heat2d.R{size}xT{threads}");
+    let order: Vec<usize> = (0..size).collect();
+    conclude(world, &path, n, steps, &order, &mine, &clock.per_step_ms)
+}
+
+/// The world's ranks ordered by node (nodes in order of their first rank),
+/// then by rank: the order in which [`run_node`] hands out rows, so each
+/// node's rows are consecutive.
+fn node_order(world: &HybridWorld) -> Vec<usize> {
+    let size = world.size();
+    let mut nodes: Vec<u64> = Vec::new();
+    for r in 0..size {
+        let id = world.node_of(r).unwrap_or(u64::MAX);
+        if !nodes.contains(&id) {
+            nodes.push(id);
+        }
+    }
+    let mut order: Vec<usize> = (0..size).collect();
+    order.sort_by_key(|&r| {
+        let id = world.node_of(r).unwrap_or(u64::MAX);
+        (nodes.iter().position(|&x| x == id), r)
+    });
+    order
+}
+
+/// Runs `steps` steps on an `n`×`n` grid with the ranks of each node
+/// computing in place on one node array (the node's block, twice); halos
+/// only between nodes. Collective; the outcome comes back on rank 0.
+///
+/// # Errors
+///
+/// As [`run`], and the node array's.
+pub fn run_node(world: &mut HybridWorld, n: usize, steps: usize) -> Result<Option<Outcome>, Error> {
+    check_args(n, steps, 1)?;
+    let size = world.size();
+    let order = node_order(world);
+    let v = order.iter().position(|&r| r == world.rank()).unwrap_or(0);
+    let node_ranks: Vec<usize> = (0..size).filter(|&u| world.is_local(order[u])).collect();
+    let (v0, v1) = (node_ranks[0], node_ranks[node_ranks.len() - 1] + 1);
+    let rows_of = |u: usize| split_range(n, size, u);
+    let own = rows_of(v);
+    let node_rows = rows_of(v0).start..rows_of(v1 - 1).end;
+    let block = Block::new(n, &node_rows);
+    let local = |g: usize| g - block.lo;
+    let halos = Halos {
+        up: (v == v0 && v0 > 0).then(|| (order[v0 - 1], local(own.start), 0)),
+        down: (v + 1 == v1 && v1 < size).then(|| (order[v1], local(own.end) - 1, block.rows - 1)),
+    };
+    // What I write: my rows, and the halo row next to a neighbouring node.
+    let write_rows = if halos.up.is_some() {
+        0
+    } else {
+        local(own.start)
+    }..if halos.down.is_some() {
+        block.rows
+    } else {
+        local(own.end)
+    };
+    let half = block.rows * n;
+    let mut array: NodeArray<f64> = world.node_array(2 * half)?;
+    let mut epoch = array.epoch();
+    let init = initial(n, block.lo..block.lo + block.rows);
+    for h in 0..2 {
+        let rows = h * half + write_rows.start * n..h * half + write_rows.end * n;
+        // SAFETY: the node's ranks write disjoint row ranges of each half
+        // (their own rows; a halo row only at the node's edge, where one
+        // rank is), and nobody reads in this epoch.
+        let (_, out) = unsafe { epoch.borrow(0..0, rows)? };
+        out.copy_from_slice(&init[write_rows.start * n..write_rows.end * n]);
+    }
+    let mut epoch = epoch.next(world)?;
+    let mut clock = StepClock::new(steps);
+    let mut cur = 0;
+    for step in 0..steps {
+        let (read, write) = (cur * half..cur * half + half, (1 - cur) * half);
+        let write = write + write_rows.start * n..write + write_rows.end * n;
+        // SAFETY: as above for the writes; every rank reads the whole half
+        // it does not write, which nobody writes in this epoch.
+        let (read, out) = unsafe { epoch.borrow(read, write)? };
+        let rows = out
+            .chunks_exact_mut(n)
+            .enumerate()
+            .map(|(k, r)| (write_rows.start + k, r));
+        step_rows(world, read, n, &block, &halos, rows)?;
+        epoch = epoch.next(world)?;
+        cur = 1 - cur;
+        clock.stepped(step);
+    }
+    let mine = local(own.start) * n + cur * half..local(own.end) * n + cur * half;
+    // SAFETY: nobody writes in this last epoch.
+    let (mine, _) = unsafe { epoch.borrow(mine, 0..0)? };
+    let mine = mine.to_vec();
+    drop(epoch);
+    let path = format!("heat2d.node.R{size}");
+    conclude(world, &path, n, steps, &order, &mine, &clock.per_step_ms)
+}
+
+/// Gathers every rank's rows at rank 0 (in `order`: whose rows come
+/// first), compares the grid with the serial run and makes the record.
+fn conclude(
+    world: &mut HybridWorld,
+    path: &str,
+    n: usize,
+    steps: usize,
+    order: &[usize],
+    mine: &[f64],
+    per_step_ms: &[f64],
+) -> Result<Option<Outcome>, Error> {
+    let all = world.gather(0, mine)?;
     let outcome = all.map(|parts| {
-        let grid: Vec<f64> = parts.concat();
+        let grid: Vec<f64> = order
+            .iter()
+            .flat_map(|&r| parts[r].iter().copied())
+            .collect();
         let reference = serial(n, steps);
         let differing = grid.len().abs_diff(reference.len())
             + grid
@@ -209,12 +443,7 @@ pub fn run(
                 .filter(|(a, b)| a.to_bits() != b.to_bits())
                 .count();
         Outcome {
-            record: Record::from_samples(
-                &format!("heat2d.R{size}xT{threads}"),
-                "time_ms",
-                n,
-                &per_step_ms,
-            ),
+            record: Record::from_samples(path, "time_ms", n, per_step_ms),
             differing,
             checksum: grid.iter().sum(),
         }
@@ -222,3 +451,85 @@ pub fn run(
     world.barrier()?;
     Ok(outcome)
 }
+
+/// The stencil over `threads` plain scoped threads and a spin barrier —
+/// what this machine does without shmpi, the limit a team is measured
+/// against (`limit.heat2d.T{threads}`). Checked against the serial run
+/// like the others.
+///
+/// # Errors
+///
+/// [`SyncError::InvalidArgument`] as [`run`].
+pub fn limit(n: usize, steps: usize, threads: usize) -> Result<Outcome, Error> {
+    check_args(n, steps, threads)?;
+    let mut grids = [initial(n, 0..n), initial(n, 0..n)];
+    let arrived = AtomicUsize::new(0);
+    let spin_barrier = |round: usize| {
+        arrived.fetch_add(1, Ordering::AcqRel);
+        while arrived.load(Ordering::Acquire) < threads * (round + 1) {
+            std::hint::spin_loop();
+        }
+    };
+    let [a, b] = &mut grids;
+    let pointers = [Shared(a.as_mut_ptr()), Shared(b.as_mut_ptr())];
+    let work = |t: usize, clock: Option<&mut StepClock>| {
+        let mine = split_range(n - 2, threads, t);
+        let mut clock = clock;
+        for step in 0..steps {
+            let (cur, next) = (&pointers[step % 2], &pointers[1 - step % 2]);
+            // SAFETY: in step `step` every thread reads grid `step % 2`
+            // and writes only its own rows (split_range: disjoint) of the
+            // other; the spin barrier (acquire-release) separates steps,
+            // so no element is written while another thread reads it.
+            let (cur, next) = unsafe {
+                (
+                    std::slice::from_raw_parts(cur.0, n * n),
+                    std::slice::from_raw_parts_mut(
+                        next.0.add((1 + mine.start) * n),
+                        mine.len() * n,
+                    ),
+                )
+            };
+            for (k, row) in next.chunks_exact_mut(n).enumerate() {
+                step_row(cur, row, n, 1 + mine.start + k);
+            }
+            spin_barrier(step);
+            if let Some(c) = clock.as_deref_mut() {
+                c.stepped(step);
+            }
+        }
+    };
+    let mut per_step_ms = Vec::new();
+    std::thread::scope(|s| {
+        for t in 1..threads {
+            let work = &work;
+            s.spawn(move || work(t, None));
+        }
+        let mut clock = StepClock::new(steps);
+        work(0, Some(&mut clock));
+        per_step_ms = clock.per_step_ms;
+    });
+    let grid = &grids[steps % 2];
+    let reference = serial(n, steps);
+    Ok(Outcome {
+        record: Record::from_samples(
+            &format!("limit.heat2d.T{threads}"),
+            "time_ms",
+            n,
+            &per_step_ms,
+        ),
+        differing: grid
+            .iter()
+            .zip(&reference)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count(),
+        checksum: grid.iter().sum(),
+    })
+}
+
+/// A grid's base pointer, shared by the limit's threads.
+struct Shared(*mut f64);
+
+// SAFETY: the threads touch the grids only as the limit's step protocol
+// allows (see the SAFETY comment there).
+unsafe impl Sync for Shared {}

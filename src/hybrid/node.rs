@@ -100,7 +100,9 @@ struct SharedWindow {
 /// Bytes of `len` elements of `T`.
 fn data_bytes<T>(len: usize) -> Result<usize, SyncError> {
     len.checked_mul(std::mem::size_of::<T>())
-        .ok_or(SyncError::InvalidArgument("a node array larger than memory"))
+        .ok_or(SyncError::InvalidArgument(
+            "a node array larger than memory",
+        ))
 }
 
 /// The array's control area: after the data, on its own cache line.
@@ -325,7 +327,11 @@ impl<'a, T: Pod> Epoch<'a, T> {
     /// # Errors
     ///
     /// [`SyncError::Timeout`], or as [`next`](Self::next).
-    pub fn next_timeout(self, world: &HybridWorld, timeout: Duration) -> Result<Epoch<'a, T>, Error> {
+    pub fn next_timeout(
+        self,
+        world: &HybridWorld,
+        timeout: Duration,
+    ) -> Result<Epoch<'a, T>, Error> {
         self.next_until(Some(world), Some(timeout))
     }
 
@@ -421,15 +427,12 @@ impl HybridWorld {
         let total = total_bytes(data, parties);
         let mut segment = share_from_leader(node, "node array", "node-array", |name| {
             if node.rank() == 0 {
-                let parties = u32::try_from(parties).map_err(|_| {
-                    SyncError::InvalidArgument("a node of more than 2^32 ranks")
-                })?;
+                let parties = u32::try_from(parties)
+                    .map_err(|_| SyncError::InvalidArgument("a node of more than 2^32 ranks"))?;
                 Ok(Segment::builder(name.as_str())
                     .size(total)
                     .kind(SegmentKind::NODE_ARRAY)
-                    .create_init(|seg| {
-                        Ok(Barrier::create_in(seg, control, parties).map(drop)?)
-                    })?)
+                    .create_init(|seg| Ok(Barrier::create_in(seg, control, parties).map(drop)?))?)
             } else {
                 Ok(Segment::builder(name.as_str())
                     .expect_kind(SegmentKind::NODE_ARRAY)
@@ -448,7 +451,12 @@ impl HybridWorld {
                 expected: total as u64,
             }));
         }
-        Ok(NodeArray::new(Backing::Segment(segment), len, control, node))
+        Ok(NodeArray::new(
+            Backing::Segment(segment),
+            len,
+            control,
+            node,
+        ))
     }
 
     /// A node-wide array in an MPI shared-memory window

@@ -30,8 +30,8 @@ use std::ops::Range;
 use bytemuck::Pod;
 use memmap2::MmapRaw;
 
-use super::team::TeamMember;
 use super::split_range;
+use super::team::TeamMember;
 use crate::error::{Error, SyncError};
 
 /// How the buffer being written in a phase is split among a team's

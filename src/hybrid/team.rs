@@ -442,8 +442,14 @@ impl<'a> TeamMember<'a> {
                 segment_len: region,
             });
         }
-        let ptr = NonNull::new(self.team.region.as_mut_ptr().wrapping_add(offset).cast::<T>())
-            .expect("a mapping is not at address 0");
+        let ptr = NonNull::new(
+            self.team
+                .region
+                .as_mut_ptr()
+                .wrapping_add(offset)
+                .cast::<T>(),
+        )
+        .expect("a mapping is not at address 0");
         // SAFETY: checked above: `len` elements at `offset` lie inside the
         // region (page-aligned, so `offset`'s alignment is the pointer's),
         // which lives as long as the team, borrowed for '_.

@@ -92,7 +92,10 @@ impl ClaimTable {
         let n = (self.word(party, epoch, 1).load(Ordering::SeqCst) as usize).min(CLAIMS);
         (0..n)
             .map(|c| {
-                let w = |k| self.word(party, epoch, 2 + 4 * c + k).load(Ordering::SeqCst);
+                let w = |k| {
+                    self.word(party, epoch, 2 + 4 * c + k)
+                        .load(Ordering::SeqCst)
+                };
                 Claim {
                     read: w(0)..w(1),
                     write: w(2)..w(3),
@@ -103,12 +106,10 @@ impl ClaimTable {
 
     /// The first other party whose claims for `epoch` conflict with `mine`.
     fn conflict(&self, epoch: u64, mine: &[Claim]) -> Option<usize> {
-        (0..self.parties)
-            .filter(|&p| p != self.me)
-            .find(|&p| {
-                let theirs = self.claims(p, epoch);
-                mine.iter().any(|m| theirs.iter().any(|t| m.conflicts(t)))
-            })
+        (0..self.parties).filter(|&p| p != self.me).find(|&p| {
+            let theirs = self.claims(p, epoch);
+            mine.iter().any(|m| theirs.iter().any(|t| m.conflicts(t)))
+        })
     }
 
     /// Records this party's claim for `epoch`, then checks it against the

@@ -76,8 +76,12 @@ pub enum WorkerKind {
     AlltoallShm,
     /// A mailbox member that waits to be killed (fault detection).
     Victim,
-    /// heat2d on a grid that fits in cache (`heat2d.R{r}xT{t}`).
+    /// heat2d at every grid edge, ranks × team threads in place
+    /// (`heat2d.R{r}xT{t}`).
     Heat2d,
+    /// heat2d at every grid edge, the node's ranks in place on one node
+    /// array (`heat2d.node.R{r}`).
+    Heat2dNode,
     /// An MPI hello: initialise, finalise (`mpi.setup`).
     Hello,
 }
@@ -213,6 +217,19 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     })?;
     report.records.extend(shm_report.records);
 
+    for &n in shmpi::bench::heat2d::EDGES {
+        for threads in [1, 2] {
+            progress.say(&format!("heat2d {n}²: plain threads, the limit ({threads})"));
+            let steps = shmpi::bench::heat2d::steps_for(n, args.quick);
+            match shmpi::bench::heat2d::limit(n, steps, threads).map_err(|e| e.to_string()) {
+                Ok(out) => report
+                    .records
+                    .push(shmpi::bench::heat2d::checked(out)?.record),
+                Err(e) => notes.push(format!("limit.heat2d.T{threads} not measured: {e}")),
+            }
+        }
+    }
+
     progress.say("fault isolation: killing a mailbox peer");
     match fault_detection(&program, if args.quick { 3 } else { 7 }) {
         Ok(r) => report.records.push(r),
@@ -269,14 +286,22 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
                 local(4, "hybrid-over", &[]).command(),
             ),
             (
+                "heat2d: 1 rank x 1 thread".into(),
+                local(1, "heat2d", &["--threads", "1"]).command(),
+            ),
+            (
                 "heat2d: 2 ranks x 1 thread (pure MPI)".into(),
                 local(2, "heat2d", &["--threads", "1"]).command(),
             ),
             (
-                "heat2d: 1 rank x 2 threads (shared memory)".into(),
+                "heat2d: 1 rank x 2 threads in place".into(),
                 local(1, "heat2d", &["--threads", "2"])
                     .threads_per_rank(2)
                     .command(),
+            ),
+            (
+                "heat2d: 2 ranks in place on a node array".into(),
+                local(2, "heat2d-node", &[]).command(),
             ),
         ];
         for &n in alltoall_procs(args.quick) {
@@ -469,6 +494,7 @@ pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
         | WorkerKind::HybridOver
         | WorkerKind::AlltoallMpi
         | WorkerKind::Heat2d
+        | WorkerKind::Heat2dNode
         | WorkerKind::Hello => {
             mpi_worker(args, &cfg)?;
         }
@@ -519,20 +545,20 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
         WorkerKind::Hello => {
             Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
         }
-        WorkerKind::Heat2d => {
+        WorkerKind::Heat2d | WorkerKind::Heat2dNode => {
+            use shmpi::bench::heat2d;
             let mpi = Mpi::init(ThreadLevel::Multiple).map_err(|e| e.to_string())?;
             let mut world = shmpi::hybrid::HybridWorld::new(&mpi).map_err(e)?;
-            let steps = if cfg.quick { 1000 } else { 5000 };
-            if let Some(out) =
-                shmpi::bench::heat2d::run(&mut world, 128, steps, args.threads).map_err(e)?
-            {
-                if out.differing != 0 {
-                    return Err(format!(
-                        "heat2d: {} cells differ from the serial run",
-                        out.differing
-                    ));
+            for &n in heat2d::EDGES {
+                let steps = heat2d::steps_for(n, cfg.quick);
+                let out = if matches!(args.kind, WorkerKind::Heat2dNode) {
+                    heat2d::run_node(&mut world, n, steps)
+                } else {
+                    heat2d::run(&mut world, n, steps, args.threads)
+                };
+                if let Some(out) = out.map_err(e)? {
+                    println!("{}", heat2d::checked(out)?.record.to_line());
                 }
-                println!("{}", out.record.to_line());
             }
         }
         WorkerKind::AlltoallMpi => {
