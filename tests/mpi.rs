@@ -97,6 +97,72 @@ fn main() {
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
 
+/// In-place epochs on a node array: each rank writes its part through a
+/// borrow, everyone reads the whole after the barrier; in debug builds an
+/// overlapping claim fails on both ranks (at the later claim, and at the
+/// epoch's end on both), and the array stays usable.
+fn node_array_epochs(
+    world: &shmpi::hybrid::HybridWorld,
+    mut a: shmpi::hybrid::NodeArray<u64>,
+) -> Result<(), Failed> {
+    let (nr, nn) = a.node_rank();
+    let (mine, len) = (a.part(), a.len());
+    let backing = if a.is_mpi_window() { "window" } else { "segment" };
+    let mut epoch = a.epoch();
+    // SAFETY: the node's ranks write disjoint parts (NodeArray::part).
+    let (_, out) = unsafe { epoch.borrow(0..0, mine.clone())? };
+    for (k, v) in out.iter_mut().enumerate() {
+        *v = ((mine.start + k) * 3) as u64;
+    }
+    let mut epoch = epoch.next(world)?;
+    // SAFETY: nobody writes in this epoch.
+    let (all, _) = unsafe { epoch.borrow(0..len, 0..0)? };
+    ensure(all.iter().enumerate().all(|(i, &v)| v == (i * 3) as u64), || {
+        format!("{backing}: node rank {nr} read another's writes wrong")
+    })?;
+    // Bounds and a read/write overlap within one borrow are refused.
+    // SAFETY: refused before any borrow is made.
+    ensure(unsafe { epoch.borrow(0..len + 1, 0..0) }.is_err(), || "out of bounds".into())?;
+    // SAFETY: as above.
+    ensure(unsafe { epoch.borrow(0..10, 5..6) }.is_err(), || "read/write overlap".into())?;
+    let epoch = epoch.next(world)?;
+    if cfg!(debug_assertions) && nn > 1 {
+        // Node ranks 0 and 1 claim overlapping writes; both must hear of it.
+        let mut epoch = epoch;
+        let number = epoch.number();
+        let claim = match nr {
+            0 => Some(0..10),
+            1 => Some(5..15),
+            _ => None,
+        };
+        let early = claim.map(|w| {
+            // SAFETY: deliberately broken promise, caught by the claim
+            // table; the borrow is never used.
+            unsafe { epoch.borrow(0..0, w) }.map(drop)
+        });
+        let ended = epoch.next(world);
+        if let Some(early) = early {
+            let late = matches!(
+                ended,
+                Err(shmpi::Error::Sync(shmpi::SyncError::OverlappingClaim { epoch, other }))
+                    if epoch == number && other == 1 - nr
+            );
+            ensure(late, || {
+                format!("{backing}: node rank {nr}: the overlap was not reported at the epoch's end (claim: {early:?})")
+            })?;
+        } else {
+            ended?;
+        }
+        // A fresh epoch works.
+        let mut epoch = a.epoch();
+        // SAFETY: disjoint parts again.
+        let (_, out) = unsafe { epoch.borrow(0..0, mine)? };
+        out.fill(7);
+        epoch.next(world)?;
+    }
+    Ok(())
+}
+
 /// `launch` with extra environment variables for the ranks.
 fn launch_with(role: &str, ranks: usize, env: &[(&str, &str)]) -> Result<(), Failed> {
     let mut job = Mpirun::new(ranks, std::env::current_exe()?)
@@ -201,6 +267,8 @@ fn run_role(role: &str) -> Result<(), Failed> {
                 }
             }
             w.barrier(&world)?;
+            node_array_epochs(&world, world.node_array::<u64>(nn * 64 + 3)?)?;
+            node_array_epochs(&world, world.node_window_array::<u64>(nn * 64 + 3)?)?;
             drop(w); // collective MPI_Win_free on every node rank
                      // A halo exchange with requests: small to the left, large (it
                      // streams through a mailbox ring) to the right.

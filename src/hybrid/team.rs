@@ -349,6 +349,16 @@ fn private_memory(bytes: usize) -> Result<MmapRaw, SyncError> {
 
 /// One thread of a [`Team`]. Not `Sync`: it stays on its thread, so each
 /// barrier round has exactly one arrival per member.
+///
+/// ```compile_fail
+/// # use shmpi::hybrid::Team;
+/// let mut team = Team::new(2, 8).unwrap();
+/// team.run(|me| {
+///     std::thread::scope(|s| {
+///         s.spawn(|| me.barrier()); // a member cannot lend itself to another thread
+///     });
+/// });
+/// ```
 #[derive(Debug)]
 pub struct TeamMember<'a> {
     team: &'a Team,
