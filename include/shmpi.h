@@ -135,6 +135,16 @@ typedef struct shmpi_mailbox shmpi_mailbox;
 // by `shmpi_mutex_free`.
 typedef struct shmpi_mutex shmpi_mutex;
 
+// Bytes every rank of a node maps, for computing in place (opaque): a
+// segment the node leader creates and the others open, unlinked as soon
+// as all have it. Freed by `shmpi_node_array_free`.
+//
+// The contract of in-place use (the one promise the caller makes): between
+// two `shmpi_node_array_barrier` calls, no rank writes bytes another rank
+// reads or writes. Writes become visible to the node's other ranks at the
+// next barrier.
+typedef struct shmpi_node_array shmpi_node_array;
+
 // A message received by reference, possibly still in the sender's ring
 // (opaque). `shmpi_recvref_release` frees it and the ring space. Until then
 // the mailbox is busy (`SHMPI_E_BUSY`).
@@ -396,6 +406,56 @@ int shmpi_hybrid_barrier(struct shmpi_hybrid *h);
 //
 // `h` is NULL or a live handle, not used again.
 int shmpi_hybrid_free(struct shmpi_hybrid *h);
+
+// Creates a zeroed node array of `bytes` bytes on every rank of this
+// rank's node (collective over the node's ranks of the hybrid world; the
+// ranks must agree on `bytes`).
+//
+// # Safety
+//
+// `h` is NULL or a live handle; `out` is NULL or writable.
+int shmpi_node_array_create(struct shmpi_hybrid *h, size_t bytes, struct shmpi_node_array **out);
+
+// The array's first byte (aligned to at least 64 bytes), valid until
+// `shmpi_node_array_free`; and its size in bytes (either out-pointer may
+// be NULL).
+//
+// # Safety
+//
+// `a` is NULL or a live handle; the out-pointers NULL or writable.
+int shmpi_node_array_ptr(struct shmpi_node_array *a, void **ptr, size_t *bytes);
+
+// This rank's share of the array when it is split evenly among the
+// node's ranks in whole units of `unit` bytes (a row, an element): the
+// byte offset and length of the share (a remainder shorter than a unit is
+// in no share); and this rank's rank on the node and the node's rank
+// count. Any out-pointer may be NULL.
+//
+// # Safety
+//
+// `a` is NULL or a live handle; the out-pointers NULL or writable.
+int shmpi_node_array_part(struct shmpi_node_array *a,
+                          size_t unit,
+                          size_t *offset,
+                          size_t *bytes,
+                          int *node_rank,
+                          int *node_size);
+
+// A barrier of the node's ranks that orders every rank's writes to the
+// array before it with every read after it (collective over the node).
+//
+// # Safety
+//
+// `a` is NULL or a live handle.
+int shmpi_node_array_barrier(struct shmpi_node_array *a);
+
+// Unmaps the array (NULL: nothing); its pointer is invalid afterwards.
+// Not collective: the memory goes when the node's last rank frees it.
+//
+// # Safety
+//
+// `a` is NULL or a live handle, not used again.
+int shmpi_node_array_free(struct shmpi_node_array *a);
 
 // Creates a zeroed array of `len` elements distributed over the hybrid
 // world's ranks, with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`.

@@ -106,6 +106,8 @@ mpi_examples() {
     scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
     scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/heat2d 128 100 --threads 1 &&
     SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
+    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/heat2d 128 100 --node &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/heat2d 130 100 --node &&
     scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_histogram --draws 5000 &&
     scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 2000 &&
     scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_bench --quick
@@ -123,13 +125,15 @@ cluster_tests() {
     cargo nextest run --locked --profile ci --test mpi --test-threads 1 --run-ignored all -E "test(/^cluster_/)" &&
     target/release/shmpi mpirun -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
     target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --threads 1 &&
+    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --node &&
     target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 500'
 }
 
 # The C API: the C examples built against the build tree, each run under
 # valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
 # why; any other error or definite leak fails), the MPI one under mpirun
-# with 2 and 4 ranks; then the README's path for C programmers: install to
+# with 2 and 4 ranks (node_heat: in place on a node array); then the
+# README's path for C programmers: install to
 # a prefix and build an example with pkg-config.
 c_api() {
   cargo build --locked --release -q --lib --bin shmpi || return 1
@@ -142,7 +146,9 @@ c_api() {
     timeout 300 "${vg[@]}" target/c_examples/mailbox_ring 4 &&
     timeout 300 "${vg[@]}" target/c_examples/mutex_crash &&
     target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
-    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid || return 1
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
+    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/node_heat || return 1
   local prefix
   prefix=$(mktemp -d)
   scripts/install.sh "$prefix" &&

@@ -9,7 +9,7 @@ use std::ffi::{c_int, c_void};
 use super::{arg, buffer_arg, bytes_arg, call, give, take, write_opt, Failure};
 use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
 use crate::dsm::{DistArray, OwnerProtocol, Rma};
-use crate::hybrid::HybridWorld;
+use crate::hybrid::{HybridWorld, NodeArray};
 use crate::mpi::Mpi;
 use crate::transport::{Message, Transport};
 
@@ -220,6 +220,127 @@ pub unsafe extern "C" fn shmpi_hybrid_barrier(h: *mut HybridHandle) -> c_int {
 pub unsafe extern "C" fn shmpi_hybrid_free(h: *mut HybridHandle) -> c_int {
     // SAFETY: the caller's contract.
     drop(unsafe { take(h) });
+    super::SHMPI_OK
+}
+
+/// Bytes every rank of a node maps, for computing in place (opaque): a
+/// segment the node leader creates and the others open, unlinked as soon
+/// as all have it. Freed by `shmpi_node_array_free`.
+///
+/// The contract of in-place use (the one promise the caller makes): between
+/// two `shmpi_node_array_barrier` calls, no rank writes bytes another rank
+/// reads or writes. Writes become visible to the node's other ranks at the
+/// next barrier.
+pub struct NodeArrayHandle(NodeArray<u8>);
+
+/// Creates a zeroed node array of `bytes` bytes on every rank of this
+/// rank's node (collective over the node's ranks of the hybrid world; the
+/// ranks must agree on `bytes`).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_create(
+    h: *mut HybridHandle,
+    bytes: usize,
+    out: *mut *mut NodeArrayHandle,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, out) = unsafe { (arg(h, "hybrid world")?, arg(out, "out")?) };
+        give(out, NodeArrayHandle(h.world.node_array::<u8>(bytes)?));
+        Ok(())
+    })
+}
+
+/// The array's first byte (aligned to at least 64 bytes), valid until
+/// `shmpi_node_array_free`; and its size in bytes (either out-pointer may
+/// be NULL).
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_ptr(
+    a: *mut NodeArrayHandle,
+    ptr: *mut *mut c_void,
+    bytes: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { arg(a, "node array")? };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(ptr, a.0.as_ptr().cast());
+            write_opt(bytes, a.0.len());
+        }
+        Ok(())
+    })
+}
+
+/// This rank's share of the array when it is split evenly among the
+/// node's ranks in whole units of `unit` bytes (a row, an element): the
+/// byte offset and length of the share (a remainder shorter than a unit is
+/// in no share); and this rank's rank on the node and the node's rank
+/// count. Any out-pointer may be NULL.
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_part(
+    a: *mut NodeArrayHandle,
+    unit: usize,
+    offset: *mut usize,
+    bytes: *mut usize,
+    node_rank: *mut c_int,
+    node_size: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { arg(a, "node array")? };
+        if unit == 0 {
+            return Err(Failure::new(SHMPI_E_INVALID, "a unit of 0 bytes"));
+        }
+        let (rank, size) = a.0.node_rank();
+        let units = crate::hybrid::split_range(a.0.len() / unit, size, rank);
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(offset, units.start * unit);
+            write_opt(bytes, units.len() * unit);
+            write_opt(node_rank, rank as c_int);
+            write_opt(node_size, size as c_int);
+        }
+        Ok(())
+    })
+}
+
+/// A barrier of the node's ranks that orders every rank's writes to the
+/// array before it with every read after it (collective over the node).
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_barrier(a: *mut NodeArrayHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { arg(a, "node array")? };
+        Ok(a.0.barrier_until(None, None)?)
+    })
+}
+
+/// Unmaps the array (NULL: nothing); its pointer is invalid afterwards.
+/// Not collective: the memory goes when the node's last rank frees it.
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_free(a: *mut NodeArrayHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(a) });
     super::SHMPI_OK
 }
 
