@@ -162,10 +162,15 @@ fn phased_team_computes_in_place_like_one_thread() {
             Ok(first)
         });
         let firsts: Vec<usize> = results.into_iter().map(|r| r.unwrap()).collect();
-        assert!(firsts.iter().all(|&f| f == firsts[0]), "members agree on roles");
+        assert!(
+            firsts.iter().all(|&f| f == firsts[0]),
+            "members agree on roles"
+        );
         let got = team.read_buffer::<f64>().unwrap();
         assert!(
-            got.iter().zip(&serial).all(|(a, b)| a.to_bits() == b.to_bits()),
+            got.iter()
+                .zip(&serial)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{threads} threads differ from the serial run"
         );
     }

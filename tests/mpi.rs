@@ -107,7 +107,11 @@ fn node_array_epochs(
 ) -> Result<(), Failed> {
     let (nr, nn) = a.node_rank();
     let (mine, len) = (a.part(), a.len());
-    let backing = if a.is_mpi_window() { "window" } else { "segment" };
+    let backing = if a.is_mpi_window() {
+        "window"
+    } else {
+        "segment"
+    };
     let mut epoch = a.epoch();
     // SAFETY: the node's ranks write disjoint parts (NodeArray::part).
     let (_, out) = unsafe { epoch.borrow(0..0, mine.clone())? };
@@ -117,14 +121,19 @@ fn node_array_epochs(
     let mut epoch = epoch.next(world)?;
     // SAFETY: nobody writes in this epoch.
     let (all, _) = unsafe { epoch.borrow(0..len, 0..0)? };
-    ensure(all.iter().enumerate().all(|(i, &v)| v == (i * 3) as u64), || {
-        format!("{backing}: node rank {nr} read another's writes wrong")
-    })?;
+    ensure(
+        all.iter().enumerate().all(|(i, &v)| v == (i * 3) as u64),
+        || format!("{backing}: node rank {nr} read another's writes wrong"),
+    )?;
     // Bounds and a read/write overlap within one borrow are refused.
     // SAFETY: refused before any borrow is made.
-    ensure(unsafe { epoch.borrow(0..len + 1, 0..0) }.is_err(), || "out of bounds".into())?;
+    ensure(unsafe { epoch.borrow(0..len + 1, 0..0) }.is_err(), || {
+        "out of bounds".into()
+    })?;
     // SAFETY: as above.
-    ensure(unsafe { epoch.borrow(0..10, 5..6) }.is_err(), || "read/write overlap".into())?;
+    ensure(unsafe { epoch.borrow(0..10, 5..6) }.is_err(), || {
+        "read/write overlap".into()
+    })?;
     let epoch = epoch.next(world)?;
     if cfg!(debug_assertions) && nn > 1 {
         // Node ranks 0 and 1 claim overlapping writes; both must hear of it.

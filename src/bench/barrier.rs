@@ -7,9 +7,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::shm::pin;
 use super::{ns_per_op, Config, Record, Report};
 use crate::hybrid::Team;
+use crate::sync::affinity::pin_this_thread as pin;
 
 /// Threads of both barriers (the machine's two cores here).
 const THREADS: usize = 2;
@@ -19,14 +19,14 @@ const THREADS: usize = 2;
 struct Line(AtomicU32);
 
 /// The minimal spin barrier: the machine's limit for a barrier.
-struct SpinBarrier {
+pub(super) struct SpinBarrier {
     arrived: Line,
     generation: Line,
     parties: u32,
 }
 
 impl SpinBarrier {
-    fn new(parties: u32) -> SpinBarrier {
+    pub(super) fn new(parties: u32) -> SpinBarrier {
         SpinBarrier {
             arrived: Line(AtomicU32::new(0)),
             generation: Line(AtomicU32::new(0)),
@@ -34,7 +34,7 @@ impl SpinBarrier {
         }
     }
 
-    fn wait(&self) {
+    pub(super) fn wait(&self) {
         let generation = self.generation.0.load(Ordering::Acquire);
         if self.arrived.0.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
             self.arrived.0.store(0, Ordering::Relaxed);

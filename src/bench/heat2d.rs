@@ -20,12 +20,13 @@
 //! per step (the median over ten parts of the run); size the grid's side.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use super::barrier::SpinBarrier;
 use super::Record;
 use crate::error::{Error, SyncError};
-use crate::hybrid::{split_range, BufferSplit, HybridWorld, NodeArray, Team};
+use crate::hybrid::{second_buffer_at, split_range, BufferSplit, HybridWorld, NodeArray, Team};
+use crate::sync::affinity::{allowed_cpus, pin_this_thread, AffinityGuard};
 use crate::transport::Transport;
 
 /// The grid edges `shmpi bench` measures: two that fit in cache, two that
@@ -151,53 +152,56 @@ struct Halos {
 const UP: i32 = 1;
 const DOWN: i32 = 2;
 
-/// One step of the rows this rank (or team member) writes, `rows` —
-/// (local row, that row of the write buffer) — from the whole read buffer
-/// `read`: first the edge rows the neighbours need, which are sent at
-/// once; then the rest; then the halos are received in place.
+/// Computes rows `first..` of a block into `rows` (whole rows, every one
+/// an interior row) from the whole read buffer `read`: the stencil's loop.
+fn compute(read: &[f64], first: usize, rows: &mut [f64], n: usize) {
+    for (k, row) in rows.chunks_exact_mut(n).enumerate() {
+        step_row(read, row, n, first + k);
+    }
+}
+
+/// One step of the rows this rank (or team member) writes, from the whole
+/// read buffer `read`: the `boundary` rows — (local row, that row of the
+/// write buffer): halos, edges the neighbours need, the grid's fixed rows —
+/// first, sending each edge as soon as it is computed; then the `bulk`
+/// (parts of interior rows, each with its first local row); then the
+/// halos are received in place.
 fn step_rows<'a>(
     world: &mut HybridWorld,
-    read: &[f64],
-    n: usize,
+    (read, n): (&[f64], usize),
     block: &Block,
     halos: &Halos,
-    rows: impl Iterator<Item = (usize, &'a mut [f64])>,
+    boundary: impl Iterator<Item = (usize, &'a mut [f64])>,
+    bulk: &mut [(usize, &mut [f64])],
 ) -> Result<(), Error> {
     let (mut halo_up, mut halo_down) = (None, None);
-    let (mut edge_up, mut edge_down): (Option<&[f64]>, Option<&[f64]>) = (None, None);
-    let mut rest = Vec::new();
-    for (r, row) in rows {
-        let is = |side: &Option<(usize, usize, usize)>,
-                  pick: fn(&(usize, usize, usize)) -> usize| {
-            side.as_ref().is_some_and(|s| pick(s) == r)
-        };
-        if is(&halos.up, |s| s.2) {
+    let mut sends = [None, None];
+    for (r, row) in boundary {
+        let edge_of = |side: &Option<(usize, usize, usize)>| side.filter(|s| s.1 == r);
+        let halo_of = |side: &Option<(usize, usize, usize)>| side.is_some_and(|s| s.2 == r);
+        if halo_of(&halos.up) {
             halo_up = Some(row);
-        } else if is(&halos.down, |s| s.2) {
+            continue;
+        }
+        if halo_of(&halos.down) {
             halo_down = Some(row);
-        } else if is(&halos.up, |s| s.1) || is(&halos.down, |s| s.1) {
-            if block.interior.contains(&r) {
-                step_row(read, row, n, r);
+            continue;
+        }
+        if block.interior.contains(&r) {
+            step_row(read, row, n, r);
+        }
+        let row: &[f64] = row;
+        for (k, (side, tag)) in [(&halos.up, UP), (&halos.down, DOWN)]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some((peer, _, _)) = edge_of(side) {
+                sends[k] = Some(world.isend(peer, tag, bytemuck::cast_slice(row))?);
             }
-            let row: &[f64] = row;
-            if is(&halos.up, |s| s.1) {
-                edge_up = Some(row);
-            }
-            if is(&halos.down, |s| s.1) {
-                edge_down = Some(row);
-            }
-        } else if block.interior.contains(&r) {
-            rest.push((r, row));
         }
     }
-    let mut sends = Vec::new();
-    for (side, edge, tag) in [(&halos.up, edge_up, UP), (&halos.down, edge_down, DOWN)] {
-        if let (Some((peer, _, _)), Some(edge)) = (side, edge) {
-            sends.push(world.isend(*peer, tag, bytemuck::cast_slice(edge))?);
-        }
-    }
-    for (r, row) in rest {
-        step_row(read, row, n, r);
+    for (first, rows) in bulk {
+        compute(read, *first, rows, n);
     }
     // A halo from above was sent down by that neighbour, and vice versa.
     for (side, halo, tag) in [(&halos.up, halo_up, DOWN), (&halos.down, halo_down, UP)] {
@@ -205,10 +209,36 @@ fn step_rows<'a>(
             world.recv_into(*peer, tag, bytemuck::cast_slice_mut(halo))?;
         }
     }
-    for s in sends {
+    for s in sends.into_iter().flatten() {
         world.wait_send(s)?;
     }
     Ok(())
+}
+
+/// Consecutive rows of a write buffer and the local row of the first.
+type Rows<'a> = (usize, &'a mut [f64]);
+
+/// The first two and the last two rows of `part` (whole rows of `n`
+/// cells, the first being local row `first`) — where a block's halos and
+/// edges are — one by one, and the rows between them as one bulk part.
+fn edges_and_bulk(
+    first: usize,
+    part: &mut [f64],
+    n: usize,
+) -> (impl Iterator<Item = Rows<'_>>, Rows<'_>) {
+    let rows = part.len() / n;
+    let top_rows = rows.min(2);
+    let bottom_rows = (rows - top_rows).min(2);
+    let (top, rest) = part.split_at_mut(top_rows * n);
+    let (middle, bottom) = rest.split_at_mut(rest.len() - bottom_rows * n);
+    let number = move |at: usize| move |(k, row)| (first + at + k, row);
+    let edges = top.chunks_exact_mut(n).enumerate().map(number(0)).chain(
+        bottom
+            .chunks_exact_mut(n)
+            .enumerate()
+            .map(number(rows - bottom_rows)),
+    );
+    (edges, (first + top_rows, middle))
 }
 
 /// Times each tenth of a run of `steps` steps.
@@ -277,28 +307,18 @@ pub fn run(
             let mut phase = t.phase::<f64>()?;
             clock.start = Instant::now();
             for step in 0..steps {
+                // Head and tail hold the halos and the edges (the window
+                // holds neither): row by row, then my window part in bulk.
                 let v = phase.views();
-                let head = v.head.chunks_exact_mut(n).enumerate();
-                let at = v.at / n;
-                let mine = v
-                    .mine
-                    .chunks_exact_mut(n)
-                    .enumerate()
-                    .map(|(k, r)| (at + k, r));
                 let tail_at = block.rows - v.tail.len() / n;
-                let tail = v
-                    .tail
-                    .chunks_exact_mut(n)
-                    .enumerate()
-                    .map(|(k, r)| (tail_at + k, r));
-                step_rows(
-                    world,
-                    v.read,
-                    n,
-                    &block,
-                    &halos,
-                    head.chain(mine).chain(tail),
-                )?;
+                let boundary = (v.head.chunks_exact_mut(n).enumerate()).chain(
+                    v.tail
+                        .chunks_exact_mut(n)
+                        .enumerate()
+                        .map(|(k, r)| (tail_at + k, r)),
+                );
+                let mut bulk = [(v.at / n, v.mine)];
+                step_rows(world, (v.read, n), &block, &halos, boundary, &mut bulk)?;
                 phase = phase.next()?;
                 clock.stepped(step);
             }
@@ -308,10 +328,7 @@ pub fn run(
             let mut phase = t.phase::<f64>()?;
             for _ in 0..steps {
                 let v = phase.views();
-                let at = v.at / n;
-                for (k, row) in v.mine.chunks_exact_mut(n).enumerate() {
-                    step_row(v.read, row, n, at + k);
-                }
+                compute(v.read, v.at / n, v.mine, n);
                 phase = phase.next()?;
             }
             Ok(())
@@ -379,8 +396,9 @@ pub fn run_node(world: &mut HybridWorld, n: usize, steps: usize) -> Result<Optio
     } else {
         local(own.end)
     };
-    let half = block.rows * n;
-    let mut array: NodeArray<f64> = world.node_array(2 * half)?;
+    // The two halves, placed so the stencil's loads and stores do not alias.
+    let half = second_buffer_at::<f64>(block.rows * n, n);
+    let mut array: NodeArray<f64> = world.node_array(half + block.rows * n)?;
     let mut epoch = array.epoch();
     let init = initial(n, block.lo..block.lo + block.rows);
     for h in 0..2 {
@@ -395,16 +413,14 @@ pub fn run_node(world: &mut HybridWorld, n: usize, steps: usize) -> Result<Optio
     let mut clock = StepClock::new(steps);
     let mut cur = 0;
     for step in 0..steps {
-        let (read, write) = (cur * half..cur * half + half, (1 - cur) * half);
+        let read = cur * half..cur * half + block.rows * n;
+        let write = (1 - cur) * half;
         let write = write + write_rows.start * n..write + write_rows.end * n;
         // SAFETY: as above for the writes; every rank reads the whole half
         // it does not write, which nobody writes in this epoch.
         let (read, out) = unsafe { epoch.borrow(read, write)? };
-        let rows = out
-            .chunks_exact_mut(n)
-            .enumerate()
-            .map(|(k, r)| (write_rows.start + k, r));
-        step_rows(world, read, n, &block, &halos, rows)?;
+        let (boundary, bulk) = edges_and_bulk(write_rows.start, out, n);
+        step_rows(world, (read, n), &block, &halos, boundary, &mut [bulk])?;
         epoch = epoch.next(world)?;
         cur = 1 - cur;
         clock.stepped(step);
@@ -413,7 +429,6 @@ pub fn run_node(world: &mut HybridWorld, n: usize, steps: usize) -> Result<Optio
     // SAFETY: nobody writes in this last epoch.
     let (mine, _) = unsafe { epoch.borrow(mine, 0..0)? };
     let mine = mine.to_vec();
-    drop(epoch);
     let path = format!("heat2d.node.R{size}");
     conclude(world, &path, n, steps, &order, &mine, &clock.per_step_ms)
 }
@@ -452,7 +467,8 @@ fn conclude(
     Ok(outcome)
 }
 
-/// The stencil over `threads` plain scoped threads and a spin barrier —
+/// The stencil over `threads` plain scoped threads, one per CPU, and the
+/// minimal spin barrier (`limit.barrier`'s) —
 /// what this machine does without shmpi, the limit a team is measured
 /// against (`limit.heat2d.T{threads}`). Checked against the serial run
 /// like the others.
@@ -462,25 +478,42 @@ fn conclude(
 /// [`SyncError::InvalidArgument`] as [`run`].
 pub fn limit(n: usize, steps: usize, threads: usize) -> Result<Outcome, Error> {
     check_args(n, steps, threads)?;
-    let mut grids = [initial(n, 0..n), initial(n, 0..n)];
-    let arrived = AtomicUsize::new(0);
-    let spin_barrier = |round: usize| {
-        arrived.fetch_add(1, Ordering::AcqRel);
-        while arrived.load(Ordering::Acquire) < threads * (round + 1) {
-            std::hint::spin_loop();
+    // Both grids in one anonymous mapping, placed and advised as a team's
+    // buffers are, so the limit differs from a team only in its threads.
+    let second = second_buffer_at::<f64>(n * n, n);
+    let memory = memmap2::MmapOptions::new()
+        .len((second + n * n) * 8)
+        .map_anon()
+        .map_err(|e| SyncError::Os {
+            op: "mmap",
+            errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        })?;
+    let _ = memory.advise(memmap2::Advice::HugePage);
+    let memory = memmap2::MmapRaw::from(memory);
+    let base = memory.as_mut_ptr().cast::<f64>();
+    let pointers = [Shared(base), Shared(base.wrapping_add(second))];
+    let init = initial(n, 0..n);
+    for p in &pointers {
+        // SAFETY: each grid holds n * n f64 inside the mapping (sized
+        // above), which no thread uses yet.
+        unsafe { std::slice::from_raw_parts_mut(p.0, n * n) }.copy_from_slice(&init);
+    }
+    let barrier = SpinBarrier::new(threads as u32);
+    // One CPU each, as a team takes them.
+    let allowed = allowed_cpus();
+    let _restore = AffinityGuard::save();
+    let work = |t: usize, mut clock: Option<&mut StepClock>| {
+        if threads <= allowed.len() {
+            pin_this_thread(allowed[t]);
         }
-    };
-    let [a, b] = &mut grids;
-    let pointers = [Shared(a.as_mut_ptr()), Shared(b.as_mut_ptr())];
-    let work = |t: usize, clock: Option<&mut StepClock>| {
         let mine = split_range(n - 2, threads, t);
-        let mut clock = clock;
         for step in 0..steps {
             let (cur, next) = (&pointers[step % 2], &pointers[1 - step % 2]);
-            // SAFETY: in step `step` every thread reads grid `step % 2`
-            // and writes only its own rows (split_range: disjoint) of the
-            // other; the spin barrier (acquire-release) separates steps,
-            // so no element is written while another thread reads it.
+            // SAFETY: in step `step` every thread reads grid `step % 2` and
+            // writes only its own rows (split_range: disjoint) of the other;
+            // the spin barrier (acquire-release) separates steps, so no
+            // element is written while another thread reads it. Both grids
+            // lie inside the mapping, which outlives the threads.
             let (cur, next) = unsafe {
                 (
                     std::slice::from_raw_parts(cur.0, n * n),
@@ -490,10 +523,8 @@ pub fn limit(n: usize, steps: usize, threads: usize) -> Result<Outcome, Error> {
                     ),
                 )
             };
-            for (k, row) in next.chunks_exact_mut(n).enumerate() {
-                step_row(cur, row, n, 1 + mine.start + k);
-            }
-            spin_barrier(step);
+            compute(cur, 1 + mine.start, next, n);
+            barrier.wait();
             if let Some(c) = clock.as_deref_mut() {
                 c.stepped(step);
             }
@@ -509,7 +540,8 @@ pub fn limit(n: usize, steps: usize, threads: usize) -> Result<Outcome, Error> {
         work(0, Some(&mut clock));
         per_step_ms = clock.per_step_ms;
     });
-    let grid = &grids[steps % 2];
+    // SAFETY: the threads are done; the grid lies inside the mapping.
+    let grid = unsafe { std::slice::from_raw_parts(pointers[steps % 2].0, n * n) };
     let reference = serial(n, steps);
     Ok(Outcome {
         record: Record::from_samples(

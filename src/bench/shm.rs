@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::{Config, Record, Report};
 use crate::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy, GROUP_ENV, RANK_ENV, SIZE_ENV};
 use crate::segment::{Segment, SegmentName};
+use crate::sync::affinity::{pin_this_thread, AffinityGuard};
 use crate::sync::Semaphore;
 use crate::transport::Transport;
 
@@ -99,15 +100,6 @@ impl Plan {
             iters: *w.get(3).ok_or("short plan")?,
             samples: *w.get(4).ok_or("short plan")? as usize,
         })
-    }
-}
-
-pub(super) fn pin(cpu: usize) {
-    if crate::mailbox::online_cpus() > cpu {
-        let mut set = nix::sched::CpuSet::new();
-        if set.set(cpu).is_ok() {
-            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-        }
     }
 }
 
@@ -253,25 +245,8 @@ pub fn measure(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report, S
     // Pinned to core 0 while measuring; the caller's CPU set comes back
     // afterwards (processes it starts later inherit it).
     let _restore = AffinityGuard::save();
-    pin(0);
+    pin_this_thread(0);
     measure_pinned(cfg, progress)
-}
-
-/// Restores the calling thread's CPU set on drop.
-struct AffinityGuard(Option<nix::sched::CpuSet>);
-
-impl AffinityGuard {
-    fn save() -> AffinityGuard {
-        AffinityGuard(nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok())
-    }
-}
-
-impl Drop for AffinityGuard {
-    fn drop(&mut self) {
-        if let Some(set) = &self.0 {
-            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set);
-        }
-    }
 }
 
 fn measure_pinned(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report, String> {
@@ -399,7 +374,7 @@ fn threads_latency(cfg: &Config, samples: usize, report: &mut Report) -> Result<
         let rounds = iters * (samples as u64 + 1);
         let results = std::thread::scope(|s| -> Result<Vec<f64>, String> {
             let peer = s.spawn(|| -> Result<(), String> {
-                pin(1);
+                pin_this_thread(1);
                 let mut buf = vec![0u8; size];
                 for _ in 0..rounds {
                     let (_, _, len) = echo
@@ -462,7 +437,7 @@ fn memcpy_bandwidth(cfg: &Config, samples: usize, report: &mut Report) {
 }
 
 fn peer() -> Result<(), String> {
-    pin(1);
+    pin_this_thread(1);
     let limits_name = SegmentName::new(&std::env::var(PEER_ENV).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
     let limits = Segment::open(&limits_name).map_err(|e| e.to_string())?;

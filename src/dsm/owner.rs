@@ -570,7 +570,7 @@ mod progress {
             let thread = std::thread::Builder::new()
                 .name("shmpi-dsm-progress".into())
                 .spawn(move || {
-                    crate::sync::wait::unbind_this_thread();
+                    crate::sync::affinity::unbind_this_thread();
                     serve_loop(&shared, &block, &flag)
                 })
                 .map_err(|_| MpiError::ThreadLevel {

@@ -31,7 +31,7 @@ mod world;
 
 #[cfg(feature = "mpi")]
 pub use node::{Epoch, NodeArray};
-pub use phase::{BufferSplit, Phase, Views};
+pub use phase::{second_buffer_at, BufferSplit, Phase, Views};
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::{HybridRecvRequest, HybridSendRequest, HybridWorld};

@@ -175,6 +175,33 @@ fn page_shift(unit_bytes: usize) -> usize {
         .unwrap_or(PAGE / 2)
 }
 
+/// Where to start a second buffer after a first one of `len` elements of
+/// `T` (at element 0), for a stencil that reads one and writes the other
+/// in units (rows) of `unit` elements: the first element offset at or
+/// after `len` whose page offset keeps the stencil's loads clear of its
+/// stores ("4K aliasing": a load from an address a pending store went to,
+/// modulo 4 KiB, waits for that store — with two buffers a whole number
+/// of pages apart, every cell's loads meet the previous cells' stores).
+/// Team buffers are placed this way; use it for double buffers of your
+/// own in a node array.
+///
+/// # Examples
+///
+/// ```
+/// use shmpi::hybrid::second_buffer_at;
+///
+/// // Two 1024 × 1024 grids of f64: not 8 MiB apart, but a little more.
+/// let at = second_buffer_at::<f64>(1024 * 1024, 1024);
+/// assert!(at >= 1024 * 1024 && at % 8 == 0);
+/// assert_ne!(at * 8 % 4096, 0);
+/// ```
+pub fn second_buffer_at<T>(len: usize, unit: usize) -> usize {
+    let size = std::mem::size_of::<T>().max(1);
+    let bytes = len.saturating_mul(size);
+    let page = bytes.next_multiple_of(4096);
+    (page + page_shift(unit.saturating_mul(size))).div_ceil(size)
+}
+
 impl Buffers {
     pub(super) fn new<T: Pod>(split: BufferSplit) -> Result<Buffers, Error> {
         split.check()?;
@@ -183,8 +210,7 @@ impl Buffers {
             .len
             .checked_mul(size)
             .ok_or(SyncError::InvalidArgument("buffers larger than memory"))?;
-        let stride = bytes.next_multiple_of(4096);
-        let second = stride + page_shift(split.unit * size);
+        let second = second_buffer_at::<T>(split.len, split.unit) * size;
         let memory = memmap2::MmapOptions::new()
             .len((second + bytes).max(1))
             .map_anon()
@@ -193,6 +219,9 @@ impl Buffers {
                 op: "mmap",
                 errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
             })?;
+        // Large pages where the kernel gives them on request (THP in
+        // `madvise` mode, Debian's default): fewer TLB misses on big grids.
+        let _ = memory.advise(memmap2::Advice::HugePage);
         Ok(Buffers {
             memory,
             at: [0, second],

@@ -33,6 +33,7 @@
 //!
 //! [`Segment`]: crate::segment::Segment
 
+pub mod affinity;
 pub(crate) mod barrier;
 pub(crate) mod claims;
 pub(crate) mod futex;

@@ -76,18 +76,7 @@ pub const SETUP_POLL: WaitPolicy = WaitPolicy {
 /// Polls between two looks at the clock while spinning.
 const SPINS_PER_CLOCK: u32 = 32;
 
-/// The CPUs this process may run on: its affinity mask (a job bound to
-/// fewer CPUs than the machine has must not spin as if it had them all),
-/// at least 1.
-pub fn usable_cpus() -> usize {
-    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-        Ok(set) => (0..nix::sched::CpuSet::count())
-            .filter(|&c| set.is_set(c).unwrap_or(false))
-            .count()
-            .max(1),
-        Err(_) => online_cpus(),
-    }
-}
+pub use super::affinity::usable_cpus;
 
 /// CPUs online on this machine (`sysconf(_SC_NPROCESSORS_ONLN)`), at
 /// least 1. Read once per process: glibc reads a sysfs file for it (~10 µs,
@@ -115,21 +104,6 @@ pub fn node_processes() -> usize {
     .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
     .filter(|&n: &usize| n > 0)
     .unwrap_or(1)
-}
-
-/// Lets the calling thread run on every online CPU. Launchers bind each
-/// rank to one core when ranks do not outnumber cores; a helper thread
-/// (a team's worker, the distributed array's server) would then share that
-/// core with its rank's main thread, and every hand-off between them would
-/// wait for the scheduler (measured for the server: 1.5 ms per request
-/// instead of 20 µs). Best effort: where a cpuset forbids it, the binding
-/// stays.
-pub(crate) fn unbind_this_thread() {
-    let mut all = nix::sched::CpuSet::new();
-    for cpu in 0..online_cpus().min(nix::sched::CpuSet::count()) {
-        let _ = all.set(cpu);
-    }
-    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
 }
 
 fn env_micros(var: &str) -> Option<Duration> {

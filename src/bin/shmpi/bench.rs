@@ -219,7 +219,9 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
 
     for &n in shmpi::bench::heat2d::EDGES {
         for threads in [1, 2] {
-            progress.say(&format!("heat2d {n}²: plain threads, the limit ({threads})"));
+            progress.say(&format!(
+                "heat2d {n}²: plain threads, the limit ({threads})"
+            ));
             let steps = shmpi::bench::heat2d::steps_for(n, args.quick);
             match shmpi::bench::heat2d::limit(n, steps, threads).map_err(|e| e.to_string()) {
                 Ok(out) => report
