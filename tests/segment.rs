@@ -428,3 +428,54 @@ fn garbage_collection_beside_a_create_loop_removes_only_the_dead() {
         "every dead segment collected, no live one"
     );
 }
+
+/// Epochs on a segment: parties computing in place; an overlapping claim
+/// (debug builds) fails on both parties, at the later claim and at the
+/// epoch's end, and the array stays usable; a wrong party count is refused.
+#[test]
+fn epoch_array_borrows_in_place_and_catches_overlapping_claims() {
+    use shmpi::segment::EpochArray;
+    use shmpi::SyncError;
+    let name = SegmentName::unique("test-epochs");
+    let seg = Segment::create(&name, EpochArray::<u64>::size_for(64, 2)).unwrap();
+    EpochArray::<u64>::create_in(&seg, 0, 64, 2, 0).unwrap();
+    assert!(matches!(
+        EpochArray::<u64>::open_in(&seg, 0, 64, 3, 0),
+        Err(SyncError::Mismatch { .. })
+    ));
+    assert!(EpochArray::<u64>::open_in(&seg, 0, 64, 2, 2).is_err());
+    assert!(EpochArray::<u64>::open_in(&seg, 0, 65, 2, 0).is_err(), "does not fit");
+    std::thread::scope(|s| {
+        for party in 0..2usize {
+            let seg = &seg;
+            s.spawn(move || {
+                let mut a = EpochArray::<u64>::open_in(seg, 0, 64, 2, party).unwrap();
+                let mine = a.part();
+                let mut epoch = a.epoch();
+                // SAFETY: disjoint parts.
+                let (_, out) = unsafe { epoch.borrow(0..0, mine.clone()) }.unwrap();
+                out.fill(party as u64 + 1);
+                let mut epoch = epoch.next().unwrap();
+                // SAFETY: nobody writes in this epoch.
+                let (all, _) = unsafe { epoch.borrow(0..64, 0..0) }.unwrap();
+                assert_eq!(all.iter().sum::<u64>(), 32 + 32 * 2);
+                let mut epoch = epoch.next().unwrap();
+                if cfg!(debug_assertions) {
+                    let number = epoch.number();
+                    // SAFETY: a deliberately broken promise; never used.
+                    let _ = unsafe { epoch.borrow(0..0, party * 5..party * 5 + 10) };
+                    match epoch.next() {
+                        Err(SyncError::OverlappingClaim { epoch, other }) => {
+                            assert_eq!((epoch, other), (number, 1 - party));
+                        }
+                        other => panic!("party {party}: {other:?}"),
+                    }
+                    let mut epoch = a.epoch();
+                    // SAFETY: disjoint parts again.
+                    unsafe { epoch.borrow(0..0, mine) }.unwrap();
+                    epoch.next().unwrap();
+                }
+            });
+        }
+    });
+}

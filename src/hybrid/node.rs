@@ -279,34 +279,19 @@ impl<'a, T: Pod> Epoch<'a, T> {
         read: Range<usize>,
         write: Range<usize>,
     ) -> Result<(&[T], &mut [T]), SyncError> {
-        let len = self.array.len;
-        let valid = |r: &Range<usize>| r.start <= r.end && r.end <= len;
-        if !valid(&read) || !valid(&write) {
-            return Err(SyncError::InvalidArgument(
-                "a node array borrow outside the array",
-            ));
-        }
-        if !read.is_empty() && !write.is_empty() && read.start < write.end && write.start < read.end
-        {
-            return Err(SyncError::InvalidArgument(
-                "a node array borrow reads and writes the same elements",
-            ));
-        }
-        if cfg!(debug_assertions) {
-            self.array.claims().claim(self.number(), &read, &write)?;
-        }
-        let base = self.array.as_ptr();
-        // SAFETY: both ranges lie inside the array's len elements (checked),
-        // which are mapped, aligned and initialised (Pod: any bytes); they do
-        // not overlap each other (checked); `&mut self` keeps this process
-        // from making another borrow while these live; the caller promises
-        // no other rank writes `read` or touches `write` in this epoch, which
-        // ends only when `next` consumes `self`, after these borrows.
+        let a = &*self.array;
+        // SAFETY: the array's elements are mapped, aligned and initialised
+        // (checked at creation); `&mut self` keeps this process from making
+        // another borrow while these live; the caller promises no other rank
+        // writes `read` or touches `write` in this epoch, which ends only
+        // when `next` consumes `self`, after these borrows.
         unsafe {
-            Ok((
-                std::slice::from_raw_parts(base.add(read.start), read.len()),
-                std::slice::from_raw_parts_mut(base.add(write.start), write.len()),
-            ))
+            crate::segment::epoch::borrow(
+                a.as_ptr(),
+                a.len,
+                (read, write),
+                (a.claims(), self.number()),
+            )
         }
     }
 

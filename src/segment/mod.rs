@@ -23,6 +23,7 @@
 //! (`ftruncate`) makes later accesses past the new end raise `SIGBUS`. The
 //! default mode 0600 limits that power to the same user.
 
+pub(crate) mod epoch;
 mod header;
 pub mod lock;
 mod name;
@@ -40,6 +41,7 @@ use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::{fchmod, fstat, Mode};
 
+pub use epoch::{EpochArray, SegmentEpoch};
 pub(crate) use header::RawHeader;
 pub use header::{
     HeaderError, HeaderFields, SegmentKind, HEADER_SIZE, LAYOUT_VERSION, MAGIC, READY,
