@@ -444,7 +444,10 @@ fn epoch_array_borrows_in_place_and_catches_overlapping_claims() {
         Err(SyncError::Mismatch { .. })
     ));
     assert!(EpochArray::<u64>::open_in(&seg, 0, 64, 2, 2).is_err());
-    assert!(EpochArray::<u64>::open_in(&seg, 0, 65, 2, 0).is_err(), "does not fit");
+    assert!(
+        EpochArray::<u64>::open_in(&seg, 0, 65, 2, 0).is_err(),
+        "does not fit"
+    );
     std::thread::scope(|s| {
         for party in 0..2usize {
             let seg = &seg;

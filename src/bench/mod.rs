@@ -19,7 +19,6 @@
 
 pub mod alltoall;
 pub mod barrier;
-#[cfg(feature = "mpi")]
 pub mod heat2d;
 #[cfg(feature = "mpi")]
 pub mod mpi;

@@ -32,6 +32,7 @@ mod world;
 #[cfg(feature = "mpi")]
 pub use node::{Epoch, NodeArray};
 pub use phase::{second_buffer_at, BufferSplit, Phase, Views};
+pub(crate) use team::private_memory;
 pub use team::{split_range, Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::{HybridRecvRequest, HybridSendRequest, HybridWorld};

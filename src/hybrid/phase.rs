@@ -31,7 +31,7 @@ use bytemuck::Pod;
 use memmap2::MmapRaw;
 
 use super::split_range;
-use super::team::TeamMember;
+use super::team::{private_memory, TeamMember};
 use crate::error::{Error, SyncError};
 
 /// How the buffer being written in a phase is split among a team's
@@ -211,17 +211,7 @@ impl Buffers {
             .checked_mul(size)
             .ok_or(SyncError::InvalidArgument("buffers larger than memory"))?;
         let second = second_buffer_at::<T>(split.len, split.unit) * size;
-        let memory = memmap2::MmapOptions::new()
-            .len((second + bytes).max(1))
-            .map_anon()
-            .map(MmapRaw::from)
-            .map_err(|e| SyncError::Os {
-                op: "mmap",
-                errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-            })?;
-        // Large pages where the kernel gives them on request (THP in
-        // `madvise` mode, Debian's default): fewer TLB misses on big grids.
-        let _ = memory.advise(memmap2::Advice::HugePage);
+        let memory = private_memory(second + bytes, true)?;
         Ok(Buffers {
             memory,
             at: [0, second],

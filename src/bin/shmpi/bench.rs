@@ -394,6 +394,10 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         MailboxGroup::protocol_for_new_groups()
     );
     println!("{}", compare::table(&report));
+    let heat = compare::heat2d_table(&report);
+    if !heat.is_empty() {
+        println!("heat2d in place, per step, ratios of this run (targets: ≤ 1.1 at 128²–1024², ≥ 0.9 at 1024² and 2048², ≤ 1.0):\n\n{heat}");
+    }
     println!(
         "## All records (medians of n samples, min–max)\n\n{}",
         report.to_markdown()

@@ -145,3 +145,35 @@ pub fn table(r: &Report) -> String {
     }
     out
 }
+
+/// heat2d in place, layout against layout, each ratio from this run:
+/// threads against ranks, the team's speed-up against plain threads', the
+/// node-shared grid against pure MPI. Empty when heat2d was not measured.
+pub fn heat2d_table(r: &Report) -> String {
+    let t = |path: &str, n: usize| get(r, path, "time_ms", n);
+    let mut out = String::new();
+    for &n in shmpi::bench::heat2d::EDGES {
+        let threads = ratio(t("heat2d.R1xT2", n), t("heat2d.R2xT1", n));
+        let team = ratio(t("heat2d.R1xT1", n), t("heat2d.R1xT2", n));
+        let limit = ratio(t("limit.heat2d.T1", n), t("limit.heat2d.T2", n));
+        let node = ratio(t("heat2d.node.R2", n), t("heat2d.R2xT1", n));
+        if threads.or(node).or(limit).is_none() {
+            continue;
+        }
+        let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
+        out.push_str(&format!(
+            "| {n}² | {} | {} / {} = {} | {} |\n",
+            f(threads),
+            f(team),
+            f(limit),
+            f(ratio(team, limit)),
+            f(node)
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "| heat2d | 1 rank × 2 threads / 2 ranks | team speed-up / plain threads' | node-shared / pure MPI |\n|---|---:|---:|---:|\n{out}"
+    )
+}
