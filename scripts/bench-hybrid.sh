@@ -9,7 +9,9 @@
 #     heat2d.R1xT1 / .R1xT2 vs limit.heat2d.T1 / .T2   the team's speed-up
 #                                       against plain threads'
 #     heat2d.node.R2 vs heat2d.R2xT1    node-shared grid against pure MPI
-#     and on 2 emulated nodes: heat2d.R4xT1, heat2d.node.R4, heat2d.R2xT2
+#     and on 2 emulated nodes: heat2d.R4xT1, heat2d.node.R4, heat2d.R2xT2;
+#     across the two namespace hosts (one rank each): heat2d.R2xT1 and
+#     heat2d.node.R2 at 128² and 1024² in heat2d.hosts.records
 #
 #   scripts/bench-hybrid.sh [OUTDIR] [ROUNDS]   JSON records (DESIGN.md) in
 #                                        OUTDIR (default target/bench-hybrid),
@@ -73,7 +75,13 @@ done
 status=0
 scripts/netns-cluster.sh --slots 1 -- sh -c "
   target/release/shmpi mpirun -n 2 --timeout 600 $ex/mpi_pingpong --path mpi.tcp --json $out/mpi.tcp.json &&
-  target/release/shmpi mpirun -n 2 --timeout 600 $ex/hybrid_pingpong --json $out/hybrid.internode.json" || status=$?
+  target/release/shmpi mpirun -n 2 --timeout 600 $ex/hybrid_pingpong --json $out/hybrid.internode.json &&
+  : > $out/heat2d.hosts.out &&
+  for n in 128 1024; do
+    target/release/shmpi mpirun -n 2 --timeout 600 $ex/heat2d \$n --threads 1 >> $out/heat2d.hosts.out &&
+    target/release/shmpi mpirun -n 2 --timeout 600 $ex/heat2d \$n --node >> $out/heat2d.hosts.out || exit 1
+  done &&
+  grep '^shmpi-record' $out/heat2d.hosts.out > $out/heat2d.hosts.records" || status=$?
 [ "$status" -eq 77 ] && echo "the *.internode rows need network namespaces: skipped"
 echo "records in $out/"
 [ "$status" -eq 0 ] || [ "$status" -eq 77 ]

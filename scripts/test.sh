@@ -173,7 +173,7 @@ bench_smoke() {
   head -n 12 "$dir/out.md"
   local missing=""
   for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm alltoall32.shm \
-    mpi.sm mpi.tcp mpi.c hybrid.intranode hybrid.intranode.any.over dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 \
+    mpi.sm mpi.tcp mpi.c hybrid.intranode hybrid.intranode.any.over dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 heat2d.R1xT1 heat2d.node.R2 limit.heat2d.T1 limit.heat2d.T2 \
     scale.mem scale.setup scale.job mpi.setup team.barrier limit.barrier alltoall32.mpi; do
     grep -q "\"path\": \"$path\"" "$dir/bench.json" || missing="$missing $path"
   done
