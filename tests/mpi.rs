@@ -125,6 +125,29 @@ fn node_array_epochs(
         all.iter().enumerate().all(|(i, &v)| v == (i * 3) as u64),
         || format!("{backing}: node rank {nr} read another's writes wrong"),
     )?;
+    // A split epoch: arrive, then write the part late, then complete.
+    let epoch = epoch.next(world)?;
+    let mut late = epoch.arrive()?;
+    // SAFETY: each rank writes only its own part, which no other rank
+    // touches in this epoch or the next.
+    let (_, out) = unsafe { late.borrow(0..0, mine.clone())? };
+    out.iter_mut().for_each(|v| *v += 1);
+    // The late writes may race with the others' next epoch (that is what
+    // the late part allows), so the whole is read an epoch later (debug
+    // builds report reading it at once as an overlapping claim).
+    let mut epoch = late.wait(world)?.next(world)?;
+    // SAFETY: nobody writes in this epoch.
+    let (all, _) = unsafe { epoch.borrow(0..len, 0..0)? };
+    ensure(
+        all.iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i * 3 + 1) as u64),
+        || {
+            format!(
+                "{backing}: node rank {nr}: a late write was not visible after the split barrier"
+            )
+        },
+    )?;
     // Bounds and a read/write overlap within one borrow are refused.
     // SAFETY: refused before any borrow is made.
     ensure(unsafe { epoch.borrow(0..len + 1, 0..0) }.is_err(), || {

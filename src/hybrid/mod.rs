@@ -30,7 +30,7 @@ mod team;
 mod world;
 
 #[cfg(feature = "mpi")]
-pub use node::{Epoch, NodeArray};
+pub use node::{Epoch, LateEpoch, NodeArray};
 pub use phase::{second_buffer_at, BufferSplit, Phase, Views};
 pub(crate) use team::private_memory;
 pub use team::{split_range, Team, TeamMember};

@@ -207,6 +207,7 @@ impl<T: Pod> NodeArray<T> {
         match &self.backing {
             Backing::Segment(seg) => {
                 let barrier = Barrier::open_in(seg, self.control)?;
+                crate::segment::epoch::check_parties(&barrier, self.node_size)?;
                 match timeout {
                     Some(t) => barrier.wait_timeout(t).map(drop)?,
                     None => barrier.wait().map(drop)?,
@@ -216,6 +217,12 @@ impl<T: Pod> NodeArray<T> {
                 let world = world.ok_or(SyncError::InvalidArgument(
                     "a window-backed node array's barrier needs its world",
                 ))?;
+                if timeout.is_some() {
+                    return Err(SyncError::InvalidArgument(
+                        "an MPI window's barrier (MPI_Barrier) has no timeout",
+                    )
+                    .into());
+                }
                 w.window.sync()?;
                 world.node().barrier()?;
                 w.window.sync()?;
@@ -237,7 +244,8 @@ impl<T: Pod> NodeArray<T> {
 }
 
 /// One epoch of a [`NodeArray`]: borrows of the array that end at the next
-/// barrier, which [`next`](Self::next) consumes the epoch to pass.
+/// barrier, which [`next`](Self::next) consumes the epoch to pass (or
+/// [`arrive`](Self::arrive), splitting it).
 ///
 /// ```compile_fail
 /// # fn f(world: &shmpi::hybrid::HybridWorld) -> shmpi::Result<()> {
@@ -311,7 +319,8 @@ impl<'a, T: Pod> Epoch<'a, T> {
     ///
     /// # Errors
     ///
-    /// [`SyncError::Timeout`], or as [`next`](Self::next).
+    /// [`SyncError::Timeout`]; [`SyncError::InvalidArgument`] for a
+    /// window; or as [`next`](Self::next).
     pub fn next_timeout(
         self,
         world: &HybridWorld,
@@ -331,6 +340,131 @@ impl<'a, T: Pod> Epoch<'a, T> {
             self.array.claims().check(ended)?;
         }
         Ok(self)
+    }
+
+    /// Arrives at the barrier that ends this epoch without waiting for the
+    /// others — a split-phase barrier, like `MPI_Ibarrier` — and returns
+    /// the epoch's late part, in which this rank finishes work the others
+    /// do not need while they may already have moved on
+    /// ([`LateEpoch::wait`] completes the barrier). A stencil arrives as
+    /// soon as its edge rows are written and computes its interior rows
+    /// late: a neighbour then waits for those edges only, not for the whole
+    /// of this rank's step. (An MPI window's barrier is not split: it
+    /// happens in `wait`.)
+    ///
+    /// # Errors
+    ///
+    /// The barrier's.
+    pub fn arrive(self) -> Result<LateEpoch<'a, T>, Error> {
+        let arrival = match &self.array.backing {
+            Backing::Segment(seg) => {
+                let barrier = Barrier::open_in(seg, self.array.control)?;
+                crate::segment::epoch::check_parties(&barrier, self.array.node_size)?;
+                // The arrival's SeqCst compare-and-swap publishes this
+                // rank's writes (release), as the fence before a barrier.
+                fence(Ordering::SeqCst);
+                Some(barrier.arrive()?)
+            }
+            Backing::Window(_) => None,
+        };
+        Ok(LateEpoch {
+            array: self.array,
+            arrival,
+        })
+    }
+}
+
+/// The late part of a [`NodeArray`]'s epoch: this rank has arrived at the
+/// barrier that ends it, the others may have passed it and be in the next
+/// epoch. Made by [`Epoch::arrive`], ended by [`wait`](Self::wait).
+#[derive(Debug)]
+pub struct LateEpoch<'a, T: Pod> {
+    array: &'a mut NodeArray<T>,
+    /// The segment barrier's round this rank joined (`None`: a window's
+    /// barrier, not split, done in `wait`).
+    arrival: Option<crate::sync::barrier::Arrival>,
+}
+
+impl<'a, T: Pod> LateEpoch<'a, T> {
+    /// The epoch's number (as [`Epoch::number`]).
+    pub fn number(&self) -> u64 {
+        self.array.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Borrows elements `read` and `write` for the rest of the epoch, as
+    /// [`Epoch::borrow`]. Debug builds record the claim in this epoch and
+    /// the next.
+    ///
+    /// # Safety
+    ///
+    /// The others may already be in the next epoch: no other rank writes
+    /// `read`, and no other rank reads or writes `write`, in this epoch or
+    /// the next.
+    ///
+    /// # Errors
+    ///
+    /// As [`Epoch::borrow`].
+    pub unsafe fn borrow(
+        &mut self,
+        read: Range<usize>,
+        write: Range<usize>,
+    ) -> Result<(&[T], &mut [T]), SyncError> {
+        let a = &*self.array;
+        let number = self.number();
+        if cfg!(debug_assertions) {
+            a.claims().claim(number.wrapping_add(1), &read, &write)?;
+        }
+        // SAFETY: as in `Epoch::borrow`; the caller's promise covers the
+        // others' next epoch too.
+        unsafe {
+            crate::segment::epoch::borrow(a.as_ptr(), a.len, (read, write), (a.claims(), number))
+        }
+    }
+
+    /// Completes the barrier and returns the next epoch; debug builds then
+    /// check this rank's claims of the epoch that ended.
+    ///
+    /// # Errors
+    ///
+    /// The barrier's; [`SyncError::OverlappingClaim`] (debug builds).
+    pub fn wait(self, world: &HybridWorld) -> Result<Epoch<'a, T>, Error> {
+        self.wait_until(world, None)
+    }
+
+    /// [`wait`](Self::wait) giving up after `timeout` (segment backing only).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Timeout`]; [`SyncError::InvalidArgument`] for a
+    /// window; or as [`wait`](Self::wait).
+    pub fn wait_timeout(
+        self,
+        world: &HybridWorld,
+        timeout: Duration,
+    ) -> Result<Epoch<'a, T>, Error> {
+        self.wait_until(world, Some(timeout))
+    }
+
+    fn wait_until(
+        self,
+        world: &HybridWorld,
+        timeout: Option<Duration>,
+    ) -> Result<Epoch<'a, T>, Error> {
+        let epoch = Epoch { array: self.array };
+        let Some(arrival) = self.arrival else {
+            return epoch.next_until(Some(world), timeout);
+        };
+        let Backing::Segment(seg) = &epoch.array.backing else {
+            unreachable!("an arrival is made on the segment backing only");
+        };
+        let ended = epoch.number();
+        Barrier::open_in(seg, epoch.array.control)?.complete(arrival, timeout)?;
+        fence(Ordering::SeqCst);
+        epoch.array.epoch.fetch_add(1, Ordering::Relaxed);
+        if cfg!(debug_assertions) {
+            epoch.array.claims().check(ended)?;
+        }
+        Ok(epoch)
     }
 }
 

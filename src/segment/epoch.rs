@@ -58,6 +58,20 @@ pub(crate) unsafe fn borrow<'b, T: Pod>(
     }
 }
 
+/// A barrier read from shared memory must have the party count its
+/// creator gave it: another process may have scribbled on it.
+pub(crate) fn check_parties(barrier: &Barrier<'_>, parties: usize) -> Result<(), SyncError> {
+    if barrier.parties() as usize == parties {
+        Ok(())
+    } else {
+        Err(SyncError::Mismatch {
+            what: "array barrier parties",
+            found: barrier.parties().into(),
+            expected: parties as u64,
+        })
+    }
+}
+
 /// `len` elements of `T` in a segment that `parties` processes (or
 /// threads) compute on in place, in epochs that the array's barrier
 /// ends. Layout at its offset: a barrier, the claim table, the elements
@@ -162,14 +176,7 @@ impl<'s, T: Pod> EpochArray<'s, T> {
         parties: usize,
         party: usize,
     ) -> Result<Self, SyncError> {
-        let barrier = Barrier::open_in(segment, offset)?;
-        if barrier.parties() as usize != parties {
-            return Err(SyncError::Mismatch {
-                what: "epoch array parties",
-                found: barrier.parties().into(),
-                expected: parties as u64,
-            });
-        }
+        check_parties(&Barrier::open_in(segment, offset)?, parties)?;
         Self::place(segment, offset, len, parties, party)
     }
 
@@ -326,6 +333,7 @@ impl<'a, 's, T: Pod> SegmentEpoch<'a, 's, T> {
 
     fn next_until(self, timeout: Option<Duration>) -> Result<SegmentEpoch<'a, 's, T>, SyncError> {
         let barrier = Barrier::open_in(self.array.segment, self.array.offset)?;
+        check_parties(&barrier, self.array.parties)?;
         fence(Ordering::SeqCst);
         match timeout {
             Some(t) => barrier.wait_timeout(t)?,

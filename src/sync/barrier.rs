@@ -51,6 +51,15 @@ impl BarrierCell {
     }
 }
 
+/// A party's arrival at a round, to [`Barrier::complete`].
+#[derive(Debug, Clone, Copy)]
+#[must_use = "an arrival is completed by Barrier::complete"]
+pub(crate) struct Arrival {
+    generation: u32,
+    /// This arrival completed the round.
+    last: bool,
+}
+
 /// What [`Barrier::wait`] tells each party.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarrierWaitResult {
@@ -212,8 +221,15 @@ impl<'a> Barrier<'a> {
     /// first look at the clock: a round that completes within the first
     /// spins reads no clock).
     fn wait_until(&self, timeout: Option<Duration>) -> Result<BarrierWaitResult, SyncError> {
+        let arrival = self.arrive()?;
+        self.complete(arrival, timeout)
+    }
+
+    /// The first half of a split-phase wait: counts this party in and
+    /// returns at once. [`complete`](Self::complete) waits for the others.
+    pub(crate) fn arrive(&self) -> Result<Arrival, SyncError> {
         let state = &self.cell.state;
-        let generation = loop {
+        loop {
             let cur = state.load(Ordering::Acquire);
             let (generation, arrived) = ((cur >> 32) as u32, cur as u32);
             if arrived >= self.parties {
@@ -245,11 +261,24 @@ impl<'a> Barrier<'a> {
                         self.cell.wake.fetch_add(1, Ordering::SeqCst);
                         futex::wake(&self.cell.wake, i32::MAX);
                     }
-                    return Ok(BarrierWaitResult { leader: true });
                 }
-                break generation;
+                return Ok(Arrival { generation, last });
             }
-        };
+        }
+    }
+
+    /// The second half of a split-phase wait: waits at most `timeout` for
+    /// the round `arrival` joined to complete. On a timeout the arrival is
+    /// withdrawn (unless the round completed first).
+    pub(crate) fn complete(
+        &self,
+        arrival: Arrival,
+        timeout: Option<Duration>,
+    ) -> Result<BarrierWaitResult, SyncError> {
+        if arrival.last {
+            return Ok(BarrierWaitResult { leader: true });
+        }
+        let (state, generation) = (&self.cell.state, arrival.generation);
         let passed = || (state.load(Ordering::SeqCst) >> 32) as u32 != generation;
         let mut waiter = Waiter::new(&self.policy, timeout);
         loop {

@@ -106,32 +106,6 @@ fn step_rows<'a>(
     Ok(())
 }
 
-/// Consecutive rows of a write buffer and the local row of the first.
-type Rows<'a> = (usize, &'a mut [f64]);
-
-/// The first two and the last two rows of `part` (whole rows of `n`
-/// cells, the first being local row `first`) — where a block's halos and
-/// edges are — one by one, and the rows between them as one bulk part.
-fn edges_and_bulk(
-    first: usize,
-    part: &mut [f64],
-    n: usize,
-) -> (impl Iterator<Item = Rows<'_>>, Rows<'_>) {
-    let rows = part.len() / n;
-    let top_rows = rows.min(2);
-    let bottom_rows = (rows - top_rows).min(2);
-    let (top, rest) = part.split_at_mut(top_rows * n);
-    let (middle, bottom) = rest.split_at_mut(rest.len() - bottom_rows * n);
-    let number = move |at: usize| move |(k, row)| (first + at + k, row);
-    let edges = top.chunks_exact_mut(n).enumerate().map(number(0)).chain(
-        bottom
-            .chunks_exact_mut(n)
-            .enumerate()
-            .map(number(rows - bottom_rows)),
-    );
-    (edges, (first + top_rows, middle))
-}
-
 /// Runs `steps` steps on an `n`×`n` grid over `world` with `threads` team
 /// threads per rank computing in place (one thread: pure MPI). Collective;
 /// the outcome comes back on rank 0.
@@ -276,18 +250,71 @@ pub fn run_node(world: &mut HybridWorld, n: usize, steps: usize) -> Result<Optio
         out.copy_from_slice(&init[write_rows.start * n..write_rows.end * n]);
     }
     let mut epoch = epoch.next(world)?;
+    // The rows at each end of mine (two: the edge a neighbour reads, the
+    // one beside it) are computed first; the rows between them late, after
+    // this rank has arrived at the epoch's barrier — a neighbour waits
+    // only for my edges, as it would for a halo message.
+    let top = write_rows.len().min(2);
+    let bottom = (write_rows.len() - top).min(2);
+    let late_rows = write_rows.start + top..write_rows.end - bottom;
+    let near = write_rows.start.saturating_sub(1)..(write_rows.end + 1).min(block.rows);
+    let halo_rows = [halos.up.map(|h| (h, DOWN)), halos.down.map(|h| (h, UP))];
     let mut clock = StepClock::new(steps);
     let mut cur = 0;
     for step in 0..steps {
-        let read = cur * half..cur * half + block.rows * n;
-        let write = (1 - cur) * half;
-        let write = write + write_rows.start * n..write + write_rows.end * n;
-        // SAFETY: as above for the writes; every rank reads the whole half
-        // it does not write, which nobody writes in this epoch.
-        let (read, out) = unsafe { epoch.borrow(read, write)? };
-        let (boundary, bulk) = edges_and_bulk(write_rows.start, out, n);
-        step_rows(world, (read, n), &block, &halos, boundary, &mut [bulk])?;
-        epoch = epoch.next(world)?;
+        let (a, b) = (cur * half, (1 - cur) * half);
+        let rows = |base: usize, r: &Range<usize>| base + r.start * n..base + r.end * n;
+        // Copies of my edge rows for the next node (halos that cross a
+        // node are messages).
+        let mut outgoing: [Vec<f64>; 2] = Default::default();
+        {
+            // SAFETY: nobody writes the half being read in this epoch; each
+            // rank writes only its own rows (and the halo row at its node's
+            // edge, where it is the only rank) of the other half.
+            let (read, out) = unsafe { epoch.borrow(rows(a, &near), rows(b, &write_rows))? };
+            let ends = (write_rows.start..write_rows.start + top)
+                .chain(write_rows.end - bottom..write_rows.end);
+            for r in ends {
+                let is_halo = halo_rows.iter().flatten().any(|((_, _, h), _)| *h == r);
+                if block.interior.contains(&r) && !is_halo {
+                    let at = (r - write_rows.start) * n;
+                    step_row(read, &mut out[at..at + n], n, r - near.start);
+                }
+            }
+            for (k, side) in [halos.up, halos.down].into_iter().enumerate() {
+                if let Some((_, edge, _)) = side {
+                    let at = (edge - write_rows.start) * n;
+                    outgoing[k] = out[at..at + n].to_vec();
+                }
+            }
+        }
+        let mut sends = Vec::new();
+        for (side, data, tag) in [
+            (halos.up, &outgoing[0], UP),
+            (halos.down, &outgoing[1], DOWN),
+        ] {
+            if let Some((peer, _, _)) = side {
+                sends.push(world.isend(peer, tag, bytemuck::cast_slice(data))?);
+            }
+        }
+        let mut late = epoch.arrive()?;
+        if !late_rows.is_empty() {
+            let around = late_rows.start - 1..late_rows.end + 1;
+            // SAFETY: the rows between my ends: only I read or write them in
+            // this epoch and the next (the neighbours read my edges, which
+            // are not among them), and `around` holds my own rows only.
+            let (read, out) = unsafe { late.borrow(rows(a, &around), rows(b, &late_rows))? };
+            compute(read, 1, out, n);
+        }
+        for ((peer, _, halo), tag) in halo_rows.iter().flatten() {
+            // SAFETY: the halo row at my node's edge is mine alone.
+            let (_, row) = unsafe { late.borrow(0..0, rows(b, &(*halo..halo + 1)))? };
+            world.recv_into(*peer, *tag, bytemuck::cast_slice_mut(row))?;
+        }
+        for s in sends {
+            world.wait_send(s)?;
+        }
+        epoch = late.wait(world)?;
         cur = 1 - cur;
         clock.stepped(step);
     }

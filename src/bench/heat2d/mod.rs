@@ -12,7 +12,8 @@
 //! - **node-shared grid** (`run_node`, feature `mpi`; path `heat2d.node.R{r}`): the
 //!   ranks of a node compute in place on one `NodeArray` holding the
 //!   node's block twice; only the ranks at a node's edge exchange halos,
-//!   with the neighbouring node; one node barrier a step.
+//!   with the neighbouring node; one split node barrier a step (a rank
+//!   arrives once its edge rows are written and computes the rest late).
 //! - **the machine's limit** ([`limit`], path `limit.heat2d.T{t}`): the
 //!   same stencil over plain scoped threads and a spin barrier.
 //!
