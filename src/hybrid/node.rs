@@ -233,6 +233,31 @@ impl<T: Pod> NodeArray<T> {
         Ok(())
     }
 
+    /// The borrows of an epoch (number `epoch`) of this array.
+    ///
+    /// # Safety
+    ///
+    /// The caller ties them to `&mut` of its epoch and promises what
+    /// [`Epoch::borrow`] says.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn borrow_in(
+        &self,
+        epoch: u64,
+        read: Range<usize>,
+        write: Range<usize>,
+    ) -> Result<(&[T], &mut [T]), SyncError> {
+        // SAFETY: the elements are mapped, aligned and initialised (checked
+        // at creation); the rest is the caller's contract.
+        unsafe {
+            crate::segment::epoch::borrow(
+                self.as_ptr(),
+                self.len,
+                (read, write),
+                (self.claims(), epoch),
+            )
+        }
+    }
+
     fn claims(&self) -> ClaimTable {
         let at = self.control + Barrier::SIZE;
         let base = std::ptr::NonNull::new(self.base().wrapping_add(at)).expect("mapped");
@@ -287,20 +312,10 @@ impl<'a, T: Pod> Epoch<'a, T> {
         read: Range<usize>,
         write: Range<usize>,
     ) -> Result<(&[T], &mut [T]), SyncError> {
-        let a = &*self.array;
-        // SAFETY: the array's elements are mapped, aligned and initialised
-        // (checked at creation); `&mut self` keeps this process from making
-        // another borrow while these live; the caller promises no other rank
-        // writes `read` or touches `write` in this epoch, which ends only
-        // when `next` consumes `self`, after these borrows.
-        unsafe {
-            crate::segment::epoch::borrow(
-                a.as_ptr(),
-                a.len,
-                (read, write),
-                (a.claims(), self.number()),
-            )
-        }
+        // SAFETY: `&mut self` keeps this process from making another borrow
+        // while these live; the caller promises the rest for this epoch,
+        // which ends only when `next` consumes `self`, after these borrows.
+        unsafe { self.array.borrow_in(self.number(), read, write) }
     }
 
     /// Ends the epoch at the array's barrier ([`NodeArray::barrier`]) and
@@ -409,16 +424,15 @@ impl<'a, T: Pod> LateEpoch<'a, T> {
         read: Range<usize>,
         write: Range<usize>,
     ) -> Result<(&[T], &mut [T]), SyncError> {
-        let a = &*self.array;
         let number = self.number();
         if cfg!(debug_assertions) {
-            a.claims().claim(number.wrapping_add(1), &read, &write)?;
+            self.array
+                .claims()
+                .claim(number.wrapping_add(1), &read, &write)?;
         }
         // SAFETY: as in `Epoch::borrow`; the caller's promise covers the
         // others' next epoch too.
-        unsafe {
-            crate::segment::epoch::borrow(a.as_ptr(), a.len, (read, write), (a.claims(), number))
-        }
+        unsafe { self.array.borrow_in(number, read, write) }
     }
 
     /// Completes the barrier and returns the next epoch; debug builds then
