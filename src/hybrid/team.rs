@@ -63,6 +63,12 @@ pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
 /// each thread its own endpoint instead only with a mailbox group made for
 /// it (a ring has one producer).
 ///
+/// Placement: when the process has a CPU for each member (the launcher
+/// bound it to that many, or it is alone on the machine), a run pins
+/// member `i` to the `i`-th CPU of the caller's set and restores the
+/// caller's set afterwards — so run one team at a time per process; with
+/// fewer CPUs than members, the workers unbind themselves instead.
+///
 /// A member whose function returns (or panics) leaves the team; members
 /// waiting at a barrier it will never reach get
 /// [`SyncError::TeamMemberLeft`] within 10 ms instead of hanging.
@@ -111,7 +117,9 @@ enum Placement {
     /// alone on the machine). Left to the scheduler, a new thread starts on
     /// its parent's CPU and is moved only after milliseconds — measured:
     /// heat2d's first 160 steps took 73 µs each instead of 9, the barrier's
-    /// spin starving the member it waited for on the same CPU.
+    /// spin starving the member it waited for on the same CPU. (Two teams
+    /// running at once in one process would be pinned to the same CPUs:
+    /// run one team at a time, or give each its own threads' CPU set.)
     Pinned(Vec<usize>),
     /// The process may run on fewer CPUs than the team has threads (a
     /// launcher bound the rank to one core): the workers unbind themselves
