@@ -82,6 +82,18 @@ int main(int argc, char **argv) {
     EXPECT(SHMPI_E_NULL, shmpi_hybrid_send(NULL, 0, 0, out, 1));
     CHECK(shmpi_hybrid_barrier(world));
 
+    /* A second world at once (each holds the process's shared MPI): its
+     * messages are its own, apart from the first world's. */
+    shmpi_hybrid *second = NULL;
+    CHECK(shmpi_hybrid_create((int)MPI_Comm_c2f(MPI_COMM_WORLD), &second));
+    CHECK(shmpi_hybrid_send(second, right, 3, "second", 7));
+    CHECK(shmpi_hybrid_send(world, right, 3, "first", 6));
+    CHECK(shmpi_hybrid_recv(world, left, 3, in, sizeof in, &len, NULL, NULL));
+    ASSERT(len == 6 && strcmp(in, "first") == 0);
+    CHECK(shmpi_hybrid_recv(second, left, 3, in, sizeof in, &len, NULL, NULL));
+    ASSERT(len == 7 && strcmp(in, "second") == 0);
+    CHECK(shmpi_hybrid_free(second));
+
     histogram(world, SHMPI_DSM_OWNER, me, n);
     histogram(world, SHMPI_DSM_RMA, me, n);
 

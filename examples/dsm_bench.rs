@@ -20,7 +20,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         quick: args.iter().any(|a| a == "--quick"),
     };
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
-    let world = mpi.world()?;
+    let world = mpi.dup_world()?;
     if world.size() != 2 {
         return Err("dsm_bench runs on 2 ranks".into());
     }

@@ -79,7 +79,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = arg("--draws").map_or(Ok(20_000), |v| v.parse())?;
     let backend = arg("--backend").map_or("all", String::as_str);
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
-    let world = mpi.world()?;
+    let world = mpi.dup_world()?;
     let all = backend == "all";
     if all || backend == "owner" {
         histogram(

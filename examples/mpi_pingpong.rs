@@ -28,7 +28,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let path = arg(&args, "--path").unwrap_or_else(|| "mpi.sm".to_owned());
     let mpi = Mpi::init(level)?;
-    let world = mpi.world()?;
+    let world = mpi.dup_world()?;
     if world.size() < 2 {
         return Err("mpi_pingpong needs 2 ranks".into());
     }

@@ -11,7 +11,7 @@ use shmpi::mpi::{Mpi, ThreadLevel};
 
 fn run() -> shmpi::Result<()> {
     let mpi = Mpi::init(ThreadLevel::Single)?;
-    let world = mpi.world()?;
+    let world = mpi.dup_world()?;
     let (me, n) = (world.rank(), world.size());
     let laps: u64 = std::env::args()
         .nth(1)

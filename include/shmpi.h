@@ -116,8 +116,9 @@ typedef struct shmpi_barrier shmpi_barrier;
 typedef struct shmpi_dsm shmpi_dsm;
 
 // A hybrid world over the caller's communicator (opaque): mailboxes
-// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. One at
-// a time per process.
+// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. Several
+// may exist at once in a process (each holds the process's shared use of
+// MPI).
 typedef struct shmpi_hybrid shmpi_hybrid;
 
 // Space lent in a receiver's ring (opaque): write the message into the

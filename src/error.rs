@@ -390,9 +390,6 @@ pub enum MpiError {
     /// MPI has been finalised; it cannot be used again in this process.
     #[error("MPI has been finalised")]
     Finalized,
-    /// An `Mpi` handle is alive already in this process.
-    #[error("MPI is already initialised by shmpi in this process (one Mpi handle at a time)")]
-    AlreadyInitialized,
     /// A rank outside the communicator.
     #[error("rank {rank} is outside the communicator of {size}")]
     InvalidRank {

@@ -248,7 +248,7 @@ fn run_role(role: &str) -> Result<(), Failed> {
     match role {
         "suite" => {
             let mpi = Mpi::init(ThreadLevel::Single)?;
-            common::transport_suite::run(&mut MpiTransport::new(mpi.world()?))?;
+            common::transport_suite::run(&mut MpiTransport::new(mpi.dup_world()?))?;
             Ok(())
         }
         "errors" => role_errors(),
@@ -331,7 +331,7 @@ fn run_role(role: &str) -> Result<(), Failed> {
         "dsm" => role_dsm(),
         "dsm-refused" => {
             let mpi = Mpi::init(ThreadLevel::Multiple)?;
-            let world = mpi.world()?;
+            let world = mpi.dup_world()?;
             match DistArray::<u64, _>::rma(&world, 10) {
                 Err(shmpi::Error::Mpi(MpiError::OneSidedUnsupported { setting, .. })) => {
                     ensure(setting == "^ucx,pt2pt", || format!("setting {setting:?}"))?
@@ -373,7 +373,7 @@ fn run_role(role: &str) -> Result<(), Failed> {
         }
         "fail" => {
             let mpi = Mpi::init(ThreadLevel::Single)?;
-            let world = mpi.world()?;
+            let world = mpi.dup_world()?;
             if world.rank() == 1 {
                 std::process::exit(3);
             }
@@ -387,14 +387,22 @@ fn run_role(role: &str) -> Result<(), Failed> {
 fn role_errors() -> Result<(), Failed> {
     let mpi = Mpi::init(ThreadLevel::Single)?;
     ensure(mpi.owns_mpi(), || "shmpi initialised MPI".into())?;
+    // A second holder shares the same MPI (reference-counted); dropping it
+    // finalises nothing while the first lives.
+    let second = Mpi::init(ThreadLevel::Multiple)?;
     ensure(
-        matches!(
-            Mpi::init(ThreadLevel::Single),
-            Err(MpiError::AlreadyInitialized)
-        ),
-        || "second handle".into(),
+        second.owns_mpi() && second.thread_level() == mpi.thread_level(),
+        || "second handle shares the first's MPI".into(),
     )?;
-    let world = mpi.world()?;
+    let third = second.clone();
+    ensure(Mpi::holders() == 3, || {
+        format!("holders: {}", Mpi::holders())
+    })?;
+    drop((second, third));
+    ensure(Mpi::holders() == 1, || {
+        format!("holders after drops: {}", Mpi::holders())
+    })?;
+    let world = mpi.dup_world()?;
     let (me, n) = (world.rank(), world.size());
     ensure(
         matches!(world.send(n, 0, b""), Err(MpiError::InvalidRank { rank, size }) if rank == n && size == n),
@@ -416,7 +424,7 @@ fn role_errors() -> Result<(), Failed> {
     }
     ensure(
         matches!(
-            SharedComm::try_from(mpi.world()?),
+            SharedComm::try_from(mpi.dup_world()?),
             Err(MpiError::ThreadLevel { .. })
         ),
         || "SharedComm needs MULTIPLE".into(),
@@ -463,7 +471,7 @@ fn role_errors() -> Result<(), Failed> {
         )?;
     }
     world.barrier()?;
-    let comm = mpi.world()?;
+    let comm = mpi.dup_world()?;
     drop(mpi); // finalises
     ensure(
         matches!(comm.send(0, 0, b""), Err(MpiError::Finalized)),
@@ -606,7 +614,7 @@ fn role_hosts() -> Result<(), Failed> {
 /// hybrid world, and MPI one-sided operations.
 fn role_dsm() -> Result<(), Failed> {
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
-    let world = mpi.world()?;
+    let world = mpi.dup_world()?;
     common::dsm_suite::run(&mut |len| {
         DistArray::<u64, _>::owner(MpiTransport::new(world.dup()?), len)
     })?;
@@ -622,7 +630,7 @@ fn role_threads() -> Result<(), Failed> {
     ensure(mpi.thread_level() == ThreadLevel::Multiple, || {
         format!("granted {:?}", mpi.thread_level())
     })?;
-    let world = SharedComm::try_from(mpi.world()?)?;
+    let world = SharedComm::try_from(mpi.dup_world()?)?;
     let me = world.rank();
     std::thread::scope(|s| -> Result<(), Failed> {
         let handles: Vec<_> = (0..3)
@@ -661,7 +669,7 @@ fn role_threads() -> Result<(), Failed> {
 
 fn role_big() -> Result<(), Failed> {
     let mpi = Mpi::init(ThreadLevel::Single)?;
-    let world = mpi.world()?;
+    let world = mpi.dup_world()?;
     let len = (1usize << 31) + 5;
     if world.rank() == 0 {
         let mut data = vec![7u8; len];

@@ -240,9 +240,7 @@ fn mpi_status(e: &MpiError) -> c_int {
         MpiError::MessageTooLong { .. } => SHMPI_E_TOO_LONG,
         MpiError::Timeout { .. } => SHMPI_E_TIMEOUT,
         MpiError::ThreadLevel { .. } | MpiError::OneSidedUnsupported { .. } => SHMPI_E_UNSUPPORTED,
-        MpiError::NotInitialized | MpiError::Finalized | MpiError::AlreadyInitialized => {
-            SHMPI_E_STATE
-        }
+        MpiError::NotInitialized | MpiError::Finalized => SHMPI_E_STATE,
         _ => SHMPI_E_MPI,
     }
 }

@@ -14,8 +14,9 @@ use crate::mpi::Mpi;
 use crate::transport::{Message, Transport};
 
 /// A hybrid world over the caller's communicator (opaque): mailboxes
-/// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. One at
-/// a time per process.
+/// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. Several
+/// may exist at once in a process (each holds the process's shared use of
+/// MPI).
 pub struct HybridHandle {
     world: HybridWorld,
     /// Messages too long for the buffer they were received into, in

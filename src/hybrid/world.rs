@@ -91,6 +91,11 @@ impl HybridWorld {
     /// Splits the ranks by node and opens the node's mailbox group
     /// (ephemeral).
     ///
+    /// # Collective
+    ///
+    /// Over `MPI_COMM_WORLD` (it duplicates it, splits it by node and the
+    /// node leaders create the groups): every rank calls it.
+    ///
     /// # Errors
     ///
     /// MPI's errors, the mailbox group's, or a malformed override variable.
@@ -110,7 +115,7 @@ impl HybridWorld {
     ///
     /// As [`new`](Self::new).
     pub fn with_options(mpi: &Mpi, options: &MailboxOptions) -> Result<HybridWorld, Error> {
-        Self::over(mpi.world()?, options)
+        Self::over(mpi.dup_world()?, options)
     }
 
     /// A hybrid world of the same ranks with channels of its own: a

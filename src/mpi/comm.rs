@@ -55,7 +55,7 @@ pub struct Comm {
 /// use shmpi::mpi::{Mpi, SharedComm, ThreadLevel};
 ///
 /// let mpi = Mpi::init(ThreadLevel::Multiple)?;
-/// let world = SharedComm::try_from(mpi.world()?)?;
+/// let world = SharedComm::try_from(mpi.dup_world()?)?;
 /// std::thread::scope(|s| {
 ///     s.spawn(|| world.barrier());
 /// });

@@ -189,7 +189,7 @@ const MAX_UNITS_PER_CALL: usize = 1 << 30;
 /// use shmpi::mpi::{Mpi, RmaWindow, ThreadLevel};
 ///
 /// let mpi = Mpi::init(ThreadLevel::Single)?;
-/// let world = mpi.world()?;
+/// let world = mpi.dup_world()?;
 /// let win = RmaWindow::<u64>::new(&world, 4)?;       // 4 counters per rank
 /// let before = win.fetch_add(0, 2, 1)?;               // rank 0's third counter
 /// win.barrier()?;

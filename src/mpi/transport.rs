@@ -22,7 +22,7 @@ use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch,
 /// use shmpi::transport::{ReduceOp, Transport};
 ///
 /// let mpi = Mpi::init(ThreadLevel::Single)?;
-/// let mut t = MpiTransport::new(mpi.world()?);
+/// let mut t = MpiTransport::new(mpi.dup_world()?);
 /// let total = t.allreduce(&[t.rank() as u64], ReduceOp::Sum)?;
 /// # Ok::<(), shmpi::Error>(())
 /// ```

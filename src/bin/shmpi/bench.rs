@@ -518,12 +518,12 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
     match args.kind {
         WorkerKind::Pingpong => {
             let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
-            let world = mpi.world().map_err(|e| e.to_string())?;
+            let world = mpi.dup_world().map_err(|e| e.to_string())?;
             emit(shmpi::bench::mpi::pingpong(&world, &args.path, cfg).map_err(e)?);
         }
         WorkerKind::HybridDsm => {
             let mpi = Mpi::init(ThreadLevel::Multiple).map_err(|e| e.to_string())?;
-            let world = mpi.world().map_err(|e| e.to_string())?;
+            let world = mpi.dup_world().map_err(|e| e.to_string())?;
             let mut hybrid = shmpi::hybrid::HybridWorld::new(&mpi).map_err(e)?;
             let mut out = shmpi::bench::mpi::hybrid(&mut hybrid, cfg).map_err(e)?;
             let dsm = shmpi::bench::mpi::dsm(&world, cfg).map_err(e)?;
@@ -569,7 +569,7 @@ fn mpi_worker(args: &WorkerArgs, cfg: &Config) -> Result<(), String> {
         }
         WorkerKind::AlltoallMpi => {
             let mpi = Mpi::init(ThreadLevel::Single).map_err(|e| e.to_string())?;
-            let mut t = MpiTransport::new(mpi.world().map_err(|e| e.to_string())?);
+            let mut t = MpiTransport::new(mpi.dup_world().map_err(|e| e.to_string())?);
             alltoall_worker(&mut t, "mpi", args.seconds)?;
         }
         _ => {}
