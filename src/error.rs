@@ -447,6 +447,17 @@ pub enum MpiError {
         /// `MPI_Error_string`.
         message: String,
     },
+    /// An MPI shared-memory window does not hold what was asked (its base
+    /// is null, it is smaller than asked, or misaligned).
+    #[error("MPI shared window: {what} is {found}, expected {expected}")]
+    SharedWindow {
+        /// What is wrong.
+        what: &'static str,
+        /// Found.
+        found: u64,
+        /// Expected.
+        expected: u64,
+    },
     /// The MPI library's one-sided setup would crash or fail on this
     /// operation (Open MPI's `rdma` component: its compare-and-swap
     /// segfaults, and it cannot make windows across hosts over TCP).
@@ -458,6 +469,41 @@ pub enum MpiError {
         setting: String,
         /// Why it is refused.
         reason: &'static str,
+    },
+}
+
+/// The hybrid world, or a node object (node array, node mailbox group),
+/// failed in a way of its own (MPI's and the mailboxes' errors keep their
+/// types).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HybridError {
+    /// The node leader could not create the node's object; the other
+    /// ranks of the node fail with this (the leader with its own error).
+    #[error("the node leader could not create the {what} (see the leader's error)")]
+    LeaderFailed {
+        /// What was being shared.
+        what: &'static str,
+    },
+    /// What the leader shared is not what this rank expects (a name that
+    /// is not a segment name, an array smaller than asked: the ranks
+    /// disagree on its size).
+    #[error("{what}: found {found}, expected {expected}")]
+    Mismatch {
+        /// What disagrees.
+        what: &'static str,
+        /// What was found.
+        found: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// A placement override variable is malformed.
+    #[error("{var}: {problem}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        problem: String,
     },
 }
 
@@ -537,6 +583,9 @@ pub enum Error {
     /// A distributed array operation failed.
     #[error(transparent)]
     Dsm(#[from] DsmError),
+    /// A hybrid world or one of its node objects failed.
+    #[error(transparent)]
+    Hybrid(#[from] HybridError),
 }
 
 /// A distributed array ([`crate::dsm::DistArray`]) operation failed.

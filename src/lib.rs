@@ -57,17 +57,19 @@ pub mod dsm;
 pub mod error;
 pub mod ffi;
 pub mod hybrid;
+pub mod integer;
 pub mod mailbox;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub mod mpirun;
+pub mod partition;
 pub mod segment;
 pub mod sync;
 pub mod transport;
 
 pub use error::{
-    DsmError, Error, MailboxError, MpiError, NameError, PlacementError, Result, SegmentError,
-    SpaceResource, SyncError, TransportError,
+    DsmError, Error, HybridError, MailboxError, MpiError, NameError, PlacementError, Result,
+    SegmentError, SpaceResource, SyncError, TransportError,
 };
 
 /// The README's examples, compiled and run as doctests so it stays true.

@@ -83,7 +83,7 @@ use std::ops::Range;
 use bytemuck::Pod;
 
 use crate::error::{DsmError, Error};
-use crate::hybrid::split_range;
+use crate::partition::split_range;
 
 pub use owner::OwnerProtocol;
 #[cfg(feature = "mpi")]
@@ -91,23 +91,7 @@ pub use owner::SharedChannel;
 #[cfg(feature = "mpi")]
 pub use rma::Rma;
 
-/// Integers a distributed array can add and compare remotely: 1, 2, 4 or
-/// 8 bytes, wrapping addition.
-pub trait DsmInteger: Pod + Eq {
-    /// `self + other`, wrapping.
-    fn wrapping_add(self, other: Self) -> Self;
-}
-
-macro_rules! dsm_integer {
-    ($($t:ty),*) => {$(
-        impl DsmInteger for $t {
-            fn wrapping_add(self, other: Self) -> Self {
-                <$t>::wrapping_add(self, other)
-            }
-        }
-    )*};
-}
-dsm_integer!(u8, i8, u16, i16, u32, i32, u64, i64);
+pub use crate::integer::DsmInteger;
 
 /// A block distribution of `len` elements over `ranks` ranks: rank `r`
 /// owns [`split_range`]`(len, ranks, r)`.

@@ -29,7 +29,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::error::{DsmError, Error, MailboxError, MpiError, SegmentError, SyncError};
+use crate::error::{DsmError, Error, HybridError, MailboxError, MpiError, SegmentError, SyncError};
 
 pub use mailbox::*;
 #[cfg(feature = "mpi")]
@@ -177,6 +177,8 @@ fn status_of(e: &Error) -> c_int {
         Error::Dsm(DsmError::OutOfBounds { .. }) => SHMPI_E_OUT_OF_BOUNDS,
         Error::Dsm(DsmError::Disagreement { .. }) => SHMPI_E_INVALID,
         Error::Dsm(_) => SHMPI_E_CORRUPT,
+        Error::Hybrid(HybridError::LeaderFailed { .. }) => SHMPI_E_STATE,
+        Error::Hybrid(_) => SHMPI_E_INVALID,
     }
 }
 

@@ -305,7 +305,7 @@ pub unsafe extern "C" fn shmpi_node_array_part(
             return Err(Failure::new(SHMPI_E_INVALID, "a unit of 0 bytes"));
         }
         let (rank, size) = a.0.node_rank();
-        let units = crate::hybrid::split_range(a.0.len() / unit, size, rank);
+        let units = crate::partition::split_range(a.0.len() / unit, size, rank);
         // SAFETY: NULL or writable.
         unsafe {
             write_opt(offset, units.start * unit);

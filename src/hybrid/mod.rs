@@ -29,11 +29,12 @@ mod team;
 #[cfg(feature = "mpi")]
 mod world;
 
+pub use crate::partition::split_range;
 #[cfg(feature = "mpi")]
 pub use node::{Epoch, LateEpoch, NodeArray};
 pub use phase::{second_buffer_at, BufferSplit, Phase, Views};
 pub(crate) use team::private_memory;
-pub use team::{split_range, Team, TeamMember};
+pub use team::{Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::{HybridRecvRequest, HybridSendRequest, HybridWorld};
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{split_range, HybridWorld};
-use crate::error::{Error, MailboxError, SyncError};
+use super::HybridWorld;
+use crate::error::{Error, HybridError, MpiError, SyncError};
 use crate::mpi::Comm;
+use crate::partition::split_range;
 use crate::segment::{Segment, SegmentKind, SegmentName, SharedSlice};
 use crate::sync::claims::{self, ClaimTable};
 use crate::sync::Barrier;
@@ -88,13 +89,7 @@ pub struct NodeArray<T: Pod> {
 
 enum Backing {
     Segment(Segment),
-    Window(SharedWindow),
-}
-
-/// An MPI shared-memory window and the node leader's memory in it.
-struct SharedWindow {
-    window: crate::mpi::rma::Window,
-    base: std::ptr::NonNull<u8>,
+    Window(crate::mpi::SharedWindow),
 }
 
 /// Bytes of `len` elements of `T`.
@@ -152,7 +147,7 @@ impl<T: Pod> NodeArray<T> {
     fn base(&self) -> *mut u8 {
         match &self.backing {
             Backing::Segment(seg) => seg.as_ptr(),
-            Backing::Window(w) => w.base.as_ptr(),
+            Backing::Window(w) => w.base().as_ptr(),
         }
     }
 
@@ -223,9 +218,9 @@ impl<T: Pod> NodeArray<T> {
                     )
                     .into());
                 }
-                w.window.sync()?;
+                w.sync()?;
                 world.node().barrier()?;
-                w.window.sync()?;
+                w.sync()?;
             }
         }
         fence(Ordering::SeqCst);
@@ -516,15 +511,13 @@ pub(super) fn share_from_leader<T>(
     node.broadcast_bytes(0, &mut name)?;
     match created {
         Some(made) => made,
-        None if name.is_empty() => Err(Error::Mailbox(MailboxError::Env {
-            var: what,
-            problem: "the node leader could not create it (see the leader's error)".to_owned(),
-        })),
+        None if name.is_empty() => Err(HybridError::LeaderFailed { what }.into()),
         None => {
             let n = SegmentName::new(&String::from_utf8_lossy(&name)).map_err(|e| {
-                MailboxError::Env {
-                    var: what,
-                    problem: e.to_string(),
+                HybridError::Mismatch {
+                    what,
+                    found: format!("a name the leader sent that is not a segment name ({e})"),
+                    expected: "a segment name".to_owned(),
                 }
             })?;
             make(&n)
@@ -578,11 +571,12 @@ impl HybridWorld {
             segment.unlink()?;
         }
         if segment.len() < total {
-            return Err(Error::Mailbox(MailboxError::Mismatch {
-                what: "node array bytes",
-                found: segment.len() as u64,
-                expected: total as u64,
-            }));
+            return Err(HybridError::Mismatch {
+                what: "node array bytes (the ranks disagree on its length)",
+                found: segment.len().to_string(),
+                expected: total.to_string(),
+            }
+            .into());
         }
         Ok(NodeArray::new(
             Backing::Segment(segment),
@@ -602,66 +596,37 @@ impl HybridWorld {
     /// MPI's error (Open MPI needs the `sm` one-sided component, which the
     /// launcher selects).
     pub fn node_window_array<T: Pod>(&self, len: usize) -> Result<NodeArray<T>, Error> {
-        use rsmpi::ffi;
-        use std::mem::MaybeUninit;
-        let check = crate::mpi::check;
         let node = self.node();
         let data = data_bytes::<T>(len)?;
         let control = control_at(data);
         let bytes = total_bytes(data, node.size());
         let mine = if node.rank() == 0 { bytes } else { 0 };
-        let mut base: *mut std::ffi::c_void = std::ptr::null_mut();
-        let mut win = MaybeUninit::uninit();
-        // SAFETY: our node communicator; out-pointers to locals (baseptr is
-        // a pointer to a pointer, as MPI specifies).
-        check("MPI_Win_allocate_shared", unsafe {
-            ffi::MPI_Win_allocate_shared(
-                mine as ffi::MPI_Aint,
-                1,
-                ffi::RSMPI_INFO_NULL,
-                node.as_raw(),
-                (&mut base as *mut *mut std::ffi::c_void).cast(),
-                win.as_mut_ptr(),
-            )
-        })?;
-        // SAFETY: created by the successful call above, owned here; from
-        // here it is freed on every error path by its Drop.
-        let window = unsafe { crate::mpi::rma::Window::adopt(win.assume_init())? };
-        let (mut size, mut disp) = (0 as ffi::MPI_Aint, 0);
-        let mut shared: *mut std::ffi::c_void = std::ptr::null_mut();
-        // SAFETY: our window; out-pointers to locals.
-        check("MPI_Win_shared_query", unsafe {
-            ffi::MPI_Win_shared_query(
-                window.win,
-                0,
-                &mut size,
-                &mut disp,
-                (&mut shared as *mut *mut std::ffi::c_void).cast(),
-            )
-        })?;
-        let base = std::ptr::NonNull::new(shared.cast::<u8>()).ok_or(MailboxError::Mismatch {
-            what: "MPI shared window base",
-            found: 0,
-            expected: 1,
-        })?;
-        let window = SharedWindow { window, base };
-        if (size as u64) < bytes as u64
-            || (base.as_ptr() as usize) % std::mem::align_of::<T>().max(8) != 0
-        {
-            return Err(Error::Mailbox(MailboxError::Mismatch {
-                what: "MPI shared window bytes",
-                found: size as u64,
+        let window = crate::mpi::SharedWindow::allocate(node, mine, 0)?;
+        let base = window.base();
+        if window.len() < bytes {
+            return Err(MpiError::SharedWindow {
+                what: "the leader's memory (bytes)",
+                found: window.len() as u64,
                 expected: bytes as u64,
-            }));
+            }
+            .into());
+        }
+        if (base.as_ptr() as usize) % std::mem::align_of::<T>().max(8) != 0 {
+            return Err(MpiError::SharedWindow {
+                what: "the base address modulo the alignment",
+                found: (base.as_ptr() as usize % std::mem::align_of::<T>().max(8)) as u64,
+                expected: 0,
+            }
+            .into());
         }
         if node.rank() == 0 {
             // SAFETY: the leader's own `bytes` bytes of the window (checked
             // above); nobody else touches them before the barrier below.
             unsafe { std::ptr::write_bytes(base.as_ptr(), 0, bytes) };
         }
-        window.window.sync()?;
+        window.sync()?;
         node.barrier()?;
-        window.window.sync()?;
+        window.sync()?;
         Ok(NodeArray::new(Backing::Window(window), len, control, node))
     }
 

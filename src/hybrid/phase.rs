@@ -30,9 +30,9 @@ use std::ops::Range;
 use bytemuck::Pod;
 use memmap2::MmapRaw;
 
-use super::split_range;
 use super::team::{private_memory, TeamMember};
 use crate::error::{Error, SyncError};
+use crate::partition::split_range;
 
 /// How the buffer being written in a phase is split among a team's
 /// members: `len` elements in units of `unit` (a grid's rows); the units of

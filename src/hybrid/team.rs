@@ -12,6 +12,7 @@ use memmap2::MmapRaw;
 
 use super::phase::{BufferSplit, Buffers, Phase};
 use crate::error::{Error, PlacementError, SyncError};
+use crate::partition::split_range;
 use crate::segment::SharedSlice;
 use crate::sync::affinity::{pin_this_thread, unbind_this_thread, AffinityGuard};
 use crate::sync::barrier::BarrierCell;
@@ -21,27 +22,6 @@ use crate::sync::{Barrier, BarrierWaitResult, WaitPolicy};
 /// How often a thread waiting at the team barrier checks whether a member
 /// has left (after which the barrier can never complete).
 const LEFT_CHECK: Duration = Duration::from_millis(10);
-
-/// `len` items split into `parts` nearly equal ranges; the range of part
-/// `index` (the first `len % parts` parts get one more item).
-///
-/// # Examples
-///
-/// ```
-/// use shmpi::hybrid::split_range;
-///
-/// assert_eq!(split_range(10, 3, 0), 0..4);
-/// assert_eq!(split_range(10, 3, 1), 4..7);
-/// assert_eq!(split_range(10, 3, 2), 7..10);
-/// assert_eq!(split_range(2, 4, 3), 2..2);
-/// ```
-pub fn split_range(len: usize, parts: usize, index: usize) -> Range<usize> {
-    let parts = parts.max(1);
-    let (base, extra) = (len / parts, len % parts);
-    let start = index * base + index.min(extra);
-    let end = start + base + usize::from(index < extra);
-    start.min(len)..end.min(len)
-}
 
 /// A team of threads of this rank sharing memory no other process can map
 /// (anonymous private mappings; the barrier on the heap).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
-use crate::error::{Error, MailboxError, MpiError, TransportError};
+use crate::error::{Error, HybridError, MailboxError, MpiError, TransportError};
 use crate::mailbox::{MailboxGroup, MailboxOptions};
 use crate::mpi::{Comm, Mpi, MpiTransport};
 use crate::sync::wait::node_processes;
@@ -77,10 +77,10 @@ fn unpack(mut buf: &[u8], out: &mut [Vec<u8>]) -> Result<(), Error> {
     Ok(())
 }
 
-fn env_number(var: &'static str) -> Result<Option<u64>, MailboxError> {
+fn env_number(var: &'static str) -> Result<Option<u64>, HybridError> {
     match std::env::var(var) {
         Err(_) => Ok(None),
-        Ok(v) => v.trim().parse().map(Some).map_err(|_| MailboxError::Env {
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| HybridError::Env {
             var,
             problem: format!("{v:?} is not a non-negative integer"),
         }),

@@ -31,7 +31,7 @@ mod transport;
 
 pub use comm::{Comm, RecvRequest, SendRequest, SharedComm, Status};
 pub use env::{Mpi, ThreadLevel};
-pub use rma::{check_one_sided, osc_setting, RmaWindow};
+pub use rma::{check_one_sided, osc_setting, RmaWindow, SharedWindow};
 pub use transport::{AsComm, MpiTransport};
 
 use std::sync::atomic::{AtomicBool, Ordering};

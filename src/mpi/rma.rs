@@ -88,6 +88,109 @@ pub fn check_one_sided() -> Result<(), MpiError> {
     }
 }
 
+/// An MPI shared-memory window (`MPI_Win_allocate_shared`) over the ranks
+/// of a communicator that share a node, and one rank's memory in it
+/// (`MPI_Win_shared_query`), which every rank can load and store. Creating
+/// and dropping it are collective over the communicator.
+pub struct SharedWindow {
+    window: Window,
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedWindow {
+    /// Allocates `bytes` bytes on this rank (the others give theirs) and
+    /// maps rank `owner`'s memory.
+    ///
+    /// # Collective
+    ///
+    /// Over `comm`, whose ranks must share a node
+    /// (`MPI_COMM_TYPE_SHARED`).
+    ///
+    /// # Errors
+    ///
+    /// MPI's error; [`MpiError::SharedWindow`] for a null base.
+    pub fn allocate(comm: &Comm, bytes: usize, owner: usize) -> Result<SharedWindow, MpiError> {
+        let mut base: *mut c_void = std::ptr::null_mut();
+        let mut win = MaybeUninit::uninit();
+        let owner = c_int::try_from(owner).map_err(|_| MpiError::InvalidRank {
+            rank: owner,
+            size: comm.size(),
+        })?;
+        // SAFETY: our communicator; out-pointers to locals (baseptr is a
+        // pointer to a pointer, as MPI specifies).
+        check("MPI_Win_allocate_shared", unsafe {
+            ffi::MPI_Win_allocate_shared(
+                bytes as ffi::MPI_Aint,
+                1,
+                ffi::RSMPI_INFO_NULL,
+                comm.as_raw(),
+                (&mut base as *mut *mut c_void).cast(),
+                win.as_mut_ptr(),
+            )
+        })?;
+        // SAFETY: created by the successful call above, owned here; from
+        // here it is freed on every error path by its Drop.
+        let window = unsafe { Window::adopt(win.assume_init())? };
+        let (mut size, mut disp) = (0 as ffi::MPI_Aint, 0);
+        let mut shared: *mut c_void = std::ptr::null_mut();
+        // SAFETY: our window; out-pointers to locals.
+        check("MPI_Win_shared_query", unsafe {
+            ffi::MPI_Win_shared_query(
+                window.win,
+                owner,
+                &mut size,
+                &mut disp,
+                (&mut shared as *mut *mut c_void).cast(),
+            )
+        })?;
+        let base = NonNull::new(shared.cast::<u8>()).ok_or(MpiError::SharedWindow {
+            what: "the base address",
+            found: 0,
+            expected: 1,
+        })?;
+        Ok(SharedWindow {
+            window,
+            base,
+            len: usize::try_from(size).unwrap_or(0),
+        })
+    }
+
+    /// The owner's memory.
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for no memory.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `MPI_Win_sync`: orders this process's loads and stores to the
+    /// window's memory with the other processes' (unified memory model;
+    /// around a barrier).
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn sync(&self) -> Result<(), MpiError> {
+        self.window.sync()
+    }
+}
+
+impl std::fmt::Debug for SharedWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedWindow")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An MPI window, locked for passive access (`MPI_Win_lock_all`) for its
 /// life; freeing it is collective.
 pub(crate) struct Window {
@@ -401,7 +504,7 @@ impl<T: Pod> RmaWindow<T> {
     }
 }
 
-impl<T: crate::dsm::DsmInteger> RmaWindow<T> {
+impl<T: crate::integer::DsmInteger> RmaWindow<T> {
     /// Adds `value` to rank `rank`'s element `at` and returns its previous
     /// value, atomically (`MPI_Fetch_and_op` with `MPI_SUM`).
     ///

@@ -222,9 +222,9 @@ impl<'s, T: Pod> EpochArray<'s, T> {
         self.len == 0
     }
 
-    /// This party's even share of the elements ([`crate::hybrid::split_range`]).
+    /// This party's even share of the elements ([`crate::partition::split_range`]).
     pub fn part(&self) -> Range<usize> {
-        crate::hybrid::split_range(self.len, self.parties, self.party)
+        crate::partition::split_range(self.len, self.parties, self.party)
     }
 
     fn base(&self) -> *mut T {
