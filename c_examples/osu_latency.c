@@ -4,19 +4,27 @@
  * of N samples after one warm-up sample.
  *
  *   mpicc -O2 -o osu_latency osu_latency.c
- *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--mprobe] [--json FILE] [--records]
+ *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--mprobe | --probe] [--json FILE] [--records]
  *
- * --mprobe receives with MPI_Mprobe + MPI_Mrecv, as shmpi does to keep a
- * message that is too long for the buffer (path "mpi.c.mprobe"): it shows
- * what the matched-probe receive itself costs in this MPI.
+ * --mprobe receives with MPI_Mprobe + MPI_Mrecv, as shmpi does under
+ * MPI_THREAD_MULTIPLE to keep a message that is too long for the buffer
+ * (path "mpi.c.mprobe"); --probe with MPI_Probe + MPI_Recv of the probed
+ * source and tag, race-free below MULTIPLE (path "mpi.c.probe"): they show
+ * what each way of receiving safely costs in this MPI.
  */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void receive(char *buf, int len, int from, int mprobe) {
-    if (mprobe) {
+enum { PLAIN, MPROBE, PROBE };
+
+static void receive(char *buf, int len, int from, int how) {
+    if (how == PROBE) {
+        MPI_Status st;
+        MPI_Probe(from, 1, MPI_COMM_WORLD, &st);
+        MPI_Recv(buf, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else if (how == MPROBE) {
         MPI_Message msg;
         MPI_Status st;
         MPI_Mprobe(from, 1, MPI_COMM_WORLD, &msg, &st);
@@ -36,7 +44,8 @@ int main(int argc, char **argv) {
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--mprobe")) mprobe = 1;
+        else if (!strcmp(argv[i], "--mprobe")) mprobe = MPROBE;
+        else if (!strcmp(argv[i], "--probe")) mprobe = PROBE;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--records")) records = 1;
     }
@@ -75,7 +84,7 @@ int main(int argc, char **argv) {
         lo[s] = t[1];
         hi[s] = t[samples];
     }
-    const char *path = mprobe ? "mpi.c.mprobe" : "mpi.c";
+    const char *path = mprobe == MPROBE ? "mpi.c.mprobe" : mprobe == PROBE ? "mpi.c.probe" : "mpi.c";
     if (rank == 0) {
         if (records) /* the lines `shmpi bench --c-baseline` reads */
             for (int s = 0; s < nsizes; s++)
