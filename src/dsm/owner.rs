@@ -28,8 +28,43 @@ pub struct OwnerProtocol<T: Pod, C: Transport> {
     block: Arc<Mutex<Vec<T>>>,
     /// `ARRIVE` messages rank 0 received outside a barrier.
     early_arrivals: usize,
+    /// When local accesses last served the requests waiting.
+    serving: LocalServing,
     #[cfg(feature = "mpi")]
     server: Option<progress::Server>,
+}
+
+/// How often local accesses stop to serve the others: a look for requests
+/// costs a receive attempt (~90 ns, more than the access itself), so a
+/// local access looks only every [`Self::EVERY`] accesses or after
+/// [`Self::AFTER`] — often enough that a rank spinning on its own element
+/// still answers everyone, rarely enough that a local access is a load
+/// and a counter.
+#[derive(Debug, Default)]
+struct LocalServing {
+    accesses: u32,
+    last: Option<std::time::Instant>,
+}
+
+impl LocalServing {
+    const EVERY: u32 = 64;
+    const AFTER: std::time::Duration = std::time::Duration::from_micros(20);
+    /// Accesses between looks at the clock.
+    const CLOCK_EVERY: u32 = 8;
+
+    /// True when this access should serve.
+    fn due(&mut self) -> bool {
+        self.accesses += 1;
+        let due = self.accesses >= Self::EVERY
+            || (self.accesses % Self::CLOCK_EVERY == 0
+                && self.last.is_none_or(|t| t.elapsed() >= Self::AFTER))
+            || self.last.is_none();
+        if due {
+            self.accesses = 0;
+            self.last = Some(std::time::Instant::now());
+        }
+        due
+    }
 }
 
 impl<T: Pod, C: Transport> std::fmt::Debug for OwnerProtocol<T, C> {
@@ -103,6 +138,7 @@ impl<T: Pod, C: Transport> DistArray<T, OwnerProtocol<T, C>> {
             channel,
             block: Arc::new(Mutex::new(vec![T::zeroed(); block_len])),
             early_arrivals: 0,
+            serving: LocalServing::default(),
             #[cfg(feature = "mpi")]
             server: None,
         };
@@ -277,9 +313,12 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
     }
 
     /// `at..at + n` if inside this rank's block, after serving the
-    /// requests waiting (every local access is also a chance to serve).
+    /// requests waiting when due ([`LocalServing`]: local accesses are
+    /// also chances to serve).
     fn local_range(&mut self, at: usize, n: usize) -> Result<std::ops::Range<usize>, Error> {
-        self.serve_waiting()?;
+        if self.serving.due() {
+            self.serve_waiting()?;
+        }
         let len = self.block().len();
         at.checked_add(n)
             .filter(|&end| end <= len)
