@@ -110,7 +110,9 @@ mpi_examples() {
     SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/heat2d 130 100 --node &&
     scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_histogram --draws 5000 &&
     scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 2000 &&
-    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_bench --quick
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_bench --quick &&
+    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/rsmpi_interop &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/rsmpi_interop
 }
 
 # Two network-namespace hosts, 2 ranks each (scripts/netns-cluster.sh):

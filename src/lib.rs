@@ -61,6 +61,11 @@ pub mod integer;
 pub mod mailbox;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+/// rsmpi (the `mpi` crate, 0.8), which shmpi builds on: use this one so
+/// both agree on the MPI bindings (`shmpi::mpi::Comm::dup_from`,
+/// `Comm::dup_to_rsmpi`, `Comm::as_rsmpi`).
+#[cfg(feature = "mpi")]
+pub use rsmpi;
 pub mod mpirun;
 pub mod partition;
 pub mod segment;

@@ -31,6 +31,26 @@ pub struct Status {
     pub len: usize,
 }
 
+/// A [`Comm`] lent to rsmpi ([`Comm::as_rsmpi`]): derefs to an rsmpi
+/// `SimpleCommunicator` that rsmpi never frees.
+pub struct RsmpiComm<'a> {
+    comm: std::mem::ManuallyDrop<rsmpi::topology::SimpleCommunicator>,
+    _owner: std::marker::PhantomData<&'a Comm>,
+}
+
+impl std::ops::Deref for RsmpiComm<'_> {
+    type Target = rsmpi::topology::SimpleCommunicator;
+    fn deref(&self) -> &Self::Target {
+        &self.comm
+    }
+}
+
+impl std::fmt::Debug for RsmpiComm<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsmpiComm").finish_non_exhaustive()
+    }
+}
+
 /// A communicator: a duplicate made by shmpi, with `MPI_ERRORS_RETURN`.
 /// Neither `Send` nor `Sync`; see [`SharedComm`].
 pub struct Comm {
@@ -146,6 +166,74 @@ impl Comm {
         })?;
         // SAFETY: initialised by the successful call.
         Comm::adopt(unsafe { dup.assume_init() })
+    }
+
+    /// A duplicate, for shmpi, of a communicator someone else owns — an
+    /// rsmpi communicator (`universe.world()`, a split, …) or anything
+    /// that gives its raw `MPI_Comm`. `comm` is only borrowed: shmpi never
+    /// frees it, and the duplicate lives on its own (free it before MPI is
+    /// finalised — before rsmpi's `Universe` is dropped).
+    ///
+    /// # Collective
+    ///
+    /// `MPI_Comm_dup` over `comm`'s ranks: every one of them calls it.
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::NotInitialized`] / [`MpiError::Finalized`], or MPI's.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use shmpi::rsmpi::traits::*;
+    ///
+    /// let universe = shmpi::rsmpi::initialize().unwrap();   // rsmpi owns MPI
+    /// let ours = shmpi::mpi::Comm::dup_from(&universe.world())?;
+    /// let world = shmpi::hybrid::HybridWorld::from_comm(ours)?;
+    /// # drop(world);
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    pub fn dup_from<C>(comm: &C) -> Result<Comm, MpiError>
+    where
+        C: rsmpi::raw::AsRaw<Raw = ffi::MPI_Comm>,
+    {
+        Comm::duplicate(comm.as_raw())
+    }
+
+    /// This communicator's ranks as a new rsmpi communicator: a duplicate
+    /// that rsmpi owns and frees when it is dropped (before MPI is
+    /// finalised).
+    ///
+    /// # Collective
+    ///
+    /// `MPI_Comm_dup` over this communicator's ranks.
+    ///
+    /// # Errors
+    ///
+    /// MPI's error.
+    pub fn dup_to_rsmpi(&self) -> Result<rsmpi::topology::SimpleCommunicator, MpiError> {
+        self.alive()?;
+        let mut dup = MaybeUninit::uninit();
+        // SAFETY: our live communicator; out-pointer to a local.
+        check("MPI_Comm_dup", unsafe {
+            ffi::MPI_Comm_dup(self.raw, dup.as_mut_ptr())
+        })?;
+        // SAFETY: a live intra-communicator just made (not WORLD or SELF),
+        // used only through the value returned, which frees it once.
+        Ok(unsafe { rsmpi::raw::FromRaw::from_raw(dup.assume_init()) })
+    }
+
+    /// This communicator lent to rsmpi code without a duplicate and
+    /// without a collective: the borrow cannot outlive `self`, and rsmpi
+    /// never frees it.
+    pub fn as_rsmpi(&self) -> RsmpiComm<'_> {
+        // SAFETY: our live intra-communicator (not WORLD or SELF); wrapped in
+        // ManuallyDrop, so rsmpi's Drop (MPI_Comm_free) never runs on it, and
+        // the borrow of `self` keeps it alive while rsmpi uses it.
+        RsmpiComm {
+            comm: std::mem::ManuallyDrop::new(unsafe { rsmpi::raw::FromRaw::from_raw(self.raw) }),
+            _owner: std::marker::PhantomData,
+        }
     }
 
     /// Takes ownership of a communicator shmpi created: sets

@@ -29,7 +29,7 @@ mod env;
 pub(crate) mod rma;
 mod transport;
 
-pub use comm::{Comm, RecvRequest, SendRequest, SharedComm, Status};
+pub use comm::{Comm, RecvRequest, RsmpiComm, SendRequest, SharedComm, Status};
 pub use env::{Mpi, ThreadLevel};
 pub use rma::{check_one_sided, osc_setting, RmaWindow, SharedWindow};
 pub use transport::{AsComm, MpiTransport};
