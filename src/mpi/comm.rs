@@ -228,10 +228,11 @@ impl Comm {
     /// never frees it.
     pub fn as_rsmpi(&self) -> RsmpiComm<'_> {
         // SAFETY: our live intra-communicator (not WORLD or SELF); wrapped in
-        // ManuallyDrop, so rsmpi's Drop (MPI_Comm_free) never runs on it, and
-        // the borrow of `self` keeps it alive while rsmpi uses it.
+        // ManuallyDrop below, so rsmpi's Drop (MPI_Comm_free) never runs on
+        // it, and the borrow of `self` keeps it alive while rsmpi uses it.
+        let lent = unsafe { rsmpi::raw::FromRaw::from_raw(self.raw) };
         RsmpiComm {
-            comm: std::mem::ManuallyDrop::new(unsafe { rsmpi::raw::FromRaw::from_raw(self.raw) }),
+            comm: std::mem::ManuallyDrop::new(lent),
             _owner: std::marker::PhantomData,
         }
     }
