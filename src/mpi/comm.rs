@@ -63,6 +63,11 @@ pub struct Comm {
     kept: Mutex<VecDeque<Message>>,
     /// How many messages `kept` holds: lets the hot path skip the lock.
     kept_count: AtomicUsize,
+    /// MPI granted less than `MPI_THREAD_MULTIPLE`: no other thread can
+    /// receive on this communicator between a probe and a receive, so a
+    /// blocking receive may probe, then receive the probed message by its
+    /// source and tag, instead of the matched probe.
+    probe_then_recv: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -277,6 +282,7 @@ impl Comm {
             tag_ub,
             kept: Mutex::new(VecDeque::new()),
             kept_count: AtomicUsize::new(0),
+            probe_then_recv: super::ThreadLevel::current()? < super::ThreadLevel::Multiple,
             _not_send: PhantomData,
         })
     }
@@ -813,10 +819,55 @@ impl Comm {
         if let Some(st) = self.kept_into(source, tag, buf)? {
             return Ok(st);
         }
+        if self.probe_then_recv {
+            if let Some(st) = self.probed_into(source, tag, buf)? {
+                return Ok(st);
+            }
+        }
         let (msg, st) = self
             .matched(source, tag, true)?
             .ok_or(MpiError::NotInitialized)?;
         self.matched_into(msg, st, buf)
+    }
+
+    /// Below `MPI_THREAD_MULTIPLE`: waits for a message (`MPI_Probe`) and,
+    /// when it fits `buf` and is not split, receives exactly it by its
+    /// source and tag (`MPI_Recv`) — no other thread can take it in
+    /// between. `None` leaves the message to the matched path (too long:
+    /// kept; above 2 GiB: split), which matches the same message first.
+    fn probed_into(
+        &self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Option<Status>, MpiError> {
+        let (src, tg) = (self.raw_source(source)?, self.raw_tag(tag)?);
+        let mut status = MaybeUninit::<ffi::MPI_Status>::uninit();
+        // SAFETY: out-pointer to a local; communicator alive.
+        check("MPI_Probe", unsafe {
+            ffi::MPI_Probe(src, tg, self.raw, status.as_mut_ptr())
+        })?;
+        // SAFETY: initialised by the successful probe.
+        let st = self.status_of(&unsafe { status.assume_init() })?;
+        if st.len > buf.len() || st.len > BIG_LIMIT {
+            return Ok(None);
+        }
+        // SAFETY: buf holds at least st.len bytes; source and tag name the
+        // probed message, which only this thread can receive (the level is
+        // below MULTIPLE and a Comm stays on its thread), so it is the one
+        // received, whole.
+        check("MPI_Recv", unsafe {
+            ffi::MPI_Recv(
+                buf.as_mut_ptr().cast(),
+                st.len as i32,
+                byte(),
+                st.source as i32,
+                st.tag,
+                self.raw,
+                ffi::RSMPI_STATUS_IGNORE,
+            )
+        })?;
+        Ok(Some(st))
     }
 
     /// [`recv_into`](Self::recv_into), polling with a growing pause (1 µs
