@@ -111,6 +111,14 @@
 // A process-shared barrier (opaque). Freed by `shmpi_barrier_free`.
 typedef struct shmpi_barrier shmpi_barrier;
 
+// Point-to-point on the caller's own communicator (opaque), borrowed, not
+// duplicated: attaching is not collective, so a shmpi rank can talk to
+// ranks that do not use shmpi (an MPMD job's other program, an mpi4py
+// peer). Messages share the communicator's tags with the caller's own
+// MPI calls; its error handler is the caller's (shmpi does not change
+// it). Freed by `shmpi_comm_free`, which leaves the communicator alone.
+typedef struct shmpi_comm shmpi_comm;
+
 // A distributed array of `uint64_t` (opaque). Freed by `shmpi_dsm_free`
 // (collective).
 typedef struct shmpi_dsm shmpi_dsm;
@@ -392,6 +400,52 @@ int shmpi_hybrid_recv(struct shmpi_hybrid *h,
                       size_t *len,
                       int *from,
                       int *got_tag);
+
+// Attaches to the communicator whose Fortran handle is `comm`
+// (`MPI_Comm_c2f`). MPI must be initialised. Not collective.
+//
+// # Safety
+//
+// The communicator outlives the handle; `out` is NULL or writable.
+int shmpi_comm_attach(int comm, struct shmpi_comm **out);
+
+// This rank and the communicator's size (either out-pointer may be NULL).
+//
+// # Safety
+//
+// `c` is NULL or a live handle; the out-pointers NULL or writable.
+int shmpi_comm_rank(struct shmpi_comm *c, int *rank, int *size);
+
+// Sends `len` bytes to `dest` with `tag` (`MPI_Send`).
+//
+// # Safety
+//
+// `c` is NULL or a live handle; `data` is NULL (with `len` 0) or readable.
+int shmpi_comm_send(struct shmpi_comm *c, int dest, int tag, const void *data, size_t len);
+
+// Receives from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes): a message longer than `cap`
+// is `SHMPI_E_TOO_LONG` with `*len` set, and is kept for the next
+// receive — never truncated, never lost.
+//
+// # Safety
+//
+// As [`shmpi_mailbox_recv`](super::shmpi_mailbox_recv).
+int shmpi_comm_recv(struct shmpi_comm *c,
+                    int source,
+                    int tag,
+                    void *buf,
+                    size_t cap,
+                    size_t *len,
+                    int *from,
+                    int *got_tag);
+
+// Frees the handle (NULL: nothing); the communicator stays the caller's.
+//
+// # Safety
+//
+// `c` is NULL or a live handle, not used again.
+int shmpi_comm_free(struct shmpi_comm *c);
 
 // A barrier of every rank (hierarchical: node, then node leaders).
 //

@@ -134,7 +134,8 @@ cluster_tests() {
 # The C API: the C examples built against the build tree, each run under
 # valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
 # why; any other error or definite leak fails), the MPI one under mpirun
-# with 2 and 4 ranks (node_heat: in place on a node array); then the
+# with 2 and 4 ranks (node_heat: in place on a node array; mpmd_shmpi in
+# an MPMD job beside a plain MPI program, mpmd_peer); then the
 # README's path for C programmers: install to
 # a prefix and build an example with pkg-config.
 c_api() {
@@ -150,7 +151,8 @@ c_api() {
     target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
     SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
     target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
-    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/node_heat || return 1
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
+    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpmd_shmpi : -n 1 target/c_examples/mpmd_peer || return 1
   local prefix
   prefix=$(mktemp -d)
   scripts/install.sh "$prefix" &&

@@ -194,6 +194,8 @@ pub struct Mpirun {
     cluster: Option<Cluster>,
     program: OsString,
     args: Vec<OsString>,
+    /// Further programs of the same job (MPMD): ranks, program, arguments.
+    others: Vec<(usize, OsString, Vec<OsString>)>,
     env: Vec<(OsString, OsString)>,
     extra: Vec<OsString>,
 }
@@ -211,6 +213,7 @@ impl Mpirun {
             cluster: Cluster::from_env().ok().flatten(),
             program: program.into(),
             args: Vec::new(),
+            others: Vec::new(),
             env: Vec::new(),
             extra: Vec::new(),
         }
@@ -255,6 +258,22 @@ impl Mpirun {
         self
     }
 
+    /// Adds `ranks` ranks of another program to the same job (MPMD:
+    /// `mpirun -n 2 A : -n 1 B`); they share `MPI_COMM_WORLD`, after the
+    /// ranks of the programs before.
+    pub fn then<I, S>(mut self, ranks: usize, program: impl Into<OsString>, args: I) -> Mpirun
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.others.push((
+            ranks,
+            program.into(),
+            args.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
     /// Sets an environment variable for every rank.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Mpirun {
         self.env.push((key.into(), value.into()));
@@ -273,7 +292,7 @@ impl Mpirun {
 
     /// True when the job has more ranks than this machine has online CPUs.
     pub fn oversubscribed(&self) -> bool {
-        self.ranks > online_cpus()
+        self.ranks + self.others.iter().map(|o| o.0).sum::<usize>() > online_cpus()
     }
 
     /// The command line.
@@ -322,6 +341,10 @@ impl Mpirun {
         cmd.args(&self.extra);
         cmd.arg("-n").arg(self.ranks.to_string());
         cmd.arg(&self.program).args(&self.args);
+        for (ranks, program, args) in &self.others {
+            cmd.arg(":").arg("-n").arg(ranks.to_string());
+            cmd.arg(program).args(args);
+        }
         cmd
     }
 }

@@ -197,6 +197,151 @@ unsafe fn too_long(needed: usize, cap: usize, len: *mut usize) -> Failure {
     )
 }
 
+/// Point-to-point on the caller's own communicator (opaque), borrowed, not
+/// duplicated: attaching is not collective, so a shmpi rank can talk to
+/// ranks that do not use shmpi (an MPMD job's other program, an mpi4py
+/// peer). Messages share the communicator's tags with the caller's own
+/// MPI calls; its error handler is the caller's (shmpi does not change
+/// it). Freed by `shmpi_comm_free`, which leaves the communicator alone.
+pub struct CommHandle {
+    comm: crate::mpi::Comm,
+    _mpi: Mpi,
+}
+
+/// Attaches to the communicator whose Fortran handle is `comm`
+/// (`MPI_Comm_c2f`). MPI must be initialised. Not collective.
+///
+/// # Safety
+///
+/// The communicator outlives the handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_attach(comm: c_int, out: *mut *mut CommHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { arg(out, "out")? };
+        let mpi = Mpi::attach()?;
+        // SAFETY: MPI is initialised (attach checked); the conversion is a
+        // table lookup, and the caller keeps the communicator alive.
+        let comm = unsafe { crate::mpi::Comm::borrow_raw(rsmpi::ffi::RSMPI_Comm_f2c(comm))? };
+        give(out, CommHandle { comm, _mpi: mpi });
+        Ok(())
+    })
+}
+
+/// This rank and the communicator's size (either out-pointer may be NULL).
+///
+/// # Safety
+///
+/// `c` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_rank(
+    c: *mut CommHandle,
+    rank: *mut c_int,
+    size: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let c = unsafe { arg(c, "communicator")? };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(rank, c.comm.rank() as c_int);
+            write_opt(size, c.comm.size() as c_int);
+        }
+        Ok(())
+    })
+}
+
+/// Sends `len` bytes to `dest` with `tag` (`MPI_Send`).
+///
+/// # Safety
+///
+/// `c` is NULL or a live handle; `data` is NULL (with `len` 0) or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_send(
+    c: *mut CommHandle,
+    dest: c_int,
+    tag: c_int,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (c, data) = unsafe {
+            (
+                arg(c, "communicator")?,
+                bytes_arg(data.cast(), len, "data")?,
+            )
+        };
+        let dest = usize::try_from(dest)
+            .map_err(|_| Failure::new(SHMPI_E_INVALID, format!("rank {dest}")))?;
+        Ok(c.comm.send(dest, tag, data)?)
+    })
+}
+
+/// Receives from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+/// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes): a message longer than `cap`
+/// is `SHMPI_E_TOO_LONG` with `*len` set, and is kept for the next
+/// receive — never truncated, never lost.
+///
+/// # Safety
+///
+/// As [`shmpi_mailbox_recv`](super::shmpi_mailbox_recv).
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_recv(
+    c: *mut CommHandle,
+    source: c_int,
+    tag: c_int,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    from: *mut c_int,
+    got_tag: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (c, buf) = unsafe {
+            (
+                arg(c, "communicator")?,
+                buffer_arg(buf.cast(), cap, "buffer")?,
+            )
+        };
+        let (source, tag) = (
+            super::mailbox::source_of(source)?,
+            super::mailbox::tag_of(tag)?,
+        );
+        let st = match c.comm.recv_into(source, tag, buf) {
+            Ok(st) => st,
+            Err(crate::MpiError::MessageTooLong {
+                len: needed,
+                capacity,
+            }) => {
+                // SAFETY: `len` is NULL or writable (caller's contract).
+                return Err(unsafe { too_long(needed, capacity, len) });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(len, st.len);
+            write_opt(from, st.source as c_int);
+            write_opt(got_tag, st.tag);
+        }
+        Ok(())
+    })
+}
+
+/// Frees the handle (NULL: nothing); the communicator stays the caller's.
+///
+/// # Safety
+///
+/// `c` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_free(c: *mut CommHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(c) });
+    super::SHMPI_OK
+}
+
 /// A barrier of every rank (hierarchical: node, then node leaders).
 ///
 /// # Safety

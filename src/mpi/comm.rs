@@ -68,6 +68,9 @@ pub struct Comm {
     /// blocking receive may probe, then receive the probed message by its
     /// source and tag, instead of the matched probe.
     probe_then_recv: bool,
+    /// shmpi made this communicator (and frees it); false for one it
+    /// borrows ([`Comm::borrow_raw`]).
+    owned: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -250,11 +253,16 @@ impl Comm {
         check("MPI_Comm_set_errhandler", unsafe {
             ffi::MPI_Comm_set_errhandler(dup, errors_return)
         })?;
+        Comm::describe(dup, true)
+    }
+
+    /// The `Comm` over `raw` (rank, size, tag bound read from MPI).
+    fn describe(raw: ffi::MPI_Comm, owned: bool) -> Result<Comm, MpiError> {
         let (mut rank, mut size) = (0, 0);
         // SAFETY: valid communicator, out-pointers to locals.
         unsafe {
-            check("MPI_Comm_rank", ffi::MPI_Comm_rank(dup, &mut rank))?;
-            check("MPI_Comm_size", ffi::MPI_Comm_size(dup, &mut size))?;
+            check("MPI_Comm_rank", ffi::MPI_Comm_rank(raw, &mut rank))?;
+            check("MPI_Comm_size", ffi::MPI_Comm_size(raw, &mut size))?;
         }
         let mut value: *mut i32 = std::ptr::null_mut();
         let mut flag = 0;
@@ -262,7 +270,7 @@ impl Comm {
         // pointer to int (MPI 4.0 §9.1.2); out-pointers to locals.
         check("MPI_Comm_get_attr", unsafe {
             ffi::MPI_Comm_get_attr(
-                dup,
+                raw,
                 ffi::MPI_TAG_UB as i32,
                 (&mut value as *mut *mut i32).cast(),
                 &mut flag,
@@ -276,15 +284,35 @@ impl Comm {
             32767
         };
         Ok(Comm {
-            raw: dup,
+            raw,
             rank: rank as usize,
             size: size as usize,
             tag_ub,
             kept: Mutex::new(VecDeque::new()),
             kept_count: AtomicUsize::new(0),
             probe_then_recv: super::ThreadLevel::current()? < super::ThreadLevel::Multiple,
+            owned,
             _not_send: PhantomData,
         })
+    }
+
+    /// The caller's communicator itself, borrowed: no duplicate, so no
+    /// collective — a rank can talk to ranks that do not use shmpi (an
+    /// MPMD job, an mpi4py peer) on the caller's own communicator, tag
+    /// space and error handler (shmpi does not change it: with MPI's
+    /// default, an MPI failure aborts; shmpi's own checks — ranks, tags,
+    /// too-long messages — still return errors). shmpi never frees it.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is a valid intra-communicator that outlives the `Comm`.
+    ///
+    /// # Errors
+    ///
+    /// [`MpiError::NotInitialized`] / [`MpiError::Finalized`], or MPI's.
+    pub unsafe fn borrow_raw(raw: ffi::MPI_Comm) -> Result<Comm, MpiError> {
+        ensure_usable()?;
+        Comm::describe(raw, false)
     }
 
     /// The ranks that share memory with this one (`MPI_Comm_split_type`
@@ -1083,7 +1111,7 @@ impl Comm {
 
 impl Drop for Comm {
     fn drop(&mut self) {
-        if !is_finalized() {
+        if self.owned && !is_finalized() {
             // SAFETY: a communicator we duplicated, freed once.
             unsafe { ffi::MPI_Comm_free(&mut self.raw) };
         }

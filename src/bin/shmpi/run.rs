@@ -43,7 +43,9 @@ pub struct MpirunArgs {
     /// Force the network path between ranks (`--mca btl tcp,self`).
     #[arg(long)]
     tcp: bool,
-    /// The program and its arguments (`--` before them is optional).
+    /// The program and its arguments (`--` before them is optional); more
+    /// programs of the same job follow `:` as `-n RANKS PROGRAM [ARGS]`
+    /// (MPMD).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
@@ -109,11 +111,26 @@ pub fn mpirun(args: &MpirunArgs) -> Result<ExitCode, String> {
         Some((first, rest)) if first == "--" => rest,
         _ => &args.command[..],
     };
-    let (program, rest) = command.split_first().ok_or("no program given")?;
+    // MPMD: `A args : -n 1 B args : …` — further programs after `:`.
+    let mut parts = command.split(|a| a == ":");
+    let first = parts.next().unwrap_or_default();
+    let (program, rest) = first.split_first().ok_or("no program given")?;
     let mut job = Mpirun::new(args.ranks, program)
         .args(rest)
         .threads_per_rank(args.threads)
         .force_tcp(args.tcp);
+    for part in parts {
+        let (ranks, app) = match part {
+            [flag, n, app @ ..] if flag == "-n" || flag == "-np" => (
+                n.parse::<usize>()
+                    .map_err(|_| format!("after `:`, `{flag} {n}`: not a rank count"))?,
+                app,
+            ),
+            _ => return Err("after `:`, give `-n RANKS PROGRAM [ARGS]`".to_owned()),
+        };
+        let (program, rest) = app.split_first().ok_or("no program after `:`")?;
+        job = job.then(ranks, program, rest);
+    }
     if let Some(t) = args.timeout {
         job = job.timeout(Duration::from_secs(t));
     }
