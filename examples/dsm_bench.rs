@@ -5,8 +5,13 @@
 //! `dsm.owner.get.progress` (the owner elsewhere, its progress thread
 //! serving), `dsm.rma.get`, and the baseline `mpi.roundtrip`.
 //!
+//! With `--single` MPI runs at `MPI_THREAD_SINGLE`, the level the owner
+//! protocol without a progress thread needs, and the round trip is measured
+//! at that level too (the progress-thread row needs MULTIPLE and is left
+//! out).
+//!
 //! ```text
-//! scripts/mpirun.sh -n 2 --threads 2 target/release/examples/dsm_bench [--quick] [--json FILE]
+//! scripts/mpirun.sh -n 2 --threads 2 target/release/examples/dsm_bench [--quick] [--single] [--json FILE]
 //! ```
 
 use std::process::ExitCode;
@@ -19,7 +24,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = Config {
         quick: args.iter().any(|a| a == "--quick"),
     };
-    let mpi = Mpi::init(ThreadLevel::Multiple)?;
+    let level = if args.iter().any(|a| a == "--single") {
+        ThreadLevel::Single
+    } else {
+        ThreadLevel::Multiple
+    };
+    let mpi = Mpi::init(level)?;
+    println!("MPI thread level: {}", mpi.thread_level().name());
     let world = mpi.dup_world()?;
     if world.size() != 2 {
         return Err("dsm_bench runs on 2 ranks".into());
