@@ -981,9 +981,31 @@ impl MailboxGroup {
             .into());
         }
         if let Slept::Lost(_) = slept {
-            self.count_lost_wakeup();
+            if !self.a_waker_died(watch)? {
+                self.count_lost_wakeup();
+            }
         }
         Ok(slept)
+    }
+
+    /// True when a member that could have rung for `watch` has died: it
+    /// may have published and been killed before ringing — a ring lost
+    /// with its waker, not a fault of the protocol (the message is found
+    /// all the same).
+    #[cold]
+    fn a_waker_died(&self, watch: Watch) -> Result<bool, MailboxError> {
+        let dead = |p: usize| Ok::<_, MailboxError>(self.peer_status(p)? == PeerStatus::Dead);
+        match watch {
+            Watch::Source(p) | Watch::Dest(p) => dead(p),
+            Watch::AnySource(_) => {
+                for p in (0..self.members()).filter(|&p| p != self.id) {
+                    if dead(p)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
     }
 
     /// Counts a wait that found work after a sleep no ring ended (see
@@ -996,8 +1018,10 @@ impl MailboxGroup {
 
     /// Waits of this member whose sleep ended without a ring although a
     /// look made right after it — the member still announced as sleeping —
-    /// found work, and no ring came within a grace of 10 ms (a waker
-    /// preempted between publishing and ringing is late, not lost): a
+    /// found work, no ring came within a grace of 10 ms (a waker
+    /// preempted between publishing and ringing is late, not lost), and no
+    /// member that could have rung had died (killed between publishing
+    /// and ringing, its ring is lost with it): a
     /// waker published while the member slept and never rang, a lost
     /// wake-up, which the periodic check rescued
     /// ([`wake::Slept::Lost`](super::wake::Slept::Lost)). The doorbell
