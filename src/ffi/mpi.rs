@@ -109,8 +109,7 @@ pub unsafe extern "C" fn shmpi_hybrid_send(
                 bytes_arg(data.cast(), len, "data")?,
             )
         };
-        let dest = usize::try_from(dest)
-            .map_err(|_| Failure::new(SHMPI_E_INVALID, format!("rank {dest}")))?;
+        let dest = rank_arg(dest)?;
         h.world.send(dest, tag, data)?;
         Ok(())
     })
@@ -180,6 +179,11 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
         }
         Ok(())
     })
+}
+
+/// A destination rank from C: negative is `SHMPI_E_INVALID`.
+fn rank_arg(rank: c_int) -> Result<usize, Failure> {
+    usize::try_from(rank).map_err(|_| Failure::new(SHMPI_E_INVALID, format!("rank {rank}")))
 }
 
 /// The failure for a message of `needed` bytes and a buffer of `cap`, with
@@ -272,8 +276,7 @@ pub unsafe extern "C" fn shmpi_comm_send(
                 bytes_arg(data.cast(), len, "data")?,
             )
         };
-        let dest = usize::try_from(dest)
-            .map_err(|_| Failure::new(SHMPI_E_INVALID, format!("rank {dest}")))?;
+        let dest = rank_arg(dest)?;
         Ok(c.comm.send(dest, tag, data)?)
     })
 }
