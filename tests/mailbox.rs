@@ -526,9 +526,11 @@ fn block_strategy_sleeps_at_every_size() {
         });
         let slept = lead.counters(1, 0).unwrap().unwrap().receiver_sleeps - before;
         // The echo needs a wake-up before it can answer: the lead finds
-        // the answer already there only when it was preempted meanwhile.
+        // the answer already there only when it was preempted meanwhile —
+        // often when the suite runs tests side by side on 2 cores (52 of
+        // 200 seen), never for a strategy that does not sleep (0).
         assert!(
-            slept >= ROUNDS / 2,
+            slept >= ROUNDS / 10,
             "{size} B: the lead slept {slept} times in {ROUNDS} round trips"
         );
     }
