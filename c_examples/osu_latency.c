@@ -4,13 +4,15 @@
  * of N samples after one warm-up sample.
  *
  *   mpicc -O2 -o osu_latency osu_latency.c
- *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--mprobe | --probe] [--json FILE] [--records]
+ *   scripts/mpirun.sh -n 2 ./osu_latency [--quick] [--mprobe | --probe | --multiple] [--json FILE] [--records]
  *
  * --mprobe receives with MPI_Mprobe + MPI_Mrecv, as shmpi does under
  * MPI_THREAD_MULTIPLE to keep a message that is too long for the buffer
  * (path "mpi.c.mprobe"); --probe with MPI_Probe + MPI_Recv of the probed
  * source and tag, race-free below MULTIPLE (path "mpi.c.probe"): they show
- * what each way of receiving safely costs in this MPI.
+ * what each way of receiving safely costs in this MPI. --multiple is
+ * --mprobe with MPI initialised at MPI_THREAD_MULTIPLE (path
+ * "mpi.c.multiple"), the baseline for shmpi at that level.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -40,18 +42,25 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, mprobe = 0, records = 0, rank, size, provided;
+    int quick = 0, mprobe = 0, multiple = 0, records = 0, rank, size, provided;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--mprobe")) mprobe = MPROBE;
         else if (!strcmp(argv[i], "--probe")) mprobe = PROBE;
+        else if (!strcmp(argv[i], "--multiple")) mprobe = MPROBE, multiple = 1;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--records")) records = 1;
     }
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_SINGLE, &provided);
+    int level = multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_SINGLE;
+    MPI_Init_thread(&argc, &argv, level, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (provided < level) {
+        fprintf(stderr, "osu_latency: MPI_THREAD_MULTIPLE not provided (%d)\n", provided);
+        MPI_Finalize();
+        return 1;
+    }
     if (size < 2) {
         fprintf(stderr, "osu_latency needs 2 ranks\n");
         MPI_Finalize();
@@ -84,7 +93,7 @@ int main(int argc, char **argv) {
         lo[s] = t[1];
         hi[s] = t[samples];
     }
-    const char *path = mprobe == MPROBE ? "mpi.c.mprobe" : mprobe == PROBE ? "mpi.c.probe" : "mpi.c";
+    const char *path = multiple ? "mpi.c.multiple" : mprobe == MPROBE ? "mpi.c.mprobe" : mprobe == PROBE ? "mpi.c.probe" : "mpi.c";
     if (rank == 0) {
         if (records) /* the lines `shmpi bench --c-baseline` reads */
             for (int s = 0; s < nsizes; s++)

@@ -11,7 +11,7 @@
 //! out).
 //!
 //! ```text
-//! scripts/mpirun.sh -n 2 --threads 2 target/release/examples/dsm_bench [--quick] [--single] [--json FILE]
+//! scripts/mpirun.sh -n 2 --threads 2 target/release/examples/dsm_bench [--quick] [--single] [--json FILE] [--records]
 //! ```
 
 use std::process::ExitCode;
@@ -37,6 +37,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(report) = dsm(&world, &cfg)? {
         println!("{}", report.to_markdown());
+        if args.iter().any(|a| a == "--records") {
+            // The lines scripts/bench-mpi.sh collects.
+            for r in &report.records {
+                println!("{}", r.to_line());
+            }
+        }
         if let Some(base) = report
             .find("mpi.roundtrip", "latency_ns", 8)
             .map(|r| r.median)

@@ -3,7 +3,7 @@
 //! the code behind `shmpi bench`'s MPI rows).
 //!
 //! ```text
-//! scripts/mpirun.sh -n 2 target/release/examples/mpi_pingpong [--quick] [--path mpi.tcp] [--thread-level multiple] [--json FILE]
+//! scripts/mpirun.sh -n 2 target/release/examples/mpi_pingpong [--quick] [--path mpi.tcp] [--thread-level multiple] [--json FILE] [--records]
 //! ```
 
 use std::process::ExitCode;
@@ -39,6 +39,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             report.mpi.as_deref().unwrap_or("")
         );
         println!("{}", report.to_markdown());
+        if args.iter().any(|a| a == "--records") {
+            // The lines scripts/bench-mpi.sh collects.
+            for r in &report.records {
+                println!("{}", r.to_line());
+            }
+        }
         if let Some(file) = arg(&args, "--json") {
             report.write_json(&file)?;
             println!("records written to {file} ({} rows)", report.records.len());

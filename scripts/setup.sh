@@ -4,13 +4,13 @@
 # on a warm machine this costs a few dpkg queries. Run by test.sh and
 # demo.sh; can be run on its own.
 #
-#   Debian packages: an MPI (Open MPI), libclang for rsmpi's bindgen,
+#   Debian packages: two MPIs (Open MPI, the default, and MPICH), libclang for rsmpi's bindgen,
 #   pkg-config, a C compiler, util-linux (unshare), iproute2 (the
 #   network-namespace hosts) and valgrind.
 #   Rust: rustfmt, clippy, cargo-nextest.
 set -euo pipefail
 
-SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin libclang-dev pkg-config build-essential util-linux iproute2 valgrind "$@")
+SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin mpich libmpich-dev libclang-dev pkg-config build-essential util-linux iproute2 valgrind "$@")
 
 shmpi_missing_packages() {
   local p
@@ -27,8 +27,8 @@ shmpi_setup() {
     echo "setup: installing ${missing[*]}" >&2
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Another MPI (MPICH, for `test.sh --mpich`) must not take over the
-    # default `mpicc`/`mpirun`: Open MPI stays the default.
+    # MPICH (tested beside it) must not take over the default
+    # `mpicc`/`mpirun`: Open MPI stays the default.
     if [ -x /usr/bin/mpicc.openmpi ]; then
       $sudo update-alternatives --quiet --set mpi /usr/bin/mpicc.openmpi || true
       $sudo update-alternatives --quiet --set mpirun /usr/bin/mpirun.openmpi || true

@@ -4,10 +4,8 @@
 # (N counts tests in test phases and one check for every other phase).
 # Exits non-zero on any failure. An overall watchdog (SHMPI_SUITE_TIMEOUT
 # seconds, default 1800) ends a hung suite.
-#   scripts/test.sh           the suite (what CI runs)
-#   scripts/test.sh --mpich   the suite, plus a build against MPICH (its own
-#                             target directory) and a 2-rank smoke test of
-#                             the MPI examples with MPICH's launcher
+#   scripts/test.sh           the suite (what CI runs), the MPI parts under
+#                             Open MPI and under MPICH
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +14,7 @@ if [ -z "${SHMPI_SUITE_WATCHDOG:-}" ]; then
   exec timeout --kill-after=30 "${SHMPI_SUITE_TIMEOUT:-1800}" "$0" "$@"
 fi
 
-with_mpich=""
-[ "${1:-}" = "--mpich" ] && with_mpich=1
-scripts/setup.sh ${with_mpich:+mpich libmpich-dev} || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export CARGO_TERM_COLOR=never
 passed=0
@@ -92,106 +88,47 @@ mailbox_stress() {
 }
 
 # The MPI examples assert their own results; run them as users do, through
-# the library's launcher. The C baseline is built with the same MPI.
+# the library's launcher (SHMPI_MPIRUN picks MPICH's), from the examples
+# directory $1.
+run_mpi_examples() {
+  local ex=$1
+  scripts/mpirun.sh -n 2 --timeout 120 $ex/mpi_ring 1000 &&
+    scripts/mpirun.sh -n 4 --timeout 120 $ex/mpi_ring 100 &&
+    scripts/mpirun.sh -n 2 --timeout 120 $ex/mpi_pingpong --quick &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 $ex/hybrid_pingpong &&
+    scripts/mpirun.sh -n 1 --threads 2 --timeout 120 $ex/heat2d 128 100 --threads 2 &&
+    scripts/mpirun.sh -n 2 --timeout 120 $ex/heat2d 128 100 --threads 1 &&
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 $ex/heat2d 128 100 --threads 2 &&
+    scripts/mpirun.sh -n 4 --timeout 120 $ex/heat2d 128 100 --threads 1 &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --threads 2 --timeout 120 $ex/heat2d 128 100 --threads 2 &&
+    scripts/mpirun.sh -n 2 --timeout 120 $ex/heat2d 128 100 --node &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 $ex/heat2d 130 100 --node &&
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 $ex/dsm_histogram --draws 5000 &&
+    scripts/mpirun.sh -n 4 --timeout 120 $ex/dsm_histogram --draws 2000 &&
+    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 $ex/dsm_bench --quick &&
+    scripts/mpirun.sh -n 2 --timeout 120 $ex/rsmpi_interop &&
+    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 $ex/rsmpi_interop
+}
+
+# Under Open MPI (the default), with the C baseline built by the same MPI.
 mpi_examples() {
   cargo build --locked --release -q --examples --bin shmpi || return 1
   make -s -C c_examples || return 1
-  scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_ring 1000 &&
-    scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/mpi_ring 100 &&
-    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/mpi_pingpong --quick &&
-    scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick &&
-    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/hybrid_pingpong &&
-    scripts/mpirun.sh -n 1 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
-    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 1 &&
-    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
-    scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/heat2d 128 100 --threads 1 &&
-    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
-    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/heat2d 128 100 --node &&
-    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/heat2d 130 100 --node &&
-    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_histogram --draws 5000 &&
-    scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 2000 &&
-    scripts/mpirun.sh -n 2 --threads 2 --timeout 120 target/release/examples/dsm_bench --quick &&
-    scripts/mpirun.sh -n 2 --timeout 120 target/release/examples/rsmpi_interop &&
-    SHMPI_RANKS_PER_NODE=2 scripts/mpirun.sh -n 4 --timeout 120 target/release/examples/rsmpi_interop
+  run_mpi_examples target/release/examples &&
+    scripts/mpirun.sh -n 2 --timeout 120 target/c_examples/osu_latency --quick
 }
 
-# Two network-namespace hosts, 2 ranks each (scripts/netns-cluster.sh):
-# the cluster tests (placement by host, private /dev/shm, mailboxes inside
-# a host and TCP between, a killed rank) and heat2d across the hosts. The
-# script fails if a host's /dev/shm kept anything of shmpi's, and exits 77
-# (a skip, with its reason) where namespaces are refused.
-cluster_tests() {
-  cargo build --locked --release -q --examples --bin shmpi || return 1
-  cargo nextest run --locked --profile ci --no-run --test mpi || return 1
-  scripts/netns-cluster.sh -- sh -c '
-    cargo nextest run --locked --profile ci --test mpi --test-threads 1 --run-ignored all -E "test(/^cluster_/)" &&
-    target/release/shmpi mpirun -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
-    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --threads 1 &&
-    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --node &&
-    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 500'
+# MPICH (Debian's mpich, ch4:ucx) beside Open MPI: the crate built against
+# it in its own target directory (MPICC=mpicc.mpich), its MPI test file and
+# every MPI example run under MPICH's launcher (SHMPI_MPIRUN).
+mpich_tests() {
+  SHMPI_MPIRUN=mpiexec.mpich MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich \
+    cargo test --locked --release --test mpi -- --test-threads 1
 }
-
-# The C API: the C examples built against the build tree, each run under
-# valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
-# why; any other error or definite leak fails), the MPI one under mpirun
-# with 2 and 4 ranks (node_heat: in place on a node array; mpmd_shmpi in
-# an MPMD job beside a plain MPI program, mpmd_peer); then the
-# README's path for C programmers: install to
-# a prefix and build an example with pkg-config.
-c_api() {
-  cargo build --locked --release -q --lib --bin shmpi || return 1
-  make -s -C c_examples || return 1
-  local vg=(valgrind -q --num-callers=40 --error-exitcode=97 --leak-check=full
-    --errors-for-leak-kinds=definite --show-leak-kinds=definite
-    --suppressions=/usr/share/openmpi/openmpi-valgrind.supp
-    --suppressions=c_examples/shmpi-valgrind.supp)
-  timeout 300 "${vg[@]}" target/c_examples/shm_pingpong &&
-    timeout 300 "${vg[@]}" target/c_examples/mailbox_ring 4 &&
-    timeout 300 "${vg[@]}" target/c_examples/mutex_crash &&
-    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
-    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
-    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
-    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
-    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpmd_shmpi : -n 1 target/c_examples/mpmd_peer || return 1
-  local prefix
-  prefix=$(mktemp -d)
-  scripts/install.sh "$prefix" &&
-    PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C c_examples OUT="$prefix/examples" &&
-    "$prefix/examples/mailbox_ring" 3 &&
-    ldd "$prefix/examples/mailbox_ring" | grep -q "$prefix/lib/libshmpi.so"
-  local status=$?
-  rm -rf "$prefix"
-  return $status
-}
-
-# `shmpi bench --quick` runs every row it can here and writes its JSON and
-# plot (timings are not judged: the check is that each family of rows was
-# measured and the files are whole).
-bench_smoke() {
+mpich_examples() {
   cargo build --locked --release -q --bin shmpi || return 1
-  make -s -C c_examples || return 1
-  local dir
-  dir=$(mktemp -d)
-  target/release/shmpi bench --quick --json "$dir/bench.json" --plot "$dir/latency.svg" \
-    --c-baseline target/c_examples/osu_latency > "$dir/out.md" || { cat "$dir/out.md"; rm -rf "$dir"; return 1; }
-  head -n 12 "$dir/out.md"
-  local missing=""
-  for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm alltoall32.shm \
-    mpi.sm mpi.tcp mpi.c hybrid.intranode hybrid.intranode.any.over dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 heat2d.R1xT1 heat2d.node.R2 limit.heat2d.T1 limit.heat2d.T2 \
-    scale.mem scale.setup scale.job mpi.setup team.barrier limit.barrier alltoall32.mpi; do
-    grep -q "\"path\": \"$path\"" "$dir/bench.json" || missing="$missing $path"
-  done
-  grep -q "</svg>" "$dir/latency.svg" || missing="$missing (plot)"
-  rm -rf "$dir"
-  [ -z "$missing" ] || { echo "not measured:$missing"; return 1; }
-}
-
-# MPICH: Debian's mpich (ch4:ucx), built apart from the Open MPI build.
-mpich_smoke() {
   MPICC=mpicc.mpich CARGO_TARGET_DIR=target/mpich cargo build --locked --release -q --examples || return 1
-  cargo build --locked --release -q --bin shmpi || return 1
-  SHMPI_MPIRUN=mpiexec.mpich target/release/shmpi mpirun -n 2 target/mpich/release/examples/mpi_ring 100 &&
-    SHMPI_MPIRUN=mpiexec.mpich target/release/shmpi mpirun -n 2 target/mpich/release/examples/mpi_pingpong --quick
+  SHMPI_MPIRUN=mpiexec.mpich run_mpi_examples target/mpich/release/examples
 }
 
 phase fmt                check cargo fmt --check
@@ -208,6 +145,8 @@ phase unit-tests         tests cargo nextest run --locked --profile ci -E 'not b
 phase loom               tests cargo nextest run --locked --profile ci --release -E 'binary(loom_ring)'
 phase process-tests      tests cargo nextest run --locked --profile ci -E 'binary(multiprocess) or binary(mpi) or binary(cli)' --test-threads 1
 phase mpi-examples       check mpi_examples
+phase mpich-tests        tests mpich_tests
+phase mpich-examples     check mpich_examples
 phase cluster            tests cluster_tests
 phase c-api              check c_api
 phase bench-smoke        check bench_smoke
@@ -215,7 +154,6 @@ phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 phase doc-no-mpi         check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --no-default-features
-[ -n "$with_mpich" ] && phase mpich-smoke check mpich_smoke
 phase shm-leftovers      check leftovers
 
 echo

@@ -11,7 +11,7 @@ use std::time::Duration;
 use libtest_mimic::{Arguments, Failed, Trial};
 use shmpi::dsm::DistArray;
 use shmpi::mpi::{Mpi, MpiTransport, SharedComm, ThreadLevel};
-use shmpi::mpirun::{Cluster, Mpirun};
+use shmpi::mpirun::{flavour, launcher, Cluster, Flavour, Mpirun};
 use shmpi::segment::Segment;
 use shmpi::transport::{Source, TagMatch};
 use shmpi::{MpiError, SegmentError};
@@ -63,9 +63,11 @@ fn main() {
         Trial::test("dsm_suite_4_ranks_two_emulated_nodes", || {
             launch_with("dsm", 4, &[(shmpi::hybrid::RANKS_PER_NODE_ENV, "2")])
         }),
+        // Open MPI's one-sided components only (MPICH has no `osc`).
         Trial::test("dsm_rma_refused_under_debian_osc_defaults", || {
             launch_with("dsm-refused", 2, &[("OMPI_MCA_osc", "^ucx,pt2pt")])
-        }),
+        })
+        .with_ignored_flag(flavour(&launcher()) != Flavour::OpenMpi),
         Trial::test("dsm_dead_owner_ends_the_job_leaving_nothing", || {
             killed_rank(None, "dsm-kill")
         }),

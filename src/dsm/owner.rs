@@ -242,8 +242,10 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
             let reply = if self.has_progress_thread() {
                 // The thread serves; only replies are for us. Poll and
                 // wait by the policy rather than block in MPI (which
-                // spins): our own progress thread may share this core.
-                let mut waiter = Waiter::new(&WaitPolicy::for_node(), None);
+                // spins): every rank on the node runs a progress thread
+                // beside its own, so count two runnable waiters per rank.
+                let policy = WaitPolicy::for_parties(crate::sync::wait::node_processes() * 2);
+                let mut waiter = Waiter::new(&policy, None);
                 loop {
                     match self
                         .channel

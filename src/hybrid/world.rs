@@ -48,6 +48,9 @@ const HIER_BCAST_TAG: i32 = crate::transport::TAG_MAX + 64;
 /// Tag of the hop from a gather's node leader to its root.
 const HIER_GATHER_TAG: i32 = crate::transport::TAG_MAX + 65;
 
+/// Tag of the hop from a reduction's node leader to its root.
+const HIER_REDUCE_TAG: i32 = crate::transport::TAG_MAX + 66;
+
 /// `(world rank, bytes)` pairs as one buffer: rank and length as u64, then
 /// the bytes, for each pair.
 fn pack<'a>(parts: impl Iterator<Item = (usize, &'a [u8])>) -> Vec<u8> {
@@ -469,6 +472,40 @@ impl Transport for HybridWorld {
             group.broadcast(0, data)?;
         }
         Ok(())
+    }
+
+    /// Hierarchical: reduce in each node at its leader, among the leaders
+    /// at the root node's leader over MPI (MPI's own reduction), then to
+    /// the root through the mailbox if it is not that leader. No reserved
+    /// tag crosses MPI: an MPI may give fewer tags than shmpi reserves
+    /// (MPICH's `MPI_TAG_UB` is 2^28 − 1).
+    fn reduce<T: Reducible>(
+        &mut self,
+        root: usize,
+        data: &[T],
+        op: ReduceOp,
+    ) -> Result<Option<Vec<T>>, Error> {
+        self.check_rank(root)?;
+        let me = self.rank();
+        let (root_leader, leader_rank) = self.leader_of(self.node_of[root]);
+        let node_partial = match self.mailbox.as_mut() {
+            Some(group) => group.reduce(0, data, op)?,
+            None => Some(data.to_vec()),
+        };
+        let mut result = None;
+        if let Some(partial) = node_partial {
+            let leaders = self.leaders.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            result = leaders.reduce(leader_rank, &partial, op)?;
+        }
+        if me == root_leader && me != root {
+            let local = self.local_of[root];
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            group.send_pod(local, HIER_REDUCE_TAG, &result.take().unwrap_or_default())?;
+        } else if me == root && me != root_leader {
+            let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+            result = Some(group.recv_pod::<T>(0, HIER_REDUCE_TAG)?.data);
+        }
+        Ok(if me == root { result } else { None })
     }
 
     /// Hierarchical: reduce in the node to its leader, all-reduce among

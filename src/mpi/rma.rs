@@ -282,6 +282,13 @@ impl Unit {
 /// The most units one MPI call moves here (its counts are `int`s).
 const MAX_UNITS_PER_CALL: usize = 1 << 30;
 
+/// This machine's page size.
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).unwrap_or(4096).max(1)
+}
+
 /// A window of `len` elements of `T` on every rank of a communicator (each
 /// rank's own block), accessed one-sidedly with element atomicity.
 /// Creating and dropping it are collective over the communicator.
@@ -326,13 +333,21 @@ impl<T: Pod> RmaWindow<T> {
             .checked_mul(std::mem::size_of::<T>())
             .filter(|&b| isize::try_from(b).is_ok())
             .ok_or(MpiError::CountTooLarge { count: len })?;
+        // Whole pages: MPICH 4.0.2 (Debian 12) misplaces the targets of a
+        // window whose sizes are not page multiples, when its ranks share
+        // memory — rank 1's element 0 was rank 0's last (found by the
+        // distributed-array suite under MPICH; reproduced in plain C).
+        let allocated = bytes
+            .checked_next_multiple_of(page_size())
+            .filter(|&b| isize::try_from(b).is_ok())
+            .ok_or(MpiError::CountTooLarge { count: len })?;
         let mut base: *mut c_void = std::ptr::null_mut();
         let mut win = MaybeUninit::uninit();
         // SAFETY: our communicator; baseptr is a pointer to a pointer, as
         // MPI specifies; the window handle is written on success.
         check("MPI_Win_allocate", unsafe {
             ffi::MPI_Win_allocate(
-                bytes as ffi::MPI_Aint,
+                allocated as ffi::MPI_Aint,
                 unit.bytes as c_int,
                 ffi::RSMPI_INFO_NULL,
                 comm.as_raw(),
