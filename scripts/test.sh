@@ -131,6 +131,77 @@ mpich_examples() {
   SHMPI_MPIRUN=mpiexec.mpich run_mpi_examples target/mpich/release/examples
 }
 
+# Two network-namespace hosts, 2 ranks each (scripts/netns-cluster.sh):
+# the cluster tests (placement by host, private /dev/shm, mailboxes inside
+# a host and TCP between, a killed rank) and heat2d across the hosts. The
+# script fails if a host's /dev/shm kept anything of shmpi's, and exits 77
+# (a skip, with its reason) where namespaces are refused.
+cluster_tests() {
+  cargo build --locked --release -q --examples --bin shmpi || return 1
+  cargo nextest run --locked --profile ci --no-run --test mpi || return 1
+  scripts/netns-cluster.sh -- sh -c '
+    cargo nextest run --locked --profile ci --test mpi --test-threads 1 --run-ignored all -E "test(/^cluster_/)" &&
+    target/release/shmpi mpirun -n 4 --threads 2 --timeout 120 target/release/examples/heat2d 128 100 --threads 2 &&
+    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --threads 1 &&
+    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/heat2d 96 50 --node &&
+    target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 500'
+}
+
+# The C API: the C examples built against the build tree, each run under
+# valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
+# why; any other error or definite leak fails), the MPI one under mpirun
+# with 2 and 4 ranks (node_heat: in place on a node array; mpmd_shmpi in
+# an MPMD job beside a plain MPI program, mpmd_peer); then the
+# README's path for C programmers: install to
+# a prefix and build an example with pkg-config.
+c_api() {
+  cargo build --locked --release -q --lib --bin shmpi || return 1
+  make -s -C c_examples || return 1
+  local vg=(valgrind -q --num-callers=40 --error-exitcode=97 --leak-check=full
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite
+    --suppressions=/usr/share/openmpi/openmpi-valgrind.supp
+    --suppressions=c_examples/shmpi-valgrind.supp)
+  timeout 300 "${vg[@]}" target/c_examples/shm_pingpong &&
+    timeout 300 "${vg[@]}" target/c_examples/mailbox_ring 4 &&
+    timeout 300 "${vg[@]}" target/c_examples/mutex_crash &&
+    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/mpi_hybrid &&
+    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
+    target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpmd_shmpi : -n 1 target/c_examples/mpmd_peer || return 1
+  local prefix
+  prefix=$(mktemp -d)
+  scripts/install.sh "$prefix" &&
+    PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C c_examples OUT="$prefix/examples" &&
+    "$prefix/examples/mailbox_ring" 3 &&
+    ldd "$prefix/examples/mailbox_ring" | grep -q "$prefix/lib/libshmpi.so"
+  local status=$?
+  rm -rf "$prefix"
+  return $status
+}
+
+# `shmpi bench --quick` runs every row it can here and writes its JSON and
+# plot (timings are not judged: the check is that each family of rows was
+# measured and the files are whole).
+bench_smoke() {
+  cargo build --locked --release -q --bin shmpi || return 1
+  make -s -C c_examples || return 1
+  local dir
+  dir=$(mktemp -d)
+  target/release/shmpi bench --quick --json "$dir/bench.json" --plot "$dir/latency.svg" \
+    --c-baseline target/c_examples/osu_latency > "$dir/out.md" || { cat "$dir/out.md"; rm -rf "$dir"; return 1; }
+  head -n 12 "$dir/out.md"
+  local missing=""
+  for path in limit.spin shm.default shm.zerocopy threads.default fault.detect alltoall16.shm alltoall32.shm \
+    mpi.sm mpi.tcp mpi.c hybrid.intranode hybrid.intranode.any.over dsm.owner.get dsm.rma.get alltoall16.mpi heat2d.R2xT1 heat2d.R1xT2 heat2d.R1xT1 heat2d.node.R2 limit.heat2d.T1 limit.heat2d.T2 \
+    scale.mem scale.setup scale.job mpi.setup team.barrier limit.barrier alltoall32.mpi; do
+    grep -q "\"path\": \"$path\"" "$dir/bench.json" || missing="$missing $path"
+  done
+  grep -q "</svg>" "$dir/latency.svg" || missing="$missing (plot)"
+  rm -rf "$dir"
+  [ -z "$missing" ] || { echo "not measured:$missing"; return 1; }
+}
+
 phase fmt                check cargo fmt --check
 phase clippy             check cargo clippy --all-targets --locked -- -D warnings
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
