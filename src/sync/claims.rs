@@ -85,12 +85,21 @@ impl ClaimTable {
 
     /// The claims `party` recorded for `epoch` (none when its slot holds
     /// another epoch).
+    ///
+    /// A party may reuse the slot for the epoch two ahead while this reads
+    /// it (a split epoch lets it claim the next epoch while this party is
+    /// still checking the last one): its tag is written before its new
+    /// claims, so a tag that changed during the read means the claims read
+    /// may be the new epoch's, and none is reported. (That party checks
+    /// the old epoch itself, against this party's slot, which still holds
+    /// it: a conflict is still seen on one side.)
     fn claims(&self, party: usize, epoch: u64) -> Vec<Claim> {
-        if self.word(party, epoch, 0).load(Ordering::SeqCst) != epoch.wrapping_add(1) {
+        let tag = self.word(party, epoch, 0);
+        if tag.load(Ordering::SeqCst) != epoch.wrapping_add(1) {
             return Vec::new();
         }
         let n = (self.word(party, epoch, 1).load(Ordering::SeqCst) as usize).min(CLAIMS);
-        (0..n)
+        let claims: Vec<Claim> = (0..n)
             .map(|c| {
                 let w = |k| {
                     self.word(party, epoch, 2 + 4 * c + k)
@@ -101,7 +110,11 @@ impl ClaimTable {
                     write: w(2)..w(3),
                 }
             })
-            .collect()
+            .collect();
+        if tag.load(Ordering::SeqCst) != epoch.wrapping_add(1) {
+            return Vec::new();
+        }
+        claims
     }
 
     /// The first other party whose claims for `epoch` conflict with `mine`.
