@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use shmpi::mailbox::launch::GroupLaunch;
-use shmpi::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy, GROUP_ENV};
+use shmpi::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy};
 use shmpi::transport::{Message, Source, TagMatch};
 
 struct Args {
@@ -99,7 +99,7 @@ fn member(args: &Args) -> Result<(), String> {
         ..MailboxOptions::default()
     };
     let mut m = MailboxGroup::from_env_with(&options).map_err(|e| e.to_string())?;
-    let (me, n) = (m.id(), m.members());
+    let (me, n) = (m.rank(), m.members());
     let fragment = m.max_record_payload();
     let per_peer = args.messages / (n * (n - 1)) as u64;
     let expected = per_peer * (n as u64 - 1);
@@ -206,7 +206,7 @@ fn launcher(args: &Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| {
-        if std::env::var_os(GROUP_ENV).is_some() {
+        if shmpi::mailbox::launch::is_member() {
             member(&args)
         } else {
             launcher(&args)

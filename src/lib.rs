@@ -46,6 +46,7 @@
 //! # Ok::<(), shmpi::Error>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     unsafe_op_in_unsafe_fn,
@@ -69,6 +70,7 @@ pub use rsmpi;
 pub mod mpirun;
 pub mod partition;
 pub mod segment;
+pub mod slurm;
 pub mod sync;
 pub mod transport;
 

@@ -187,7 +187,7 @@ reducible_float!(f32, f64);
 /// through here.
 pub(crate) fn cast_vec<T: Pod>(bytes: &[u8]) -> Result<Vec<T>, TransportError> {
     let elem = std::mem::size_of::<T>();
-    if elem == 0 || bytes.len() % elem != 0 {
+    if elem == 0 || !bytes.len().is_multiple_of(elem) {
         return Err(TransportError::TypeMismatch {
             len: bytes.len(),
             elem,

@@ -75,6 +75,24 @@ fn ls_gc_and_rm_tell_alive_dead_foreign_and_corrupt_apart() {
     assert!(line_of(&text, dead.file_name()).contains("dead"), "{text}");
     assert!(line_of(&text, &foreign).contains("foreign"), "{text}");
     assert!(line_of(&text, &corrupt).contains("corrupt"), "{text}");
+    // --state selects (repeatable, comma-separated).
+    let (ok, text) = shmpi(&["ls", "--state", "dead,corrupt"]);
+    assert!(
+        ok && text.contains(dead.file_name()) && text.contains(&corrupt),
+        "{text}"
+    );
+    assert!(
+        !text.contains(alive.file_name()) && !text.contains(&foreign),
+        "{text}"
+    );
+    let (ok, text) = shmpi(&["ls", "--state", "alive", "--state", "foreign"]);
+    assert!(
+        ok && text.contains(alive.file_name()) && text.contains(&foreign),
+        "{text}"
+    );
+    assert!(!text.contains(dead.file_name()), "{text}");
+    let (ok, _) = shmpi(&["ls", "--state", "sleepy"]);
+    assert!(!ok);
     let (ok, json) = shmpi(&["ls", "--json"]);
     assert!(
         ok && json.contains(&format!("\"name\": \"{foreign}\"")),
@@ -208,4 +226,26 @@ fn names_not_paths_and_honest_exit_codes() {
     assert!(text.contains("no such shared-memory object"), "{text}");
     let (ok, text) = shmpi(&["rm", missing.file_name()]);
     assert!(!ok && text.contains(missing.file_name()), "{text}");
+}
+
+/// `shmpi mpirun -np N` as mpirun spells it (issue 17); the program's own
+/// `-np` is passed through untouched.
+#[test]
+fn mpirun_takes_np_like_mpirun() {
+    let _turn = turn();
+    let (ok, text) = shmpi(&[
+        "mpirun",
+        "-np",
+        "2",
+        "--timeout",
+        "60",
+        "sh",
+        "-c",
+        "echo rank $OMPI_COMM_WORLD_RANK$PMI_RANK: $0",
+        "-np",
+    ]);
+    assert!(ok, "{text}");
+    for r in 0..2 {
+        assert!(text.contains(&format!("rank {r}: -np")), "{text}");
+    }
 }

@@ -54,7 +54,7 @@ fn transport_suite_over_thread_mailboxes() {
 fn large_messages_stream_through_a_small_ring() {
     on_threads(2, &small(), |mut m| {
         let sizes = [65_536usize, 1 << 20, 32 << 20];
-        if m.id() == 0 {
+        if m.rank() == 0 {
             for (seq, &len) in sizes.iter().enumerate() {
                 m.send(
                     1,
@@ -80,7 +80,7 @@ fn zero_copy_loan_and_receive_by_reference() {
     on_threads(2, &small(), |mut m| {
         let max = m.max_record_payload();
         assert_eq!(max, 16 << 10, "a loan is a whole fragment");
-        if m.id() == 0 {
+        if m.rank() == 0 {
             assert!(matches!(
                 m.loan(1, 0, max + 1),
                 Err(MailboxError::RecordTooLarge { .. })
@@ -341,7 +341,7 @@ fn receive_from_any_source_is_fair_and_keeps_per_source_order() {
 fn recv_into_takes_streamed_messages_and_keeps_those_too_long() {
     on_threads(2, &small(), |mut m| {
         let big = common::transport_suite::pattern(0, 1, 7, 300_000); // > the 64 KiB ring
-        if m.id() == 0 {
+        if m.rank() == 0 {
             m.send(1, 1, &big)?;
             m.send(1, 2, &big)?;
             m.send(1, 3, b"small")?;
@@ -380,7 +380,7 @@ fn recv_into_timeout_mid_stream_loses_nothing() {
             let msgs: Vec<Vec<u8>> = (0..3)
                 .map(|k| common::transport_suite::pattern(0, 1, k, 300_000))
                 .collect();
-            if m.id() == 0 {
+            if m.rank() == 0 {
                 for (k, msg) in msgs.iter().enumerate() {
                     m.send(1, k as i32, msg)?;
                 }

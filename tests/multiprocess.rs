@@ -607,7 +607,7 @@ fn dsm_suite(procs: usize) -> Result<(), Failed> {
 /// mailbox group of its own (named after the launched group, ephemeral).
 fn role_dsm() -> Result<(), Failed> {
     let launched = MailboxGroup::from_env()?;
-    let (id, procs) = (launched.id(), launched.members());
+    let (id, procs) = (launched.rank(), launched.members());
     let base = std::env::var(shmpi::mailbox::GROUP_ENV)?;
     let mut arrays = 0;
     let mut make = |len| {
@@ -690,7 +690,7 @@ fn role_stream_victim() -> Result<(), Failed> {
 
 fn role_stream_survivor() -> Result<(), Failed> {
     let mut m = MailboxGroup::from_env()?;
-    let source = if m.id() == 1 {
+    let source = if m.rank() == 1 {
         Source::Rank(0)
     } else {
         Source::Any
@@ -1168,7 +1168,7 @@ fn role_corrupt_member() -> Result<(), Failed> {
     let (run_for, slack) = (ms("SHMPI_TEST_RUN_MS")?, ms("SHMPI_TEST_SLACK_MS")?);
     let mut m = MailboxGroup::from_env()?;
     let mut rng = Xorshift(std::env::var("SHMPI_TEST_SEED")?.parse()?);
-    let (id, n) = (m.id(), m.members());
+    let (id, n) = (m.rank(), m.members());
     let timeout = Duration::from_millis(20);
     let mut buf = vec![0u8; 64 << 10];
     let mut outcomes: std::collections::BTreeMap<String, u64> = Default::default();

@@ -125,7 +125,7 @@ pub fn run_member_if_requested() {
 
 fn member(mode: &str) -> Result<(), crate::Error> {
     let mut m = MailboxGroup::from_env()?;
-    let (me, n) = (m.id(), m.members());
+    let (me, n) = (m.rank(), m.members());
     let peers: Vec<usize> = (1..n).map(|k| (me + k) % n).collect();
     let expected = if mode == "peak" {
         // Start together (setup is measured up to here), then every

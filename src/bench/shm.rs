@@ -119,7 +119,7 @@ struct Side<'a> {
 
 impl Side<'_> {
     fn peer(&self) -> usize {
-        1 - self.group.id()
+        1 - self.group.rank()
     }
 
     /// Runs `plan` and returns the samples (parent) in the metric's unit.

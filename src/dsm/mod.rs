@@ -54,7 +54,7 @@
 //!         .into_iter()
 //!         .map(|rank| {
 //!             s.spawn(move || {
-//!                 let me = rank.id() as u64;
+//!                 let me = rank.rank() as u64;
 //!                 let mut hist = DistArray::<u64, _>::owner(rank, 8)?;
 //!                 for value in [me, me + 1, 7] {
 //!                     hist.fetch_add(value as usize, 1)?; // a message unless mine

@@ -56,7 +56,7 @@ impl LocalServing {
     fn due(&mut self) -> bool {
         self.accesses += 1;
         let due = self.accesses >= Self::EVERY
-            || (self.accesses % Self::CLOCK_EVERY == 0
+            || (self.accesses.is_multiple_of(Self::CLOCK_EVERY)
                 && self.last.is_none_or(|t| t.elapsed() >= Self::AFTER))
             || self.last.is_none();
         if due {

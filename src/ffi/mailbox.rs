@@ -207,7 +207,7 @@ pub unsafe extern "C" fn shmpi_mailbox_rank(
         let g = unsafe { group(mb)? };
         // SAFETY: NULL or writable.
         unsafe {
-            write_opt(id, g.id());
+            write_opt(id, g.rank());
             write_opt(members, g.members());
         }
         Ok(())

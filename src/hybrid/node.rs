@@ -388,6 +388,7 @@ impl<'a, T: Pod> Epoch<'a, T> {
 /// barrier that ends it, the others may have passed it and be in the next
 /// epoch. Made by [`Epoch::arrive`], ended by [`wait`](Self::wait).
 #[derive(Debug)]
+#[must_use]
 pub struct LateEpoch<'a, T: Pod> {
     array: &'a mut NodeArray<T>,
     /// The segment barrier's round this rank joined (`None`: a window's
@@ -611,7 +612,7 @@ impl HybridWorld {
             }
             .into());
         }
-        if (base.as_ptr() as usize) % std::mem::align_of::<T>().max(8) != 0 {
+        if !(base.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>().max(8)) {
             return Err(MpiError::SharedWindow {
                 what: "the base address modulo the alignment",
                 found: (base.as_ptr() as usize % std::mem::align_of::<T>().max(8)) as u64,

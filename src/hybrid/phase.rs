@@ -122,7 +122,7 @@ impl BufferSplit {
     fn check(&self) -> Result<(), SyncError> {
         let units = self.units();
         if self.unit == 0
-            || self.len % self.unit != 0
+            || !self.len.is_multiple_of(self.unit)
             || units.start > units.end
             || units.end > self.len / self.unit
         {

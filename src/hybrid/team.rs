@@ -475,7 +475,7 @@ impl<'a> TeamMember<'a> {
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|bytes| offset.checked_add(bytes))
             .is_some_and(|end| end <= region)
-            && offset % std::mem::align_of::<T>() == 0;
+            && offset.is_multiple_of(std::mem::align_of::<T>());
         if !fits {
             return Err(PlacementError {
                 what: "team view",

@@ -605,6 +605,7 @@ impl std::fmt::Debug for HybridWorld {
 /// with both paths kept moving, only while the ring is full): a mailbox
 /// send completes as soon as it is written, and doing it at once keeps the
 /// order of sends to one rank the order of the `isend` calls.
+#[must_use]
 pub struct HybridSendRequest<'a> {
     state: SendState<'a>,
 }
@@ -617,6 +618,7 @@ enum SendState<'a> {
 /// A receive started by [`HybridWorld::irecv`]: polled by
 /// [`HybridWorld::test_recv`], finished by [`HybridWorld::wait_recv`].
 #[derive(Debug)]
+#[must_use]
 pub struct HybridRecvRequest {
     source: Source,
     tag: TagMatch,

@@ -497,10 +497,16 @@ impl MailboxGroup {
 
     /// Joins the group a launcher prepared: name, id and size from
     /// [`GROUP_ENV`], [`RANK_ENV`] and [`SIZE_ENV`] (see [`super::launch`]).
+    /// Without them, under Slurm's `srun`, the step's tasks on this node
+    /// form a group of their own ([`crate::slurm::SlurmTask`]): named after
+    /// the job, step and node, task `SLURM_LOCALID` 0 creates it, its size
+    /// is the node's task count, and it is ephemeral (its name goes once
+    /// all have joined).
     ///
     /// # Errors
     ///
-    /// [`MailboxError::Env`] for a missing or malformed variable, else as
+    /// [`MailboxError::Env`] for a missing or malformed variable (neither
+    /// shmpi's nor Slurm's set: names [`GROUP_ENV`]), else as
     /// [`join`](Self::join), plus [`MailboxError::Mismatch`] when the size
     /// disagrees with the group's.
     pub fn from_env() -> Result<MailboxGroup, Error> {
@@ -522,6 +528,20 @@ impl MailboxGroup {
         let number = |var: &'static str| -> Result<usize, MailboxError> {
             var_parse(var, &std::env::var(var).unwrap_or_default())
         };
+        if std::env::var_os(GROUP_ENV).is_none() {
+            if let Some(task) = crate::slurm::SlurmTask::from_env()? {
+                let options = MailboxOptions {
+                    ephemeral: true,
+                    ..options.clone()
+                };
+                return Self::create_or_join(
+                    &task.group_name(),
+                    task.local,
+                    task.tasks_on_node,
+                    &options,
+                );
+            }
+        }
         let name = var(GROUP_ENV)?;
         let name = SegmentName::new(&name).map_err(|e| MailboxError::Env {
             var: GROUP_ENV,
@@ -661,7 +681,14 @@ impl MailboxGroup {
         Ok(group)
     }
 
-    /// This member's id.
+    /// This member's rank in the group (0 to `members() - 1`), as
+    /// everywhere else in shmpi.
+    pub fn rank(&self) -> usize {
+        self.id
+    }
+
+    /// This member's rank.
+    #[deprecated(since = "0.2.0", note = "`rank()`, as everywhere else in shmpi")]
     pub fn id(&self) -> usize {
         self.id
     }
@@ -1530,7 +1557,7 @@ impl MailboxGroup {
     /// # Errors
     ///
     /// [`MailboxError::RecordTooLarge`], [`MailboxError::InvalidRank`] (also
-    /// for `dest == self.id()`: a loan needs a ring), or as
+    /// for `dest == self.rank()`: a loan needs a ring), or as
     /// [`send`](Self::send).
     ///
     /// # Examples
@@ -2340,6 +2367,7 @@ impl std::fmt::Debug for MailboxGroup {
 /// receiver (a small message) or in a fragment of the sender's pool.
 /// Commit to send; drop to abandon (the space is free again by the group's
 /// next send or loan).
+#[must_use]
 pub struct Loan<'a> {
     group: &'a mut MailboxGroup,
     dest: usize,
@@ -2414,6 +2442,7 @@ impl Loan<'_> {
 
 /// A received message, read in place in the sender's ring (or owned, when it
 /// was streamed or queued). Dropping it frees the ring space.
+#[must_use]
 pub struct RecvRef<'a> {
     group: &'a mut MailboxGroup,
     found: Found,

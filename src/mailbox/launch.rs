@@ -16,6 +16,23 @@ use super::{MailboxGroup, MailboxOptions, GROUP_ENV, RANK_ENV, SIZE_ENV};
 use crate::error::{Error, MailboxError};
 use crate::segment::{Segment, SegmentName};
 
+/// True when a launcher started this process as a member of a group, so
+/// [`MailboxGroup::from_env`] can join it: shmpi's (`shmpi run`,
+/// [`GroupLaunch`]: [`GROUP_ENV`] is set) or Slurm's `srun` (a job step's
+/// task, [`crate::slurm::SlurmTask`]). A program that is both launcher and
+/// member asks this to know which it is.
+///
+/// ```
+/// // Neither here (a doctest is no group member, nor a Slurm step).
+/// if std::env::var_os("SHMPI_GROUP").is_none() && std::env::var_os("SLURM_STEP_ID").is_none() {
+///     assert!(!shmpi::mailbox::launch::is_member());
+/// }
+/// ```
+pub fn is_member() -> bool {
+    std::env::var_os(GROUP_ENV).is_some()
+        || crate::slurm::SlurmTask::from_env().is_ok_and(|t| t.is_some())
+}
+
 /// The running processes of one group.
 ///
 /// # Examples

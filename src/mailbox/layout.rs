@@ -426,7 +426,7 @@ unsafe impl RingMemory for ShmRing {
     #[inline]
     fn stamp(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(
-            offset % self.geometry.granularity() == 0 && offset < self.geometry.capacity()
+            offset.is_multiple_of(self.geometry.granularity()) && offset < self.geometry.capacity()
         );
         // SAFETY: offset < capacity and 16-aligned, the ring is 64-aligned:
         // an aligned word inside the mapping; atomics accept any bits.

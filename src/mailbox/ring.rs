@@ -278,7 +278,7 @@ impl Producer {
         if tail > MAX_POSITION
             || tail < head
             || tail - head > g.capacity as u64
-            || tail % g.granularity() as u64 != 0
+            || !tail.is_multiple_of(g.granularity() as u64)
         {
             return Err(RingError::Corrupt("ring indices out of range"));
         }
@@ -462,7 +462,7 @@ impl Consumer {
         if head > MAX_POSITION {
             return Err(RingError::Corrupt("consumer position out of range"));
         }
-        if head % mem.geometry().granularity() as u64 != 0 {
+        if !head.is_multiple_of(mem.geometry().granularity() as u64) {
             return Err(RingError::Corrupt(
                 "consumer position not on a record boundary",
             ));

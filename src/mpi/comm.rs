@@ -1148,6 +1148,7 @@ fn poll_until<T>(
 
 /// A send in progress; waits for completion when dropped unfinished (and
 /// MPI is not finalised).
+#[must_use]
 pub struct SendRequest<'a> {
     reqs: Vec<ffi::MPI_Request>,
     _borrow: PhantomData<&'a [u8]>,
@@ -1206,6 +1207,7 @@ impl Drop for SendRequest<'_> {
 }
 
 /// A receive in progress; [`test`](Self::test) polls it.
+#[must_use]
 pub struct RecvRequest<'a> {
     comm: &'a Comm,
     source: Source,

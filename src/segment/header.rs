@@ -254,7 +254,7 @@ impl HeaderFields {
             total: self.total_size,
         };
         if self.data_offset < HEADER_SIZE as u64
-            || self.data_offset % 8 != 0
+            || !self.data_offset.is_multiple_of(8)
             || self.data_offset > self.total_size
         {
             return Err(bad_offset);

@@ -618,7 +618,7 @@ impl Segment {
         // SAFETY: offset + size <= data_len, so the address is inside the
         // mapping (or one past its end when size is 0).
         let ptr = unsafe { self.as_ptr().add(offset) };
-        if (ptr as usize) % align != 0 {
+        if !(ptr as usize).is_multiple_of(align) {
             return Err(err);
         }
         NonNull::new(ptr).ok_or(err)

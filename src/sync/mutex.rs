@@ -252,6 +252,7 @@ impl<T: Pod> std::fmt::Debug for RobustMutex<'_, T> {
 
 /// Proof that the lock is held; unlocks on drop. Not `Send`: a pthread
 /// mutex must be unlocked by the thread that locked it.
+#[must_use]
 pub struct MutexGuard<'a, T: Pod> {
     cell: &'a MutexCell<T>,
     _not_send: PhantomData<*const ()>,
@@ -292,6 +293,7 @@ impl<T: Pod> Drop for MutexGuard<'_, T> {
 /// value (through `Deref` to [`MutexGuard`]), then
 /// [`make_consistent`](Self::make_consistent). Dropping it without that
 /// makes the mutex permanently unusable.
+#[must_use]
 pub struct RecoveredGuard<'a, T: Pod> {
     guard: MutexGuard<'a, T>,
 }

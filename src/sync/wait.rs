@@ -91,19 +91,23 @@ pub fn online_cpus() -> usize {
 }
 
 /// Processes of this job on this node, as the launcher says: Open MPI's,
-/// MPICH's (Hydra), Slurm's or shmpi's own launcher variable; 1 when none
-/// is set.
+/// MPICH's (Hydra), Slurm's (the step's tasks on this node,
+/// [`crate::slurm::SlurmTask`]) or shmpi's own launcher variable; 1 when
+/// none is set.
 pub fn node_processes() -> usize {
-    [
-        "OMPI_COMM_WORLD_LOCAL_SIZE",
-        "MPI_LOCALNRANKS",
-        "SLURM_NTASKS_PER_NODE",
-        "SHMPI_SIZE",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
-    .filter(|&n: &usize| n > 0)
-    .unwrap_or(1)
+    let launcher = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok());
+    launcher
+        .or_else(|| {
+            crate::slurm::SlurmTask::from_env()
+                .ok()
+                .flatten()
+                .map(|t| t.tasks_on_node)
+        })
+        .or_else(|| std::env::var("SHMPI_SIZE").ok()?.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(1)
 }
 
 fn env_micros(var: &str) -> Option<Duration> {
@@ -298,7 +302,7 @@ impl Waiter {
     #[inline]
     pub fn pause(&mut self) -> Pause {
         self.polls = self.polls.wrapping_add(1);
-        if self.spinning && self.polls % SPINS_PER_CLOCK != 0 {
+        if self.spinning && !self.polls.is_multiple_of(SPINS_PER_CLOCK) {
             std::hint::spin_loop();
             return Pause::Again;
         }

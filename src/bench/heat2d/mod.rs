@@ -141,7 +141,7 @@ impl StepClock {
     }
 
     fn stepped(&mut self, step: usize) {
-        if (step + 1) % self.chunk == 0 {
+        if (step + 1).is_multiple_of(self.chunk) {
             let ms = self.start.elapsed().as_secs_f64() * 1e3 / self.chunk as f64;
             self.per_step_ms.push(ms);
             self.start = Instant::now();

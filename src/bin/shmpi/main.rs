@@ -38,6 +38,9 @@ enum Command {
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only objects in this state (repeatable; comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<manage::State>,
     },
     /// Show a segment's header and, for a mailbox group, its members and
     /// every ring's occupancy and counters.
@@ -74,9 +77,9 @@ enum Command {
 fn main() -> ExitCode {
     shmpi::bench::shm::run_peer_if_requested();
     shmpi::bench::scale::run_member_if_requested();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(run::mpirun_np(std::env::args_os().collect()));
     let result = match cli.command {
-        Command::Ls { json } => manage::ls(json),
+        Command::Ls { json, state } => manage::ls(json, &state),
         Command::Inspect { name } => manage::inspect(&name),
         Command::Rm { names } => manage::rm(&names),
         Command::Gc { dry_run } => manage::gc(dry_run),

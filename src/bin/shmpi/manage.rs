@@ -111,8 +111,39 @@ fn human_age(age: Option<Duration>) -> String {
     }
 }
 
-pub fn ls(json: bool) -> Result<ExitCode, String> {
-    let all = entries()?;
+/// The states `shmpi ls --state` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum State {
+    /// A shmpi segment some process holds.
+    Alive,
+    /// A shmpi segment nobody holds (what `shmpi gc` removes).
+    Dead,
+    /// Not shmpi's.
+    Foreign,
+    /// A shmpi name whose header does not check.
+    Corrupt,
+    /// Could not be read.
+    Unreadable,
+}
+
+impl State {
+    fn holds(self, entry: &Entry) -> bool {
+        let word = match self {
+            State::Alive => "alive",
+            State::Dead => "dead",
+            State::Foreign => "foreign",
+            State::Corrupt => "corrupt",
+            State::Unreadable => "unreadable",
+        };
+        entry.state == word || entry.state.starts_with(&format!("{word}:"))
+    }
+}
+
+pub fn ls(json: bool, states: &[State]) -> Result<ExitCode, String> {
+    let mut all = entries()?;
+    if !states.is_empty() {
+        all.retain(|e| states.iter().any(|s| s.holds(e)));
+    }
     if json {
         let rows: Vec<String> = all
             .iter()

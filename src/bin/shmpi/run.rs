@@ -50,6 +50,29 @@ pub struct MpirunArgs {
     command: Vec<String>,
 }
 
+/// `shmpi mpirun -np N …` as mpirun spells it: clap has no single-dash
+/// long options, so `-np` among the launcher's own options (before the
+/// program) becomes `-n`; the program's arguments are left alone.
+pub fn mpirun_np(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).and_then(|a| a.to_str()) != Some("mpirun") {
+        return args;
+    }
+    let mut i = 2;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        match arg {
+            "-np" => {
+                args[i] = "-n".into();
+                i += 2;
+            }
+            "-n" | "--threads" | "--timeout" => i += 2,
+            "--" => break,
+            a if a.starts_with('-') => i += 1,
+            _ => break, // the program
+        }
+    }
+    args
+}
+
 /// Copies `from` to `to` line by line, each prefixed with `[rank]`.
 fn forward(
     rank: usize,
