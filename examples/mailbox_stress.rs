@@ -149,6 +149,13 @@ fn member(args: &Args) -> Result<(), String> {
     shmpi::transport::Transport::barrier(&mut m).map_err(|e| e.to_string())?;
     // Every sleep ended by a ring: none rescued late by the periodic check.
     match m.lost_wakeups() {
+        0 if std::env::var_os(shmpi::mailbox::GROUP_ENV).is_none() => {
+            // Started by srun, not by our own launcher: each task reports.
+            println!(
+                "mailbox_stress: member {me} of {n}: {received} messages received in order, intact"
+            );
+            Ok(())
+        }
         0 => Ok(()),
         lost => Err(format!("member {me}: {lost} lost wake-ups")),
     }

@@ -147,6 +147,25 @@ cluster_tests() {
     target/release/shmpi mpirun -n 4 --timeout 120 target/release/examples/dsm_histogram --draws 500'
 }
 
+# A real single-node Slurm (scripts/slurm-cluster.sh starts and stops it):
+# srun forms a mailbox group per node from Slurm's environment (every task
+# checks what it received), an MPI job through Slurm's PMIx plugin, and the
+# one-sided backend: refused, with its reason, where nobody set
+# OMPI_MCA_osc (srun is not shmpi's launcher), working once it is set; and
+# shmpi's launcher over srun (SHMPI_MPIRUN=srun: Slurm's options only).
+slurm_tests() {
+  cargo build --locked --release -q --examples --bin shmpi || return 1
+  scripts/slurm-cluster.sh -- sh -c '
+    ex=target/release/examples
+    [ "$(srun -O -n 4 $ex/mailbox_stress --messages 100000 | tee /dev/stderr |
+      grep -c "messages received in order, intact")" = 4 ] &&
+    srun --mpi=pmix -n 2 $ex/mpi_ring 100 &&
+    OMPI_MCA_osc=sm,ucx srun --mpi=pmix -O -n 2 $ex/dsm_histogram --draws 500 &&
+    srun --mpi=pmix -n 2 $ex/dsm_histogram --draws 10 2>&1 | grep -q "one-sided MPI refused" &&
+    SHMPI_MPIRUN=srun target/release/shmpi mpirun -n 4 --threads 2 --timeout 120 $ex/heat2d 64 20 --threads 2 &&
+    SHMPI_MPIRUN=srun target/release/shmpi mpirun -n 2 --timeout 120 $ex/dsm_histogram --draws 200'
+}
+
 # The C API: the C examples built against the build tree, each run under
 # valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
 # why; any other error or definite leak fails), the MPI one under mpirun
@@ -219,6 +238,7 @@ phase mpi-examples       check mpi_examples
 phase mpich-tests        tests mpich_tests
 phase mpich-examples     check mpich_examples
 phase cluster            tests cluster_tests
+phase slurm              check slurm_tests
 phase c-api              check c_api
 phase bench-smoke        check bench_smoke
 phase mailbox-stress     check mailbox_stress

@@ -142,26 +142,40 @@ pub fn available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Which launcher `mpirun` on the `PATH` is.
+/// Which launcher a program is, and so which options it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
     /// Open MPI's `mpirun` (ORTE/PRRTE).
     OpenMpi,
     /// MPICH's `mpiexec` (hydra).
     Mpich,
+    /// Slurm's `srun` (MPI through its PMIx plugin).
+    Slurm,
+    /// Anything else: given the ranks and the program, nothing of another
+    /// launcher's options.
+    Other,
 }
 
-/// Detects the launcher behind `launcher` (`mpirun --version`).
+/// Detects the launcher behind `launcher` from `launcher --version`
+/// (`mpirun (Open MPI) 4.1.4`, `HYDRA build details` / MPICH,
+/// `slurm 22.05.8`), or its name (`srun`, whose `--version` fails outside
+/// a cluster).
 pub fn flavour(launcher: &Path) -> Flavour {
-    let out = Command::new(launcher).arg("--version").output();
-    match out {
-        Ok(o)
-            if String::from_utf8_lossy(&o.stdout).contains("HYDRA")
-                || String::from_utf8_lossy(&o.stdout).contains("MPICH") =>
-        {
-            Flavour::Mpich
-        }
-        _ => Flavour::OpenMpi,
+    if launcher.file_name().is_some_and(|n| n == "srun") {
+        return Flavour::Slurm;
+    }
+    let Ok(out) = Command::new(launcher).arg("--version").output() else {
+        return Flavour::Other;
+    };
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    if text.contains("Open MPI") || text.contains("OpenRTE") {
+        Flavour::OpenMpi
+    } else if text.contains("HYDRA") || text.contains("MPICH") {
+        Flavour::Mpich
+    } else if text.to_ascii_lowercase().starts_with("slurm") {
+        Flavour::Slurm
+    } else {
+        Flavour::Other
     }
 }
 
@@ -222,6 +236,13 @@ impl Mpirun {
     /// Threads each rank runs (more than one: ranks are not bound to a core).
     pub fn threads_per_rank(mut self, threads: usize) -> Mpirun {
         self.threads_per_rank = threads.max(1);
+        self
+    }
+
+    /// Launches with `program` instead of [`launcher()`] (`mpirun`,
+    /// `mpiexec.mpich`, `srun`, …); its options follow its [`flavour`].
+    pub fn launcher(mut self, program: impl Into<PathBuf>) -> Mpirun {
+        self.launcher = program.into();
         self
     }
 
@@ -319,15 +340,21 @@ impl Mpirun {
     /// The command line.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.launcher);
-        if flavour(&self.launcher) == Flavour::OpenMpi {
+        let flavour = flavour(&self.launcher);
+        if flavour == Flavour::OpenMpi || flavour == Flavour::Slurm {
+            // Open MPI ranks, however started (srun's are Open MPI's here).
+            if self.threads_outnumber_cores() {
+                self.default_env(&mut cmd, "OMPI_MCA_mpi_yield_when_idle", "1");
+            }
+            // One-sided: Debian's default component crashes (DESIGN.md).
+            self.default_env(&mut cmd, "OMPI_MCA_osc", "sm,ucx");
+        }
+        if flavour == Flavour::OpenMpi {
             if nix::unistd::geteuid().is_root() {
                 cmd.arg("--allow-run-as-root");
             }
             if self.oversubscribed() {
                 cmd.arg("--oversubscribe");
-            }
-            if self.threads_outnumber_cores() {
-                self.default_env(&mut cmd, "OMPI_MCA_mpi_yield_when_idle", "1");
             }
             if let Some(cluster) = &self.cluster {
                 cluster.add_options(&mut cmd);
@@ -345,15 +372,30 @@ impl Mpirun {
             if self.force_tcp {
                 cmd.args(["--mca", "btl", "tcp,self"]);
             }
-            // One-sided: Debian's default component crashes (DESIGN.md).
-            self.default_env(&mut cmd, "OMPI_MCA_osc", "sm,ucx");
             for (k, v) in &self.env {
                 cmd.arg("-x").arg(k);
                 cmd.env(k, v);
             }
+        } else if flavour == Flavour::Slurm {
+            // srun passes the whole environment on; MPI through PMIx.
+            cmd.arg("--mpi=pmix");
+            if self.oversubscribed() {
+                cmd.arg("--overcommit");
+            }
+            if self.threads_per_rank > 1 {
+                cmd.arg(format!("--cpus-per-task={}", self.threads_per_rank));
+            }
+            if let Some(t) = self.timeout {
+                // Whole minutes: srun's time limit has no finer unit.
+                cmd.arg(format!("--time={}", t.as_secs().div_ceil(60).max(1)));
+            }
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
         } else {
-            // Hydra: the timeout is an environment variable; the rest of
-            // Open MPI's options have no equivalent or are not needed.
+            // MPICH's Hydra: the timeout is an environment variable (other
+            // launchers ignore it); the rest of Open MPI's options have no
+            // equivalent or are not needed.
             if let Some(t) = self.timeout {
                 cmd.env("MPIEXEC_TIMEOUT", t.as_secs().max(1).to_string());
             }
@@ -410,5 +452,50 @@ mod tests {
             Some("0")
         );
         assert_eq!(env_of(&own, "OMPI_MCA_osc").as_deref(), Some("pt2pt"));
+    }
+
+    fn line(cmd: &Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn srun_gets_slurms_options_and_none_of_open_mpis() {
+        let cpus = online_cpus();
+        let cmd = Mpirun::new(cpus + 1, "prog")
+            .launcher("/usr/bin/srun")
+            .threads_per_rank(2)
+            .timeout(Duration::from_secs(61))
+            .args(["x"])
+            .command();
+        let args = line(&cmd);
+        for want in [
+            "--mpi=pmix",
+            "--overcommit",
+            "--cpus-per-task=2",
+            "--time=2",
+        ] {
+            assert!(args.contains(&want.to_owned()), "{args:?}");
+        }
+        assert!(args.ends_with(&[
+            "-n".into(),
+            (cpus + 1).to_string(),
+            "prog".into(),
+            "x".into()
+        ]));
+        for foreign in ["--allow-run-as-root", "--oversubscribe", "--bind-to", "-x"] {
+            assert!(!args.contains(&foreign.to_owned()), "{args:?}");
+        }
+        if std::env::var_os("OMPI_MCA_osc").is_none() {
+            assert_eq!(env_of(&cmd, "OMPI_MCA_osc").as_deref(), Some("sm,ucx"));
+        }
+    }
+
+    #[test]
+    fn an_unknown_launcher_gets_no_ones_options() {
+        let cmd = Mpirun::new(2, "prog").launcher("/bin/true").command();
+        assert_eq!(line(&cmd), ["-n", "2", "prog"]);
+        assert_eq!(flavour(Path::new("/no/such/launcher")), Flavour::Other);
     }
 }
