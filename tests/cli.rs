@@ -98,6 +98,47 @@ fn ls_gc_and_rm_tell_alive_dead_foreign_and_corrupt_apart() {
         ok && json.contains(&format!("\"name\": \"{foreign}\"")),
         "{json}"
     );
+    // The envelope every --json output has (README), and the rows.
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["schema"], shmpi::bench::SCHEMA);
+    assert_eq!(doc["command"], "ls");
+    assert_eq!(doc["tool"]["name"], "shmpi");
+    assert!(doc["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(doc["machine"]["cpus"].as_u64().unwrap() >= 1);
+    let row = |name: &str| {
+        doc["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {json}"))
+    };
+    assert_eq!(row(dead.file_name())["state"], "dead");
+    assert_eq!(row(alive.file_name())["creator_pid"], pid);
+    assert_eq!(row(&foreign)["shmpi"], false);
+    let (ok, text) = shmpi(&["inspect", "--json", alive.file_name()]);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        ok && doc["segment"]["header"]["total_size"].as_u64().is_some(),
+        "{text}"
+    );
+    let (ok, text) = shmpi(&["inspect", "--json", &corrupt]);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        !ok && doc["segment"]["state"]
+            .as_str()
+            .unwrap()
+            .starts_with("corrupt")
+    );
+    let (ok, text) = shmpi(&["gc", "--dry-run", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(ok && doc["dry_run"] == true, "{text}");
+    let outcomes = doc["segments"].as_array().unwrap();
+    assert!(outcomes
+        .iter()
+        .any(|r| r["name"] == dead.file_name() && r["outcome"] == "would remove"));
+    assert!(!outcomes.iter().any(|r| r["name"] == alive.file_name()));
 
     let (ok, text) = shmpi(&["gc", "--dry-run"]);
     assert!(
@@ -127,6 +168,12 @@ fn ls_gc_and_rm_tell_alive_dead_foreign_and_corrupt_apart() {
     );
     let (ok, _) = shmpi(&["rm", "no-such-segment-anywhere"]);
     assert!(!ok);
+    let (ok, text) = shmpi(&["rm", "--json", "no-such-segment-anywhere"]);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        !ok && doc["errors"][0]["name"] == "no-such-segment-anywhere",
+        "{text}"
+    );
     drop(seg);
 }
 
@@ -161,6 +208,17 @@ fn inspect_shows_a_groups_members_and_rings_and_survives_garbage() {
         Some("1"),
         "one message: {ring}"
     );
+    let (ok, text) = shmpi(&["inspect", "--json", name.file_name()]);
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let group = &doc["segment"]["group"];
+    assert!(ok && group["members"][1]["status"] == "alive", "{text}");
+    let ring = group["rings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["src"] == 0 && r["dst"] == 1)
+        .expect("ring 0 → 1");
+    assert_eq!(ring["messages"], 1, "{text}");
     drop(b);
     let (_, text) = shmpi(&["inspect", name.file_name()]);
     assert!(text.contains("member 1: left"), "{text}");

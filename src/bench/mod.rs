@@ -3,10 +3,14 @@
 //! compared and plotted.
 //!
 //! ```json
-//! {"machine": {"cpus": 2, "mpi": null, "host": "..."},
+//! {"schema": 1, "tool": {"name": "shmpi", "version": "0.1.0"},
+//!  "timestamp": "2026-11-30T07:11:04Z",
+//!  "machine": {"cpus": 2, "mpi": null, "host": "..."},
 //!  "records": [{"path": "shm.default", "metric": "latency_ns", "size": 8,
 //!               "median": 83.0, "min": 80.1, "max": 95.2, "n": 5}]}
 //! ```
+//!
+//! ([`ReportFile`]; [`SCHEMA`] is its version.)
 //!
 //! Timings are for benchmarks only, never for pass/fail tests.
 //!
@@ -70,7 +74,8 @@ pub const METRICS: [&str; 5] = [
 pub const RECORD_LINE: &str = "shmpi-record";
 
 /// One measured figure: the median of `n` repetitions, with their spread.
-#[derive(Debug, Clone, PartialEq)]
+/// In JSON a figure that could not be measured (NaN) is `null`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Record {
     /// Which path was measured (`shm.default`, `limit.spin`, ...).
     pub path: String,
@@ -187,34 +192,39 @@ impl Report {
         Some(self.find(a.0, a.1, a.2)?.median / self.find(b.0, b.1, b.2)?.median)
     }
 
-    /// The report as JSON in the common schema.
-    pub fn to_json(&self) -> String {
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default();
-        let mut out = format!(
-            "{{\"machine\": {{\"cpus\": {}, \"mpi\": {}, \"host\": {}}},\n \"records\": [",
-            crate::mailbox::online_cpus(),
-            self.mpi.as_deref().map_or("null".to_owned(), json_string),
-            json_string(&host)
-        );
-        for (i, r) in self.records.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}\n  {{\"path\": {}, \"metric\": {}, \"size\": {}, \"median\": {}, \"min\": {}, \"max\": {}, \"n\": {}}}",
-                if i == 0 { "" } else { "," },
-                json_string(&r.path),
-                json_string(r.metric),
-                r.size,
-                json_number(r.median),
-                json_number(r.min),
-                json_number(r.max),
-                r.n
-            );
+    /// The report as a [`ReportFile`]: the common schema with its
+    /// version, this tool and the time, measured on this machine.
+    pub fn to_file(&self) -> ReportFile {
+        ReportFile {
+            schema: SCHEMA,
+            tool: Tool {
+                name: "shmpi".to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            timestamp: rfc3339(std::time::SystemTime::now()),
+            machine: Machine::here(self.mpi.clone()),
+            records: self.records.clone(),
         }
-        out.push_str("\n]}\n");
-        out
+    }
+
+    /// The report as JSON ([`to_file`](Self::to_file)).
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.to_file())
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        text.push('\n');
+        text
+    }
+
+    /// Reads a report written by [`write_json`](Self::write_json) (or any
+    /// writer of the schema).
+    ///
+    /// # Errors
+    ///
+    /// The file system's error, or the JSON's (as `InvalidData`).
+    pub fn read_json(path: impl AsRef<std::path::Path>) -> std::io::Result<ReportFile> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
     /// Writes [`to_json`](Self::to_json) to `path`.
@@ -275,35 +285,143 @@ fn figure(v: f64) -> String {
     }
 }
 
-fn json_number(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "null".to_owned()
+/// Version of the JSON file's layout ([`ReportFile`]); raised when a field
+/// changes meaning or goes away (new fields do not raise it).
+pub const SCHEMA: u32 = 1;
+
+/// A report as a JSON file: DESIGN.md's schema, plus its version, the tool
+/// that wrote it and when.
+///
+/// ```
+/// use shmpi::bench::{Record, Report, ReportFile};
+///
+/// let report = Report {
+///     records: vec![Record::from_samples("shm.default", "latency_ns", 8, &[83.0, 80.0, 95.0])],
+///     mpi: None,
+/// };
+/// let text = report.to_json();
+/// let file: ReportFile = serde_json::from_str(&text).unwrap();
+/// assert_eq!(file.schema, shmpi::bench::SCHEMA);
+/// assert_eq!(file.records, report.records);
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportFile {
+    /// [`SCHEMA`] of the writer.
+    pub schema: u32,
+    /// The program that wrote it.
+    pub tool: Tool,
+    /// When it was written (RFC 3339, UTC).
+    pub timestamp: String,
+    /// Where it was measured.
+    pub machine: Machine,
+    /// The records, in measurement order.
+    pub records: Vec<Record>,
+}
+
+/// The program that wrote a [`ReportFile`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tool {
+    /// `shmpi`.
+    pub name: String,
+    /// The crate's version.
+    pub version: String,
+}
+
+/// The machine a [`ReportFile`] was measured on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Machine {
+    /// Online CPUs.
+    pub cpus: usize,
+    /// The MPI library, if MPI was measured.
+    pub mpi: Option<String>,
+    /// The host name.
+    pub host: String,
+}
+
+impl Machine {
+    /// This machine, with `mpi` as the MPI library measured.
+    pub fn here(mpi: Option<String>) -> Machine {
+        Machine {
+            cpus: crate::mailbox::online_cpus(),
+            mpi,
+            host: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+        }
     }
 }
 
-/// `s` as a JSON string literal (quotes, escapes).
-///
-/// # Examples
+/// `now` as RFC 3339 in UTC, to the second (`2026-11-30T07:11:04Z`).
 ///
 /// ```
-/// assert_eq!(shmpi::bench::json_string("a\"b"), r#""a\"b""#);
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_secs(1_796_022_664);
+/// assert_eq!(shmpi::bench::rfc3339(t), "2026-11-30T07:11:04Z");
 /// ```
-pub fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+pub fn rfc3339(now: std::time::SystemTime) -> String {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// A [`Record`] as JSON has it: any metric name (checked against
+/// [`METRICS`] on the way in), `null` for a figure not measured.
+#[derive(serde::Deserialize)]
+struct RecordJson {
+    path: String,
+    metric: String,
+    size: usize,
+    median: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    n: usize,
+}
+
+impl<'de> serde::Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Record, D::Error> {
+        let r = <RecordJson as serde::Deserialize>::deserialize(d)?;
+        Record::try_from(r).map_err(serde::de::Error::custom)
     }
-    out.push('"');
-    out
+}
+
+impl TryFrom<RecordJson> for Record {
+    type Error = String;
+
+    fn try_from(r: RecordJson) -> Result<Record, String> {
+        let metric = METRICS
+            .iter()
+            .find(|m| **m == r.metric)
+            .copied()
+            .ok_or_else(|| format!("unknown metric {:?}", r.metric))?;
+        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        Ok(Record {
+            path: r.path,
+            metric,
+            size: r.size,
+            median: nan(r.median),
+            min: nan(r.min),
+            max: nan(r.max),
+            n: r.n,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -320,9 +438,16 @@ mod tests {
             mpi: None,
         };
         let json = report.to_json();
-        assert!(json.contains("\"median\": 55.000"));
-        assert!(json.contains("\"path\": \"shm.\\\"x\\\"\""));
-        assert!(json.contains("\"median\": null"));
+        assert!(json.contains("\"median\": 55.0"), "{json}");
+        assert!(json.contains("\"path\": \"shm.\\\"x\\\"\""), "{json}");
+        assert!(json.contains("\"median\": null"), "{json}");
+        let back: ReportFile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.records[0], report.records[0]);
+        assert!(back.records[1].median.is_nan());
+        assert_eq!(back.schema, SCHEMA);
+        assert!(
+            serde_json::from_str::<ReportFile>(&json.replace("latency_ns", "furlongs")).is_err()
+        );
         assert!(report
             .to_markdown()
             .contains("| limit.spin | latency_ns | 8 B | 55.0 | 50.0–60.0 | 2 |"));

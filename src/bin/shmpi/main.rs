@@ -12,6 +12,7 @@
 //! ```
 
 mod bench;
+mod json;
 mod manage;
 mod run;
 
@@ -47,18 +48,27 @@ enum Command {
     Inspect {
         /// The segment's name (as `shmpi ls` shows it).
         name: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove segments by name (foreign ones too: they are named).
     Rm {
         /// Names to remove.
         #[arg(required = true)]
         names: Vec<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove shmpi segments whose creator and members are all gone.
     Gc {
         /// Show what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Start N processes of a mailbox group (each joins with
     /// `MailboxGroup::from_env()`), forward their output prefixed with
@@ -80,9 +90,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(run::mpirun_np(std::env::args_os().collect()));
     let result = match cli.command {
         Command::Ls { json, state } => manage::ls(json, &state),
-        Command::Inspect { name } => manage::inspect(&name),
-        Command::Rm { names } => manage::rm(&names),
-        Command::Gc { dry_run } => manage::gc(dry_run),
+        Command::Inspect { name, json } => manage::inspect(&name, json),
+        Command::Rm { names, json } => manage::rm(&names, json),
+        Command::Gc { dry_run, json } => manage::gc(dry_run, json),
         Command::Run(args) => run::run(&args),
         Command::Mpirun(args) => run::mpirun(&args),
         Command::Bench(args) => bench::bench(&args),

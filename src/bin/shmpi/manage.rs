@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shmpi::bench::json_string;
+use serde_json::json;
 use shmpi::mailbox::{MailboxGroup, PeerStatus};
 use shmpi::segment::{HeaderFields, Segment, SegmentKind, SegmentName, HEADER_SIZE};
 use shmpi::SegmentError;
@@ -24,6 +24,22 @@ struct Entry {
     state: String,
     age: Option<Duration>,
     shmpi: bool,
+}
+
+impl Entry {
+    /// The entry as `ls --json` and `inspect --json` give it.
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "kind": self.kind,
+            "size": self.size,
+            "creator_pid": self.header.map(|h| h.creator_pid),
+            "creator_uid": self.header.map(|h| h.creator_uid),
+            "state": self.state,
+            "age_s": self.age.map(|a| a.as_secs()),
+            "shmpi": self.shmpi,
+        })
+    }
 }
 
 fn now_ms() -> u64 {
@@ -145,22 +161,8 @@ pub fn ls(json: bool, states: &[State]) -> Result<ExitCode, String> {
         all.retain(|e| states.iter().any(|s| s.holds(e)));
     }
     if json {
-        let rows: Vec<String> = all
-            .iter()
-            .map(|e| {
-                format!(
-                    "{{\"name\": {}, \"kind\": {}, \"size\": {}, \"creator_pid\": {}, \"state\": {}, \"age_s\": {}, \"shmpi\": {}}}",
-                    json_string(&e.name),
-                    json_string(&e.kind),
-                    e.size,
-                    e.header.map_or("null".to_owned(), |h| h.creator_pid.to_string()),
-                    json_string(&e.state),
-                    e.age.map_or("null".to_owned(), |a| a.as_secs().to_string()),
-                    e.shmpi
-                )
-            })
-            .collect();
-        println!("[{}]", rows.join(",\n "));
+        let rows: Vec<_> = all.iter().map(Entry::to_json).collect();
+        crate::json::print("ls", json!({ "segments": rows }));
         return Ok(ExitCode::SUCCESS);
     }
     let width = all.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
@@ -193,7 +195,16 @@ fn object_name(name: &str) -> Result<SegmentName, String> {
         .map_err(|e| format!("{name:?} is not a shared-memory object name (no paths): {e}"))
 }
 
-pub fn inspect(name: &str) -> Result<ExitCode, String> {
+fn peer_status(status: &PeerStatus) -> &'static str {
+    match status {
+        PeerStatus::Vacant => "vacant",
+        PeerStatus::Alive => "alive",
+        PeerStatus::Left => "left",
+        PeerStatus::Dead => "dead",
+    }
+}
+
+pub fn inspect(name: &str, json: bool) -> Result<ExitCode, String> {
     let name = object_name(name)?;
     let bare = name.file_name();
     if !std::path::Path::new(SHM_DIR).join(bare).exists() {
@@ -202,6 +213,57 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
     let e = examine(bare);
     if let Some(problem) = e.state.strip_prefix("unreadable: ") {
         return Err(format!("{bare}: unreadable: {problem}"));
+    }
+    let corrupt = e.state.starts_with("corrupt");
+    let group = if !corrupt && e.shmpi && e.kind == SegmentKind::MAILBOX_GROUP.name() {
+        let seg = Segment::builder(bare)
+            .expect_kind(SegmentKind::MAILBOX_GROUP)
+            .ready_timeout(Duration::ZERO)
+            .allow_foreign_owner(true)
+            .open()
+            .map_err(|e| format!("{bare}: {e}"))?;
+        Some(MailboxGroup::inspect(&seg).map_err(|e| format!("{bare}: corrupt group: {e}"))?)
+    } else {
+        None
+    };
+    if json {
+        let mut doc = e.to_json();
+        if let Some(h) = &e.header {
+            doc["header"] = json!({
+                "version": h.version,
+                "data_offset": h.data_offset,
+                "total_size": h.total_size,
+                "ready": h.ready,
+                "created_unix_ms": h.created_unix_ms,
+            });
+        }
+        if let Some(g) = &group {
+            doc["group"] = json!({
+                "members": g.members.iter().enumerate().map(|(id, st)| json!({
+                    "rank": id,
+                    "status": peer_status(st),
+                    "pool_in_use": g.pool_in_use[id],
+                    "lost_wakeups": g.lost_wakeups[id],
+                })).collect::<Vec<_>>(),
+                "reserved": g.reserved,
+                "reserved_per_member": g.reserved_per_member,
+                "fragments": g.fragments,
+                "fragment": g.fragment,
+                "lane": g.lane,
+                "doorbell": if g.membarrier { "membarrier" } else { "fenced" },
+                "rings": g.rings.iter().map(|(src, dst, c)| json!({
+                    "src": src, "dst": dst, "messages": c.messages, "bytes": c.bytes,
+                    "queued_bytes": c.queued_bytes, "sender_sleeps": c.sender_sleeps,
+                    "receiver_sleeps": c.receiver_sleeps,
+                })).collect::<Vec<_>>(),
+            });
+        }
+        crate::json::print("inspect", json!({ "segment": doc }));
+        return Ok(if corrupt {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     println!(
         "name     {}\nkind     {}\nsize     {} bytes\nstate    {}",
@@ -219,22 +281,11 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
             h.ready
         );
     }
-    if e.state.starts_with("corrupt") {
+    if corrupt {
         eprintln!("shmpi inspect: {bare}: {}", e.state);
         return Ok(ExitCode::FAILURE);
     }
-    if !e.shmpi {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if e.kind == SegmentKind::MAILBOX_GROUP.name() {
-        let seg = Segment::builder(bare)
-            .expect_kind(SegmentKind::MAILBOX_GROUP)
-            .ready_timeout(Duration::ZERO)
-            .allow_foreign_owner(true)
-            .open()
-            .map_err(|e| format!("{bare}: {e}"))?;
-        let report =
-            MailboxGroup::inspect(&seg).map_err(|e| format!("{bare}: corrupt group: {e}"))?;
+    if let Some(report) = group {
         println!(
             "group    {} members, {} bytes reserved ({} per member: a pool of {} × {} bytes, lanes of {} bytes)",
             report.members.len(),
@@ -253,15 +304,12 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
             }
         );
         for (id, status) in report.members.iter().enumerate() {
-            let s = match status {
-                PeerStatus::Vacant => "vacant",
-                PeerStatus::Alive => "alive",
-                PeerStatus::Left => "left",
-                PeerStatus::Dead => "dead",
-            };
             println!(
-                "  member {id}: {s}, pool {} of {} fragments in use, {} lost wake-ups",
-                report.pool_in_use[id], report.fragments, report.lost_wakeups[id]
+                "  member {id}: {}, pool {} of {} fragments in use, {} lost wake-ups",
+                peer_status(status),
+                report.pool_in_use[id],
+                report.fragments,
+                report.lost_wakeups[id]
             );
         }
         println!("  lane      messages        bytes  queued  sender sleeps  receiver sleeps");
@@ -275,20 +323,31 @@ pub fn inspect(name: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rm(names: &[String]) -> Result<ExitCode, String> {
-    let mut failed = 0;
+pub fn rm(names: &[String], json: bool) -> Result<ExitCode, String> {
+    let (mut removed, mut errors) = (Vec::new(), Vec::new());
     for name in names {
-        let removed = object_name(name)
+        let outcome = object_name(name)
             .and_then(|n| Segment::remove(&n).map_err(|e| e.to_string()).map(|()| n));
-        match removed {
-            Ok(n) => println!("removed {}", n.file_name()),
-            Err(e) => {
-                eprintln!("shmpi rm: {e}");
-                failed += 1;
-            }
+        match outcome {
+            Ok(n) => removed.push(n.file_name().to_owned()),
+            Err(e) => errors.push((name.clone(), e)),
         }
     }
-    Ok(if failed == 0 {
+    if json {
+        let errors: Vec<_> = errors
+            .iter()
+            .map(|(name, error)| json!({"name": name, "error": error}))
+            .collect();
+        crate::json::print("rm", json!({"removed": removed, "errors": errors}));
+    } else {
+        for n in &removed {
+            println!("removed {n}");
+        }
+        for (_, e) in &errors {
+            eprintln!("shmpi rm: {e}");
+        }
+    }
+    Ok(if errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -307,29 +366,50 @@ fn garbage(e: &Entry) -> bool {
 /// [`Segment::remove_if_unused`]: the presence byte taken exclusively and
 /// the inode checked before the unlink, so a segment that someone opened
 /// or created since the listing is left alone.
-pub fn gc(dry_run: bool) -> Result<ExitCode, String> {
-    let (mut n, mut failed) = (0, 0);
+pub fn gc(dry_run: bool, json: bool) -> Result<ExitCode, String> {
+    // (name, kind, state, what happened)
+    let mut outcomes: Vec<(String, String, String, String)> = Vec::new();
+    let mut failed = 0;
     for e in entries()?.iter().filter(|e| garbage(e)) {
         let Ok(name) = SegmentName::new(&e.name) else {
             continue;
         };
-        n += 1;
-        if dry_run {
-            println!("would remove {} ({}, {})", e.name, e.kind, e.state);
-            continue;
-        }
-        match Segment::remove_if_unused(&name) {
-            Ok(true) => println!("removed {} ({}, {})", e.name, e.kind, e.state),
-            Ok(false) => println!("kept {}: in use again, or gone", e.name),
-            Err(SegmentError::NotFound { .. }) => println!("kept {}: gone", e.name),
-            Err(err) => {
-                eprintln!("shmpi gc: {}: {err}", e.name);
-                failed += 1;
+        let outcome = if dry_run {
+            "would remove".to_owned()
+        } else {
+            match Segment::remove_if_unused(&name) {
+                Ok(true) => "removed".to_owned(),
+                Ok(false) => "kept: in use again, or gone".to_owned(),
+                Err(SegmentError::NotFound { .. }) => "kept: gone".to_owned(),
+                Err(err) => {
+                    failed += 1;
+                    format!("error: {err}")
+                }
+            }
+        };
+        outcomes.push((e.name.clone(), e.kind.clone(), e.state.clone(), outcome));
+    }
+    if json {
+        let rows: Vec<_> = outcomes
+            .iter()
+            .map(|(name, kind, state, outcome)| {
+                json!({"name": name, "kind": kind, "state": state, "outcome": outcome})
+            })
+            .collect();
+        crate::json::print("gc", json!({"dry_run": dry_run, "segments": rows}));
+    } else {
+        for (name, kind, state, outcome) in &outcomes {
+            match outcome.strip_prefix("error: ") {
+                Some(err) => eprintln!("shmpi gc: {name}: {err}"),
+                None => match outcome.strip_prefix("kept") {
+                    Some(why) => println!("kept {name}{why}"),
+                    None => println!("{outcome} {name} ({kind}, {state})"),
+                },
             }
         }
-    }
-    if n == 0 {
-        println!("nothing to collect");
+        if outcomes.is_empty() {
+            println!("nothing to collect");
+        }
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
