@@ -23,6 +23,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let cfg = Config {
         quick: args.iter().any(|a| a == "--quick"),
+        ..Config::default()
     };
     let level = if args.iter().any(|a| a == "--single") {
         ThreadLevel::Single

@@ -18,6 +18,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = Config {
         quick: args.iter().any(|a| a == "--quick"),
+        ..Config::default()
     };
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
     let mut world = HybridWorld::new(&mpi)?;

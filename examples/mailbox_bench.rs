@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = Config {
         quick: args.iter().any(|a| a == "--quick"),
+        ..Config::default()
     };
     let json = args
         .iter()

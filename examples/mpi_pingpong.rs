@@ -21,6 +21,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = Config {
         quick: args.iter().any(|a| a == "--quick"),
+        ..Config::default()
     };
     let level = match arg(&args, "--thread-level").as_deref() {
         Some("multiple") => ThreadLevel::Multiple,

@@ -307,3 +307,61 @@ fn mpirun_takes_np_like_mpirun() {
         assert!(text.contains(&format!("rank {r}: -np")), "{text}");
     }
 }
+
+/// `shmpi bench` measures only what is asked (`--only`, `--sizes`,
+/// `--iterations`) and prints OSU's columns (`--format osu`); its JSON file
+/// has the common envelope (issue 17).
+#[test]
+fn bench_selects_paths_and_sizes_and_speaks_osu() {
+    let _turn = turn();
+    let dir = std::env::temp_dir().join(format!("shmpi-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let (ok, text) = shmpi(&[
+        "bench",
+        "--only",
+        "shm.default,threads.*",
+        "--sizes",
+        "8,4096",
+        "--iterations",
+        "500",
+        "--format",
+        "osu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let file = std::fs::read_to_string(&json);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "{text}");
+    assert!(text.contains("# Size          Latency (us)"), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&file.unwrap()).unwrap();
+    assert_eq!(doc["schema"], shmpi::bench::SCHEMA);
+    let mut rows: Vec<(String, u64, String)> = doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_owned(),
+                r["size"].as_u64().unwrap(),
+                r["metric"].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(_, _, metric)| metric == "latency_ns")
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("shm.default".to_owned(), 8, "latency_ns".to_owned()),
+            ("shm.default".to_owned(), 4096, "latency_ns".to_owned()),
+            ("threads.default".to_owned(), 8, "latency_ns".to_owned()),
+            ("threads.default".to_owned(), 4096, "latency_ns".to_owned()),
+        ]
+    );
+    for line in ["8 ", "4096 "] {
+        assert!(text.lines().any(|l| l.starts_with(line)), "{text}");
+    }
+    let (ok, _) = shmpi(&["bench", "--iterations", "0"]);
+    assert!(!ok, "zero iterations must be refused");
+}

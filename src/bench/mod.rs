@@ -53,11 +53,63 @@ pub(crate) fn ns_per_op<E>(
     Ok(out)
 }
 
-/// How long a measurement runs.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a measurement runs, and for how long.
+///
+/// ```
+/// use shmpi::bench::Config;
+///
+/// let cfg = Config {
+///     only: vec!["shm.default".into(), "mpi.*".into()],
+///     sizes: Some(vec![8, 4096]),
+///     ..Config::default()
+/// };
+/// assert!(cfg.wants("shm.default") && cfg.wants("mpi.sm") && !cfg.wants("shm.spin"));
+/// assert!(cfg.wants_family("shm.") && !cfg.wants_family("heat2d."));
+/// assert_eq!(cfg.latency_sizes(&[8, 64]), [8, 4096]);
+/// ```
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// Fewer iterations and samples: seconds rather than a minute.
     pub quick: bool,
+    /// Only the paths these patterns match: a path (`shm.default`) or a
+    /// prefix ending in `*` (`mpi.*`). Empty: every path.
+    pub only: Vec<String>,
+    /// Message sizes of the latency rows (`None`: each row's own).
+    pub sizes: Option<Vec<usize>>,
+    /// Round trips per sample of the latency rows (`None`: chosen by
+    /// size).
+    pub iterations: Option<u64>,
+}
+
+impl Config {
+    /// True when `path` is to be measured.
+    pub fn wants(&self, path: &str) -> bool {
+        self.only.is_empty()
+            || self.only.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == p,
+            })
+    }
+
+    /// True when some path starting with `family` may be wanted (a
+    /// measurement that makes several paths runs when any is).
+    pub fn wants_family(&self, family: &str) -> bool {
+        self.only.is_empty()
+            || self.only.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => prefix.starts_with(family) || family.starts_with(prefix),
+                None => p.starts_with(family),
+            })
+    }
+
+    /// The latency rows' sizes: the chosen ones, or `default`.
+    pub fn latency_sizes(&self, default: &[usize]) -> Vec<usize> {
+        self.sizes.clone().unwrap_or_else(|| default.to_vec())
+    }
+
+    /// Round trips per sample: the chosen number, or `default`.
+    pub fn iterations_or(&self, default: u64) -> u64 {
+        self.iterations.unwrap_or(default).max(1)
+    }
 }
 
 /// The metrics records carry.

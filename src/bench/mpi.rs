@@ -63,12 +63,16 @@ pub fn pingpong(world: &Comm, path: &str, cfg: &Config) -> Result<Option<Report>
     let count = sample_count(cfg);
     let mut buf = vec![0x5Au8; 4 << 20];
     let mut out = report();
-    for size in LATENCY_SIZES {
-        let iters: u32 = match size {
+    for size in cfg.latency_sizes(&LATENCY_SIZES) {
+        let by_size: u32 = match size {
             s if s <= 1024 => 10_000,
             s if s <= 64 << 10 => 1_000,
             _ => 100,
         } / if cfg.quick { 4 } else { 1 };
+        let iters = u32::try_from(cfg.iterations_or(u64::from(by_size))).unwrap_or(u32::MAX);
+        if buf.len() < size {
+            buf.resize(size, 0x5A);
+        }
         world.barrier()?;
         let s = samples(count, iters, || {
             if me == 0 {

@@ -227,11 +227,7 @@ fn latency_iters(cfg: &Config, size: usize, wait: WaitStrategy) -> u64 {
     } else {
         base
     };
-    if cfg.quick {
-        (base / 4).max(10)
-    } else {
-        base
-    }
+    cfg.iterations_or(if cfg.quick { (base / 4).max(10) } else { base })
 }
 
 /// Runs every measurement (a peer process and a peer thread are started
@@ -281,6 +277,9 @@ fn measure_pinned(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report
     let mut report = Report::default();
     let mut measure =
         |side: &mut Side, path: &str, metric: &'static str, plan: Plan| -> Result<(), String> {
+            if !cfg.wants(path) {
+                return Ok(());
+            }
             progress(&format!("{path} {}", super::human_size(plan.size)));
             side.group
                 .send_pod(1, CONTROL, &plan.encode())
@@ -324,7 +323,7 @@ fn measure_pinned(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report
         ("shm.default", SpinThenBlock),
         ("shm.block", Block),
     ] {
-        for size in LAT_SIZES {
+        for size in cfg.latency_sizes(&LAT_SIZES) {
             let p = plan(Kind::Latency, wait, size, latency_iters(cfg, size, wait));
             measure(&mut side, path, "latency_ns", p)?;
         }
@@ -357,9 +356,16 @@ fn measure_pinned(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report
         return Err(format!("peer failed: {status}"));
     }
     drop(group);
-    threads_latency(cfg, samples, &mut report)?;
-    super::barrier::measure(cfg, samples, &mut report)?;
-    memcpy_bandwidth(cfg, samples, &mut report);
+    if cfg.wants("threads.default") {
+        threads_latency(cfg, samples, &mut report)?;
+    }
+    if cfg.wants_family("team.barrier") || cfg.wants_family("limit.barrier") {
+        super::barrier::measure(cfg, samples, &mut report)?;
+    }
+    if cfg.wants("limit.memcpy") {
+        memcpy_bandwidth(cfg, samples, &mut report);
+    }
+    report.records.retain(|r| cfg.wants(&r.path));
     Ok(report)
 }
 
@@ -369,7 +375,7 @@ fn threads_latency(cfg: &Config, samples: usize, report: &mut Report) -> Result<
         MailboxGroup::threads(2, &MailboxOptions::default()).map_err(|e| e.to_string())?;
     let mut echo = members.pop().expect("two members");
     let mut lead = members.pop().expect("two members");
-    for size in LAT_SIZES {
+    for size in cfg.latency_sizes(&LAT_SIZES) {
         let iters = latency_iters(cfg, size, WaitStrategy::SpinThenBlock);
         let rounds = iters * (samples as u64 + 1);
         let results = std::thread::scope(|s| -> Result<Vec<f64>, String> {

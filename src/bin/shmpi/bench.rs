@@ -59,6 +59,64 @@ pub struct BenchArgs {
     /// given.
     #[arg(long, value_name = "PROGRAM")]
     c_baseline: Option<String>,
+    #[command(flatten)]
+    selection: Selection,
+    /// How to print the results: the seed's table and every record, or
+    /// OSU's columns (`# Size  Latency (us)`) for each latency path.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// How `shmpi bench` prints its results.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The seed's table, the heat2d ratios and every record (Markdown).
+    Table,
+    /// OSU micro-benchmarks' layout, one block per latency path.
+    Osu,
+}
+
+/// Which rows a run measures, and how long: shared by `shmpi bench` and
+/// the workers it starts.
+#[derive(Args, Clone, Default)]
+pub struct Selection {
+    /// Only these paths: names or prefixes ending in `*`, comma-separated
+    /// (`--only 'shm.default,mpi.*'`).
+    #[arg(long, value_delimiter = ',', value_name = "PATHS")]
+    only: Vec<String>,
+    /// Message sizes of the latency rows, in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    sizes: Vec<usize>,
+    /// Round trips per sample of the latency rows.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: Option<u64>,
+}
+
+impl Selection {
+    fn config(&self, quick: bool) -> Config {
+        Config {
+            quick,
+            only: self.only.clone(),
+            sizes: (!self.sizes.is_empty()).then(|| self.sizes.clone()),
+            iterations: self.iterations,
+        }
+    }
+
+    /// The same selection as a worker's arguments.
+    fn worker_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.only.is_empty() {
+            out.push(format!("--only={}", self.only.join(",")));
+        }
+        if !self.sizes.is_empty() {
+            let sizes: Vec<String> = self.sizes.iter().map(usize::to_string).collect();
+            out.push(format!("--sizes={}", sizes.join(",")));
+        }
+        if let Some(n) = self.iterations {
+            out.push(format!("--iterations={n}"));
+        }
+        out
+    }
 }
 
 /// Which worker to run.
@@ -100,6 +158,8 @@ pub struct WorkerArgs {
     /// Threads per rank (heat2d).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    selection: Selection,
 }
 
 /// Progress on stderr, one line rewritten, when stderr is a terminal.
@@ -152,12 +212,13 @@ fn this_program() -> Result<String, String> {
 }
 
 /// An `mpirun` job of `program`'s (this program's) worker.
-fn mpi_job(program: &str, ranks: usize, kind: &str, quick: bool, extra: &[&str]) -> Mpirun {
-    let mut worker = vec!["bench-worker", kind];
-    if quick {
-        worker.push("--quick");
+fn mpi_job(program: &str, ranks: usize, kind: &str, args: &BenchArgs, extra: &[&str]) -> Mpirun {
+    let mut worker = vec!["bench-worker".to_owned(), kind.to_owned()];
+    if args.quick {
+        worker.push("--quick".to_owned());
     }
-    worker.extend_from_slice(extra);
+    worker.extend(args.selection.worker_args());
+    worker.extend(extra.iter().map(|a| (*a).to_owned()));
     Mpirun::new(ranks, program)
         .args(worker)
         .timeout(Duration::from_secs(600))
@@ -202,7 +263,7 @@ fn fault_detection(program: &str, samples: usize) -> Result<Record, String> {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
-    let cfg = Config { quick: args.quick };
+    let cfg = args.selection.config(args.quick);
     let progress = Progress {
         tty: std::io::stderr().is_terminal(),
         start: Instant::now(),
@@ -212,12 +273,26 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     let mut notes: Vec<String> = Vec::new();
 
     progress.say("shared memory: limits, mailboxes, threads");
-    let shm_report = shm::measure(&cfg, &mut |what| {
-        progress.say(&format!("shared memory: {what}"))
-    })?;
-    report.records.extend(shm_report.records);
+    let shm_families = [
+        "limit.spin",
+        "limit.sem",
+        "limit.memcpy",
+        "limit.barrier",
+        "shm.",
+        "threads.",
+        "team.",
+    ];
+    if shm_families.iter().any(|f| cfg.wants_family(f)) {
+        let shm_report = shm::measure(&cfg, &mut |what| {
+            progress.say(&format!("shared memory: {what}"))
+        })?;
+        report.records.extend(shm_report.records);
+    }
 
     for &n in shmpi::bench::heat2d::EDGES {
+        if !cfg.wants_family("limit.heat2d.") {
+            break;
+        }
         for threads in [1, 2] {
             progress.say(&format!(
                 "heat2d {n}²: plain threads, the limit ({threads})"
@@ -232,14 +307,19 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         }
     }
 
-    progress.say("fault isolation: killing a mailbox peer");
-    match fault_detection(&program, if args.quick { 3 } else { 7 }) {
-        Ok(r) => report.records.push(r),
-        Err(e) => notes.push(format!("fault detection not measured: {e}")),
+    if cfg.wants("fault.detect") {
+        progress.say("fault isolation: killing a mailbox peer");
+        match fault_detection(&program, if args.quick { 3 } else { 7 }) {
+            Ok(r) => report.records.push(r),
+            Err(e) => notes.push(format!("fault detection not measured: {e}")),
+        }
     }
 
     let seconds = alltoall_seconds(args.quick).to_string();
     for &n in alltoall_procs(args.quick) {
+        if !cfg.wants(&format!("alltoall{n}.shm")) {
+            continue;
+        }
         progress.say(&format!(
             "all-to-all: {n} processes over shared-memory mailboxes"
         ));
@@ -251,10 +331,12 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         }
     }
 
-    progress.say("scale: what a mailbox group of N processes reserves and costs to start");
-    match scale::measure(args.quick, &mut |what| progress.say(what)) {
-        Ok(r) => report.records.extend(r.records),
-        Err(e) => notes.push(format!("scale rows not measured: {e}")),
+    if cfg.wants_family("scale.") {
+        progress.say("scale: what a mailbox group of N processes reserves and costs to start");
+        match scale::measure(args.quick, &mut |what| progress.say(what)) {
+            Ok(r) => report.records.extend(r.records),
+            Err(e) => notes.push(format!("scale rows not measured: {e}")),
+        }
     }
 
     if !cfg!(feature = "mpi") {
@@ -264,59 +346,73 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             .push("MPI rows skipped: no `mpirun` here (scripts/setup.sh installs Open MPI)".into());
     } else {
         // On this host (also when run under the namespace hosts).
-        let local = |ranks, kind, extra: &[&str]| {
-            mpi_job(&program, ranks, kind, args.quick, extra).cluster(None)
-        };
-        let mut jobs: Vec<(String, Command)> = vec![
+        let local =
+            |ranks, kind, extra: &[&str]| mpi_job(&program, ranks, kind, args, extra).cluster(None);
+        // (what, the families of paths it measures, the job)
+        let mut jobs: Vec<(String, Vec<String>, Command)> = vec![
             (
                 "MPI ping-pong (shared-memory transport)".into(),
+                vec!["mpi.sm".into()],
                 local(2, "pingpong", &["--path", "mpi.sm"]).command(),
             ),
             (
                 "MPI ping-pong over TCP".into(),
+                vec!["mpi.tcp".into()],
                 local(2, "pingpong", &["--path", "mpi.tcp"])
                     .force_tcp(true)
                     .command(),
             ),
             (
                 "hybrid world and distributed arrays".into(),
+                vec!["hybrid.".into(), "dsm.".into(), "mpi.roundtrip".into()],
                 local(2, "hybrid-dsm", &[]).threads_per_rank(2).command(),
             ),
             (
                 "hybrid world, 4 ranks on this node (oversubscribed when it has fewer cores)"
                     .into(),
+                vec!["hybrid.intranode".into()],
                 local(4, "hybrid-over", &[]).command(),
             ),
             (
                 "heat2d: 1 rank x 1 thread".into(),
+                vec!["heat2d.R1xT1".into()],
                 local(1, "heat2d", &["--threads", "1"]).command(),
             ),
             (
                 "heat2d: 2 ranks x 1 thread (pure MPI)".into(),
+                vec!["heat2d.R2xT1".into()],
                 local(2, "heat2d", &["--threads", "1"]).command(),
             ),
             (
                 "heat2d: 1 rank x 2 threads in place".into(),
+                vec!["heat2d.R1xT2".into()],
                 local(1, "heat2d", &["--threads", "2"])
                     .threads_per_rank(2)
                     .command(),
             ),
             (
                 "heat2d: 2 ranks in place on a node array".into(),
+                vec!["heat2d.node".into()],
                 local(2, "heat2d-node", &[]).command(),
             ),
         ];
         for &n in alltoall_procs(args.quick) {
             jobs.push((
                 format!("all-to-all: {n} MPI ranks"),
+                vec![format!("alltoall{n}.mpi")],
                 local(n, "alltoall-mpi", &["--seconds", &seconds]).command(),
             ));
         }
-        for (what, cmd) in jobs {
-            progress.say(&what);
-            gather(&mut report, &mut notes, &what, cmd);
+        for (what, families, cmd) in jobs {
+            if families.iter().any(|f| cfg.wants_family(f)) {
+                progress.say(&what);
+                gather(&mut report, &mut notes, &what, cmd);
+            }
         }
         for &n in scale::sizes(args.quick) {
+            if !cfg.wants("mpi.setup") {
+                break;
+            }
             progress.say(&format!("mpi.setup: mpirun -n {n} of an MPI hello"));
             let mut cmd = local(n, "hello", &[]).command();
             let start = Instant::now();
@@ -342,6 +438,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             std::path::Path::new(p).is_file().then(|| p.to_owned())
         });
         match baseline {
+            Some(_) if !cfg.wants_family("mpi.c") => {}
             Some(c_program) => {
                 progress.say("the C baseline (osu_latency)");
                 let flags = if args.quick { vec!["--records", "--quick"] } else { vec!["--records"] };
@@ -357,7 +454,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             match Cluster::from_env() {
                 Ok(Some(cluster)) => {
                     let across = |kind, extra: &[&str]| {
-                        mpi_job(&program, 2, kind, args.quick, extra).cluster(Some(cluster.clone()))
+                        mpi_job(&program, 2, kind, args, extra).cluster(Some(cluster.clone()))
                     };
                     for (what, cmd) in [
                         ("across hosts: MPI ping-pong", across("pingpong", &["--path", "mpi.tcp.internode"]).command()),
@@ -370,7 +467,7 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
                 Ok(None) => notes.push("--hosts needs the namespace hosts: run `scripts/netns-cluster.sh --slots 1 -- shmpi bench --hosts`".into()),
                 Err(e) => notes.push(format!("--hosts: {e}")),
             }
-        } else {
+        } else if cfg.only.is_empty() {
             notes.push("cross-host rows (*.internode) not measured: run `scripts/netns-cluster.sh --slots 1 -- shmpi bench --hosts`".into());
         }
         #[cfg(feature = "mpi")]
@@ -380,6 +477,19 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         }
     }
     progress.done();
+    // Rows made whole by a measurement (and the C baseline's fixed sizes)
+    // are cut to what was asked for.
+    report.records.retain(|r| {
+        cfg.wants(&r.path)
+            && (r.metric != "latency_ns" || cfg.sizes.as_ref().is_none_or(|s| s.contains(&r.size)))
+    });
+    if args.format == Format::Osu {
+        print!("{}", osu_blocks(&report));
+        for n in &notes {
+            println!("# {n}");
+        }
+        return write_outputs(args, &report);
+    }
 
     let spin = report
         .records
@@ -405,6 +515,11 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     for n in &notes {
         println!("- {n}");
     }
+    write_outputs(args, &report)
+}
+
+/// The JSON file and the plot, when asked for.
+fn write_outputs(args: &BenchArgs, report: &Report) -> Result<ExitCode, String> {
     if let Some(path) = &args.json {
         report
             .write_json(path)
@@ -412,10 +527,38 @@ pub fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         println!("\nrecords: {path}");
     }
     if let Some(path) = &args.plot {
-        plot::latency(&report, path)?;
+        plot::latency(report, path)?;
         println!("plot: {path}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// OSU micro-benchmarks' layout: for each path with latency rows, a
+/// header and `size latency-in-µs` lines, in size order.
+fn osu_blocks(report: &Report) -> String {
+    let mut paths: Vec<&str> = Vec::new();
+    for r in report.records.iter().filter(|r| r.metric == "latency_ns") {
+        if !paths.contains(&r.path.as_str()) {
+            paths.push(&r.path);
+        }
+    }
+    let mut out = String::new();
+    for path in paths {
+        out.push_str(&format!(
+            "# shmpi {path} (one-way latency, median)\n# Size          Latency (us)\n"
+        ));
+        let mut rows: Vec<_> = report
+            .records
+            .iter()
+            .filter(|r| r.path == path && r.metric == "latency_ns")
+            .collect();
+        rows.sort_by_key(|r| r.size);
+        for r in rows {
+            out.push_str(&format!("{:<24}{:.2}\n", r.size, r.median / 1e3));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// An all-to-all job of `n` members over mailboxes; rank 0's record.
@@ -482,7 +625,7 @@ fn emit(report: Option<Report>) {
 }
 
 pub fn worker(args: &WorkerArgs) -> Result<ExitCode, String> {
-    let cfg = Config { quick: args.quick };
+    let cfg = args.selection.config(args.quick);
     let e = |e: shmpi::Error| e.to_string();
     match args.kind {
         WorkerKind::AlltoallShm => {
