@@ -221,6 +221,17 @@ bench_smoke() {
   [ -z "$missing" ] || { echo "not measured:$missing"; return 1; }
 }
 
+# Packaging: what `cargo publish` would upload builds on its own; where
+# crates.io answers, the registry's checks too (a dry run uploads nothing).
+package_check() {
+  if cargo search --limit 1 shmpi >/dev/null 2>&1; then
+    cargo publish --dry-run --locked --allow-dirty
+  else
+    echo "crates.io does not answer here: cargo package only"
+    cargo package --locked --allow-dirty
+  fi
+}
+
 phase fmt                check cargo fmt --check
 phase clippy             check cargo clippy --all-targets --locked -- -D warnings
 phase clippy-no-mpi      check cargo clippy --all-targets --locked --no-default-features -- -D warnings
@@ -245,6 +256,7 @@ phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 phase doc-no-mpi         check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --no-default-features
+phase package            check package_check
 phase shm-leftovers      check leftovers
 
 echo

@@ -1569,7 +1569,7 @@ impl MailboxGroup {
     /// let mut a = m.pop().unwrap();
     /// let mut loan = a.loan(1, 3, 16)?;
     /// loan.write_pod(0, 7u64);
-    /// loan.write_pod(1, 9u64);
+    /// loan.write_pod(8, 9u64); // byte offsets, as RecvRef::read_pod
     /// loan.commit();
     /// let msg = b.recv_ref(0, 3)?;            // by reference, in the ring
     /// assert_eq!(msg.read_pod::<u64>(8), Some(9));
@@ -2410,13 +2410,10 @@ impl Loan<'_> {
         true
     }
 
-    /// Writes element `index` of a `T` array laid over the loan; false when
-    /// it does not fit.
-    pub fn write_pod<T: bytemuck::Pod>(&mut self, index: usize, value: T) -> bool {
-        let size = std::mem::size_of::<T>();
-        index
-            .checked_mul(size)
-            .is_some_and(|o| self.write(o, bytemuck::bytes_of(&value)))
+    /// Writes `value` at byte `offset` (unaligned), as
+    /// [`RecvRef::read_pod`] reads it; false when it does not fit.
+    pub fn write_pod<T: bytemuck::Pod>(&mut self, offset: usize, value: T) -> bool {
+        self.write(offset, bytemuck::bytes_of(&value))
     }
 
     /// Publishes the message.
