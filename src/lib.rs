@@ -69,6 +69,7 @@ pub mod mpi;
 pub use rsmpi;
 pub mod mpirun;
 pub mod partition;
+pub mod prelude;
 pub mod segment;
 pub mod slurm;
 pub mod sync;
