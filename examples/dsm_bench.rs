@@ -19,13 +19,31 @@ use std::process::ExitCode;
 use shmpi::bench::{mpi::dsm, Config};
 use shmpi::mpi::{Mpi, ThreadLevel};
 
+/// What emulating shared memory on messages costs.
+#[derive(clap::Parser)]
+struct Args {
+    /// Fewer iterations and samples.
+    #[arg(long)]
+    quick: bool,
+    /// MPI_THREAD_SINGLE (the owner protocol's level; no progress-thread
+    /// row) instead of MULTIPLE.
+    #[arg(long)]
+    single: bool,
+    /// Print the records as `shmpi-record` lines (scripts/bench-mpi.sh).
+    #[arg(long)]
+    records: bool,
+    /// Write the records as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Args = clap::Parser::parse();
     let cfg = Config {
-        quick: args.iter().any(|a| a == "--quick"),
+        quick: args.quick,
         ..Config::default()
     };
-    let level = if args.iter().any(|a| a == "--single") {
+    let level = if args.single {
         ThreadLevel::Single
     } else {
         ThreadLevel::Multiple
@@ -38,7 +56,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(report) = dsm(&world, &cfg)? {
         println!("{}", report.to_markdown());
-        if args.iter().any(|a| a == "--records") {
+        if args.records {
             // The lines scripts/bench-mpi.sh collects.
             for r in &report.records {
                 println!("{}", r.to_line());
@@ -59,11 +77,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        if let Some(file) = args
-            .iter()
-            .position(|a| a == "--json")
-            .and_then(|i| args.get(i + 1))
-        {
+        if let Some(file) = &args.json {
             report.write_json(file)?;
             println!("records written to {file}");
         }

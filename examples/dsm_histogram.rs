@@ -68,34 +68,51 @@ fn histogram<B: Backend<u64>>(
     Ok(())
 }
 
+/// Which backends to run.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Which {
+    All,
+    Owner,
+    Progress,
+    Hybrid,
+    Rma,
+}
+
+/// A global histogram on a distributed array, checked against a local one.
+#[derive(clap::Parser)]
+struct Args {
+    /// Bins of the histogram (elements of the array).
+    #[arg(long, default_value_t = 64)]
+    bins: usize,
+    /// Draws per rank.
+    #[arg(long, default_value_t = 20_000)]
+    draws: usize,
+    /// Which backend (default: every one, in turn).
+    #[arg(long, value_enum, default_value = "all")]
+    backend: Which,
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-    };
-    let bins: usize = arg("--bins").map_or(Ok(64), |v| v.parse())?;
-    let n: usize = arg("--draws").map_or(Ok(20_000), |v| v.parse())?;
-    let backend = arg("--backend").map_or("all", String::as_str);
+    let args: Args = clap::Parser::parse();
+    let (bins, n) = (args.bins, args.draws);
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
     let world = mpi.dup_world()?;
-    let all = backend == "all";
-    if all || backend == "owner" {
+    let wants = |b| args.backend == Which::All || args.backend == b;
+    if wants(Which::Owner) {
         histogram(
             "owner protocol, MPI",
             DistArray::owner(MpiTransport::new(world.dup()?), bins)?,
             n,
         )?;
     }
-    if all || backend == "progress" {
+    if wants(Which::Progress) {
         histogram(
             "owner protocol, MPI, progress thread",
             DistArray::with_progress_thread(&world, bins)?,
             n,
         )?;
     }
-    if all || backend == "hybrid" {
+    if wants(Which::Hybrid) {
         let hybrid = HybridWorld::new(&mpi)?;
         histogram(
             "owner protocol, hybrid world",
@@ -103,7 +120,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             n,
         )?;
     }
-    if all || backend == "rma" {
+    if wants(Which::Rma) {
         histogram("one-sided MPI", DistArray::rma(&world, bins)?, n)?;
     }
     Ok(())

@@ -23,29 +23,38 @@ use shmpi::bench::{heat2d, Report};
 use shmpi::hybrid::HybridWorld;
 use shmpi::mpi::{Mpi, ThreadLevel};
 
+/// 2-D heat diffusion computed in place, checked against a serial run.
+#[derive(clap::Parser)]
+struct Args {
+    /// Grid edge (cells).
+    #[arg(default_value_t = 256)]
+    n: usize,
+    /// Time steps (default: enough for a stable timing at this edge).
+    steps: Option<usize>,
+    /// Team threads per rank (with --limit: plain threads).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// The node's ranks compute in place on one node array.
+    #[arg(long, conflicts_with = "limit")]
+    node: bool,
+    /// No MPI: plain scoped threads, the limit the team is measured against.
+    #[arg(long)]
+    limit: bool,
+    /// Write the record as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut positional = Vec::new();
-    let (mut json, mut threads, mut node, mut limit) = (None, 2usize, false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--json" => json = args.next(),
-            "--node" => node = true,
-            "--limit" => limit = true,
-            "--threads" => {
-                threads = args
-                    .next()
-                    .and_then(|t| t.parse().ok())
-                    .ok_or("--threads needs a number")?
-            }
-            _ => positional.push(a),
-        }
-    }
-    let n: usize = positional.first().map_or(Ok(256), |a| a.parse())?;
-    let steps: usize = match positional.get(1) {
-        Some(a) => a.parse()?,
-        None => heat2d::steps_for(n, false),
-    };
+    let Args {
+        n,
+        steps,
+        threads,
+        node,
+        limit,
+        json,
+    } = clap::Parser::parse();
+    let steps = steps.unwrap_or_else(|| heat2d::steps_for(n, false));
     let (out, what) = if limit {
         // The machine's limit: plain threads, no MPI.
         let out = heat2d::limit(n, steps, threads)?;

@@ -14,21 +14,28 @@ use shmpi::bench::{mpi::hybrid, Config};
 use shmpi::hybrid::HybridWorld;
 use shmpi::mpi::{Mpi, ThreadLevel};
 
+/// Hybrid-world ping-pong from rank 0 to every other rank.
+#[derive(clap::Parser)]
+struct Args {
+    /// Fewer iterations and samples.
+    #[arg(long)]
+    quick: bool,
+    /// Write the records as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Args = clap::Parser::parse();
     let cfg = Config {
-        quick: args.iter().any(|a| a == "--quick"),
+        quick: args.quick,
         ..Config::default()
     };
     let mpi = Mpi::init(ThreadLevel::Multiple)?;
     let mut world = HybridWorld::new(&mpi)?;
     if let Some(report) = hybrid(&mut world, &cfg)? {
         println!("{}", report.to_markdown());
-        if let Some(file) = args
-            .iter()
-            .position(|a| a == "--json")
-            .and_then(|i| args.get(i + 1))
-        {
+        if let Some(file) = &args.json {
             report.write_json(file)?;
         }
     }

@@ -12,20 +12,32 @@ use std::process::ExitCode;
 
 use shmpi::bench::{scale, shm, Config};
 
+/// Mailbox latency and bandwidth, the hardware's limits, and what a group
+/// costs as it grows.
+#[derive(clap::Parser)]
+struct Args {
+    /// Fewer iterations and samples.
+    #[arg(long)]
+    quick: bool,
+    /// Only the memory and start-up of groups of 2 to 128 processes.
+    #[arg(long)]
+    scale_only: bool,
+    /// Write the records as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+}
+
 fn main() -> ExitCode {
     shm::run_peer_if_requested();
     scale::run_member_if_requested();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Args = clap::Parser::parse();
     let cfg = Config {
-        quick: args.iter().any(|a| a == "--quick"),
+        quick: args.quick,
         ..Config::default()
     };
-    let json = args
-        .iter()
-        .position(|a| a == "--json")
-        .and_then(|i| args.get(i + 1));
+    let json = args.json.as_deref();
     let mut progress = |what: &str| eprint!("\r{what:<40}");
-    let scale_only = args.iter().any(|a| a == "--scale-only");
+    let scale_only = args.scale_only;
     let first = if scale_only {
         Ok(shmpi::bench::Report::default())
     } else {

@@ -21,47 +21,49 @@ use shmpi::mailbox::launch::GroupLaunch;
 use shmpi::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy};
 use shmpi::transport::{Message, Source, TagMatch};
 
+/// How members wait.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Wait {
+    /// Spin, then yield, then block (the default strategy).
+    Default,
+    /// Sleep at once.
+    Block,
+    /// Poll only.
+    Spin,
+}
+
+/// All-to-all stress over a mailbox group, every message checked.
+#[derive(clap::Parser)]
 struct Args {
+    /// Processes in the group (when this is the launcher).
+    #[arg(short = 'n', default_value_t = 4, value_parser = at_least_two)]
     procs: usize,
+    /// Messages in all.
+    #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
-    wait: WaitStrategy,
+    /// How members wait.
+    #[arg(long, value_enum, default_value = "default")]
+    wait: Wait,
+    /// Pool fragment bytes (a power of two).
+    #[arg(long, default_value_t = 16 << 10)]
     fragment: usize,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        procs: 4,
-        messages: 1_000_000,
-        wait: WaitStrategy::SpinThenBlock,
-        fragment: 16 << 10,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "-n" => a.procs = value()?.parse().map_err(|e| format!("-n: {e}"))?,
-            "--messages" => {
-                a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?
-            }
-            "--fragment" => {
-                a.fragment = value()?.parse().map_err(|e| format!("--fragment: {e}"))?
-            }
-            "--wait" => {
-                a.wait = match value()?.as_str() {
-                    "default" => WaitStrategy::SpinThenBlock,
-                    "block" => WaitStrategy::Block,
-                    "spin" => WaitStrategy::Spin,
-                    other => return Err(format!("--wait: unknown strategy {other}")),
-                }
-            }
-            other => return Err(format!("unknown argument {other}")),
+fn at_least_two(v: &str) -> Result<usize, String> {
+    match v.parse() {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(format!("{v:?}: a group needs at least 2 processes")),
+    }
+}
+
+impl Args {
+    fn wait(&self) -> WaitStrategy {
+        match self.wait {
+            Wait::Default => WaitStrategy::SpinThenBlock,
+            Wait::Block => WaitStrategy::Block,
+            Wait::Spin => WaitStrategy::Spin,
         }
     }
-    if a.procs < 2 {
-        return Err("-n must be at least 2".into());
-    }
-    Ok(a)
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -95,7 +97,7 @@ fn message(src: usize, dst: usize, seq: u64, fragment: usize) -> Vec<u8> {
 
 fn member(args: &Args) -> Result<(), String> {
     let options = MailboxOptions {
-        wait: args.wait,
+        wait: args.wait(),
         ..MailboxOptions::default()
     };
     let mut m = MailboxGroup::from_env_with(&options).map_err(|e| e.to_string())?;
@@ -202,7 +204,7 @@ fn launcher(args: &Args) -> Result<(), String> {
         "mailbox_stress: {} processes, {:?}, {} doorbells, fragment {} KiB: {total} messages ({:.0} MB) all-to-all in {secs:.2} s \
          ({:.0} messages/s); none lost, duplicated, reordered or corrupted; no lost wake-up",
         args.procs,
-        args.wait,
+        args.wait(),
         MailboxGroup::protocol_for_new_groups(),
         args.fragment >> 10,
         bytes as f64 / 1e6,
@@ -212,13 +214,12 @@ fn launcher(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().and_then(|args| {
-        if shmpi::mailbox::launch::is_member() {
-            member(&args)
-        } else {
-            launcher(&args)
-        }
-    });
+    let args: Args = clap::Parser::parse();
+    let result = if shmpi::mailbox::launch::is_member() {
+        member(&args)
+    } else {
+        launcher(&args)
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -11,23 +11,44 @@ use std::process::ExitCode;
 use shmpi::bench::{mpi::pingpong, Config};
 use shmpi::mpi::{Mpi, ThreadLevel};
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// Which MPI thread level to ask for.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Level {
+    Single,
+    Multiple,
+}
+
+/// MPI ping-pong between ranks 0 and 1 through shmpi's MPI layer.
+#[derive(clap::Parser)]
+struct Args {
+    /// Fewer iterations and samples.
+    #[arg(long)]
+    quick: bool,
+    /// The records' path (`mpi.sm`, `mpi.tcp`, ...).
+    #[arg(long, default_value = "mpi.sm")]
+    path: String,
+    /// MPI's thread level.
+    #[arg(long, value_enum, default_value = "single")]
+    thread_level: Level,
+    /// Print the records as `shmpi-record` lines (scripts/bench-mpi.sh).
+    #[arg(long)]
+    records: bool,
+    /// Write the records as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Args = clap::Parser::parse();
     let cfg = Config {
-        quick: args.iter().any(|a| a == "--quick"),
+        quick: args.quick,
         ..Config::default()
     };
-    let level = match arg(&args, "--thread-level").as_deref() {
-        Some("multiple") => ThreadLevel::Multiple,
-        _ => ThreadLevel::Single,
+    let level = match args.thread_level {
+        Level::Single => ThreadLevel::Single,
+        Level::Multiple => ThreadLevel::Multiple,
     };
-    let path = arg(&args, "--path").unwrap_or_else(|| "mpi.sm".to_owned());
+    let path = args.path.clone();
     let mpi = Mpi::init(level)?;
     let world = mpi.dup_world()?;
     if world.size() < 2 {
@@ -40,14 +61,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             report.mpi.as_deref().unwrap_or("")
         );
         println!("{}", report.to_markdown());
-        if args.iter().any(|a| a == "--records") {
+        if args.records {
             // The lines scripts/bench-mpi.sh collects.
             for r in &report.records {
                 println!("{}", r.to_line());
             }
         }
-        if let Some(file) = arg(&args, "--json") {
-            report.write_json(&file)?;
+        if let Some(file) = &args.json {
+            report.write_json(file)?;
             println!("records written to {file} ({} rows)", report.records.len());
         }
     }

@@ -9,14 +9,19 @@ use std::process::ExitCode;
 
 use shmpi::mpi::{Mpi, ThreadLevel};
 
+/// A token around all ranks, checked every lap.
+#[derive(clap::Parser)]
+struct Args {
+    /// Laps around the ring.
+    #[arg(default_value_t = 100)]
+    laps: u64,
+}
+
 fn run() -> shmpi::Result<()> {
+    let Args { laps } = clap::Parser::parse();
     let mpi = Mpi::init(ThreadLevel::Single)?;
     let world = mpi.dup_world()?;
     let (me, n) = (world.rank(), world.size());
-    let laps: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100);
     let lap_sum = (n * (n + 1) / 2) as u64;
     let (next, prev) = ((me + 1) % n, (me + n - 1) % n);
     for lap in 0..laps {
