@@ -19,7 +19,7 @@
 //! let get = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
 //! let task = SlurmTask::from_vars(get)?.expect("under srun");
 //! assert_eq!((task.node, task.local, task.tasks_on_node), (1, 0, 1));
-//! assert_eq!(task.group_name().file_name(), "shmpi.slurm.812.0.node1");
+//! assert_eq!(task.group_name()?.file_name(), "shmpi.slurm.812.0.node1");
 //! # Ok::<(), shmpi::MailboxError>(())
 //! ```
 
@@ -80,7 +80,9 @@ impl SlurmTask {
             return Ok(None);
         };
         let word = |var: &'static str, value: String| {
-            let ok = !value.is_empty()
+            // Slurm's ids are short numbers (or names such as `batch`):
+            // 1 to 64 of [A-Za-z0-9_-] keep the group's name valid.
+            let ok = (1..=64).contains(&value.len())
                 && value
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -140,11 +142,18 @@ impl SlurmTask {
 
     /// The name of this node's group in this step:
     /// `shmpi.slurm.<job>.<step>.node<node>`.
-    pub fn group_name(&self) -> SegmentName {
+    ///
+    /// # Errors
+    ///
+    /// [`MailboxError::Env`] naming `SLURM_JOB_ID` when the name is not a
+    /// valid segment name (not for a task made by [`from_env`](Self::from_env)
+    /// or [`from_vars`](Self::from_vars), whose ids are checked).
+    pub fn group_name(&self) -> Result<SegmentName, MailboxError> {
         let name = format!("shmpi.slurm.{}.{}.node{}", self.job, self.step, self.node);
-        // The ids are checked to be [A-Za-z0-9_-] and short enough: job and
-        // step ids are Slurm's (a few digits), so the name is valid.
-        SegmentName::new(&name).unwrap_or_else(|_| SegmentName::unique("slurm"))
+        SegmentName::new(&name).map_err(|e| MailboxError::Env {
+            var: JOB_ID,
+            problem: format!("{name:?} is no segment name: {e}"),
+        })
     }
 }
 
@@ -201,7 +210,7 @@ mod tests {
             for local in 0..tasks {
                 let t = SlurmTask::from_vars(fake(node, local)).unwrap().unwrap();
                 assert_eq!((t.node, t.local, t.tasks_on_node), (node, local, tasks));
-                names.push(t.group_name());
+                names.push(t.group_name().unwrap());
             }
         }
         // One name per node, shared by that node's tasks.
@@ -233,6 +242,7 @@ mod tests {
             (LOCAL_ID, "-1", LOCAL_ID),
             (STEP_TASKS_PER_NODE, "3,x", STEP_TASKS_PER_NODE),
             (JOB_ID, "../x", JOB_ID),
+            (STEP_ID, "", STEP_ID),
         ] {
             match SlurmTask::from_vars(bad(var, value)) {
                 Err(MailboxError::Env { var, .. }) => assert_eq!(var, named, "{value}"),

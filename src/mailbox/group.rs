@@ -535,7 +535,7 @@ impl MailboxGroup {
                     ..options.clone()
                 };
                 return Self::create_or_join(
-                    &task.group_name(),
+                    &task.group_name()?,
                     task.local,
                     task.tasks_on_node,
                     &options,
