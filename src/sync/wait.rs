@@ -93,8 +93,14 @@ pub fn online_cpus() -> usize {
 /// Processes of this job on this node, as the launcher says: Open MPI's,
 /// MPICH's (Hydra), Slurm's (the step's tasks on this node,
 /// [`crate::slurm::SlurmTask`]) or shmpi's own launcher variable; 1 when
-/// none is set.
+/// none is set. Read once per process: waits ask it on hot paths (a
+/// receive from any source, a distributed array's request).
 pub fn node_processes() -> usize {
+    static PROCESSES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PROCESSES.get_or_init(read_node_processes)
+}
+
+fn read_node_processes() -> usize {
     let launcher = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
         .iter()
         .find_map(|v| std::env::var(v).ok()?.trim().parse().ok());
