@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # Installs the C library, its header and a pkg-config file:
 #   scripts/install.sh PREFIX        e.g. /usr/local, or $HOME/.local
-# then:  PKG_CONFIG_PATH=PREFIX/lib/pkgconfig cc prog.c $(pkg-config --cflags --libs shmpi)
+# giving PREFIX/lib/libshmpi.so.X.Y.Z (the crate's version; SONAME
+# libshmpi.so.N, N the C ABI's number) with its libshmpi.so.N and
+# libshmpi.so links, PREFIX/lib/libshmpi.a,
+# PREFIX/include/shmpi.h and PREFIX/lib/pkgconfig/shmpi.pc; then:
+#   PKG_CONFIG_PATH=PREFIX/lib/pkgconfig cc prog.c $(pkg-config --cflags --libs shmpi)
 # (add -Wl,-rpath,PREFIX/lib when PREFIX/lib is not on the loader's path).
+# Files that did not change keep their time (make-friendly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:?usage: scripts/install.sh PREFIX}
 scripts/setup.sh >/dev/null   # Open MPI, libclang, a C compiler, when missing
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
-cargo build --locked --release -q --lib
+# The C library is its own package (capi/): cargo names it libshmpi_capi.
+cargo build --locked --release -q -p shmpi-capi
+built=${CARGO_TARGET_DIR:-target}/release
+# The workspace's version (the first `version =` line of Cargo.toml).
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+# The SONAME the library carries (capi/build.rs sets it).
+soname=$(readelf -d "$built/libshmpi_capi.so" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p')
+[ -n "$soname" ] || { echo "install: $built/libshmpi_capi.so has no SONAME" >&2; exit 1; }
 # Linking the static library needs MPI's libraries too.
 mpi_libs=$(mpicc -showme:link 2>/dev/null || true)
 install -d "$prefix/lib/pkgconfig" "$prefix/include"
-install -m 0755 target/release/libshmpi.so "$prefix/lib/"
-install -m 0644 target/release/libshmpi.a "$prefix/lib/"
-install -m 0644 include/shmpi.h "$prefix/include/"
+install -C -m 0755 "$built/libshmpi_capi.so" "$prefix/lib/libshmpi.so.$version"
+ln -sfn "libshmpi.so.$version" "$prefix/lib/$soname"
+ln -sfn "$soname" "$prefix/lib/libshmpi.so"
+install -C -m 0644 "$built/libshmpi_capi.a" "$prefix/lib/libshmpi.a"
+install -C -m 0644 capi/include/shmpi.h "$prefix/include/"
+pc=$(mktemp)
 sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" \
-    -e "s|@PRIVATE_LIBS@|$mpi_libs -lpthread -ldl -lm|" shmpi.pc.in > "$prefix/lib/pkgconfig/shmpi.pc"
-echo "installed shmpi $version in $prefix (lib, include, lib/pkgconfig/shmpi.pc)"
+    -e "s|@PRIVATE_LIBS@|$mpi_libs -lpthread -ldl -lm|" capi/shmpi.pc.in > "$pc"
+install -C -m 0644 "$pc" "$prefix/lib/pkgconfig/shmpi.pc"
+rm -f "$pc"
+echo "installed shmpi $version in $prefix (lib/$soname, lib/libshmpi.a, include/shmpi.h, lib/pkgconfig/shmpi.pc)"

@@ -53,10 +53,8 @@
     clippy::undocumented_unsafe_blocks
 )]
 
-pub mod bench;
 pub mod dsm;
 pub mod error;
-pub mod ffi;
 pub mod hybrid;
 pub mod integer;
 pub mod mailbox;

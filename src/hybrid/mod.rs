@@ -33,7 +33,6 @@ pub use crate::partition::split_range;
 #[cfg(feature = "mpi")]
 pub use node::{Epoch, LateEpoch, NodeArray};
 pub use phase::{second_buffer_at, BufferSplit, Phase, Views};
-pub(crate) use team::private_memory;
 pub use team::{Team, TeamMember};
 #[cfg(feature = "mpi")]
 pub use world::{HybridRecvRequest, HybridSendRequest, HybridWorld};

@@ -191,9 +191,15 @@ impl<T: Pod> NodeArray<T> {
         self.barrier_until(Some(world), None)
     }
 
-    /// The barrier, with or without the world (only a window needs it)
-    /// and a timeout (only the segment backing has one).
-    pub(crate) fn barrier_until(
+    /// [`barrier`](Self::barrier) with or without the world (only a
+    /// window-backed array needs it: the C API's node array barrier has
+    /// none) and with a timeout (only the segment backing has one).
+    ///
+    /// # Errors
+    ///
+    /// As [`barrier`](Self::barrier), plus [`SyncError::InvalidArgument`]
+    /// for a window-backed array without its world or with a timeout.
+    pub fn barrier_until(
         &self,
         world: Option<&HybridWorld>,
         timeout: Option<Duration>,

@@ -26,7 +26,7 @@ pub fn usable_cpus() -> usize {
 
 /// Binds the calling thread to `cpu` (best effort: nothing happens where
 /// the CPU does not exist or a cpuset forbids it).
-pub(crate) fn pin_this_thread(cpu: usize) {
+pub fn pin_this_thread(cpu: usize) {
     let mut set = CpuSet::new();
     if cpu < online_cpus() && set.set(cpu).is_ok() {
         let _ = sched_setaffinity(Pid::from_raw(0), &set);
@@ -49,11 +49,11 @@ pub(crate) fn unbind_this_thread() {
 }
 
 /// Restores the calling thread's CPU set when dropped.
-pub(crate) struct AffinityGuard(Option<CpuSet>);
+pub struct AffinityGuard(Option<CpuSet>);
 
 impl AffinityGuard {
     /// Saves the calling thread's CPU set.
-    pub(crate) fn save() -> AffinityGuard {
+    pub fn save() -> AffinityGuard {
         AffinityGuard(sched_getaffinity(Pid::from_raw(0)).ok())
     }
 }

@@ -201,7 +201,7 @@ impl<'a, T: Pod> RobustMutex<'a, T> {
     /// # Safety
     ///
     /// This thread holds the lock, and no other guard for it exists.
-    pub(crate) unsafe fn assume_locked(&self) -> MutexGuard<'_, T> {
+    pub unsafe fn assume_locked(&self) -> MutexGuard<'_, T> {
         MutexGuard {
             cell: self.cell,
             _not_send: PhantomData,
@@ -214,7 +214,7 @@ impl<'a, T: Pod> RobustMutex<'a, T> {
     /// # Safety
     ///
     /// As [`assume_locked`](Self::assume_locked).
-    pub(crate) unsafe fn assume_recovered(&self) -> RecoveredGuard<'_, T> {
+    pub unsafe fn assume_recovered(&self) -> RecoveredGuard<'_, T> {
         RecoveredGuard {
             // SAFETY: the caller's contract.
             guard: unsafe { self.assume_locked() },

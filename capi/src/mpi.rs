@@ -1,0 +1,641 @@
+//! The hybrid world and distributed arrays through the C API (feature
+//! `mpi`). The caller initialises MPI itself and hands over a communicator
+//! as its Fortran handle (`MPI_Comm_c2f`), so the header needs no MPI
+//! types; shmpi then never finalises MPI. Free every handle before
+//! `MPI_Finalize`; creating and freeing are collective over the ranks.
+
+use std::ffi::{c_int, c_void};
+
+use super::{arg, buffer_arg, bytes_arg, call, give, take, write_opt, Failure};
+use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
+use shmpi::dsm::{DistArray, OwnerProtocol, Rma};
+use shmpi::hybrid::{HybridWorld, NodeArray};
+use shmpi::mpi::Mpi;
+use shmpi::transport::{Message, Transport};
+
+/// A hybrid world over the caller's communicator (opaque): mailboxes
+/// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. Several
+/// may exist at once in a process (each holds the process's shared use of
+/// MPI).
+pub struct HybridHandle {
+    world: HybridWorld,
+    /// Messages too long for the buffer they were received into, in
+    /// arrival order, kept for later receives (which look here first).
+    kept: Vec<Message>,
+    _mpi: Mpi,
+}
+
+/// Creates a hybrid world over the communicator whose Fortran handle is
+/// `comm` (`MPI_Comm_c2f(MPI_COMM_WORLD)`). MPI must be initialised.
+/// Collective.
+///
+/// # Safety
+///
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_create(comm: c_int, out: *mut *mut HybridHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { arg(out, "out")? };
+        let mpi = Mpi::attach()?;
+        let world = HybridWorld::from_comm(mpi.comm_from_fortran(comm)?)?;
+        give(
+            out,
+            HybridHandle {
+                world,
+                kept: Vec::new(),
+                _mpi: mpi,
+            },
+        );
+        Ok(())
+    })
+}
+
+/// This rank and the number of ranks (either out-pointer may be NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_rank(
+    h: *mut HybridHandle,
+    rank: *mut c_int,
+    size: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { arg(h, "hybrid world")? };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(rank, h.world.rank() as c_int);
+            write_opt(size, h.world.size() as c_int);
+        }
+        Ok(())
+    })
+}
+
+/// 1 when `rank` shares this rank's node (its messages go through shared
+/// memory), 0 otherwise or for a NULL handle.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_is_local(h: *const HybridHandle, rank: c_int) -> c_int {
+    // SAFETY: the caller's contract.
+    let h = unsafe { h.as_ref() };
+    c_int::from(h.is_some_and(|h| rank >= 0 && h.world.is_local(rank as usize)))
+}
+
+/// Sends `len` bytes to `dest` with `tag` (mailbox on the node, MPI
+/// between nodes).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `data` is NULL (with `len` 0) or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_send(
+    h: *mut HybridHandle,
+    dest: c_int,
+    tag: c_int,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, data) = unsafe {
+            (
+                arg(h, "hybrid world")?,
+                bytes_arg(data.cast(), len, "data")?,
+            )
+        };
+        let dest = rank_arg(dest)?;
+        h.world.send(dest, tag, data)?;
+        Ok(())
+    })
+}
+
+/// Receives from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+/// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes), as `shmpi_mailbox_recv`: a
+/// message longer than `cap` is `SHMPI_E_TOO_LONG` with `*len` set, and is
+/// kept for the next receive.
+///
+/// # Safety
+///
+/// As [`shmpi_mailbox_recv`](super::shmpi_mailbox_recv).
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_recv(
+    h: *mut HybridHandle,
+    source: c_int,
+    tag: c_int,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    from: *mut c_int,
+    got_tag: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, buf) = unsafe {
+            (
+                arg(h, "hybrid world")?,
+                buffer_arg(buf.cast(), cap, "buffer")?,
+            )
+        };
+        let (source, tag) = (
+            super::mailbox::source_of(source)?,
+            super::mailbox::tag_of(tag)?,
+        );
+        let matches = |m: &Message| source.accepts(m.source) && tag.accepts(m.tag);
+        // A kept message arrived before anything still in the world: it
+        // comes first, and stays kept while it does not fit.
+        let m = match h.kept.iter().position(matches) {
+            Some(i) => {
+                let needed = h.kept[i].data.len();
+                if needed > buf.len() {
+                    // SAFETY: `len` is NULL or writable (caller's contract).
+                    return Err(unsafe { too_long(needed, buf.len(), len) });
+                }
+                h.kept.remove(i)
+            }
+            None => {
+                let m = h.world.recv_matching(source, tag, None)?;
+                if m.data.len() > buf.len() {
+                    // SAFETY: `len` is NULL or writable (caller's contract).
+                    let err = unsafe { too_long(m.data.len(), buf.len(), len) };
+                    h.kept.push(m);
+                    return Err(err);
+                }
+                m
+            }
+        };
+        // SAFETY: NULL or writable.
+        unsafe { write_opt(len, m.data.len()) };
+        buf[..m.data.len()].copy_from_slice(&m.data);
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(from, m.source as c_int);
+            write_opt(got_tag, m.tag);
+        }
+        Ok(())
+    })
+}
+
+/// A destination rank from C: negative is `SHMPI_E_INVALID`.
+fn rank_arg(rank: c_int) -> Result<usize, Failure> {
+    usize::try_from(rank).map_err(|_| Failure::new(SHMPI_E_INVALID, format!("rank {rank}")))
+}
+
+/// The failure for a message of `needed` bytes and a buffer of `cap`, with
+/// the length written through `len`.
+///
+/// # Safety
+///
+/// `len` is NULL or writable.
+unsafe fn too_long(needed: usize, cap: usize, len: *mut usize) -> Failure {
+    // SAFETY: NULL or writable (this function's contract).
+    unsafe { write_opt(len, needed) };
+    Failure::new(
+        SHMPI_E_TOO_LONG,
+        format!("a message of {needed} bytes does not fit the {cap}-byte buffer (it is kept)"),
+    )
+}
+
+/// Point-to-point on the caller's own communicator (opaque), borrowed, not
+/// duplicated: attaching is not collective, so a shmpi rank can talk to
+/// ranks that do not use shmpi (an MPMD job's other program, an mpi4py
+/// peer). Messages share the communicator's tags with the caller's own
+/// MPI calls; its error handler is the caller's (shmpi does not change
+/// it). Freed by `shmpi_comm_free`, which leaves the communicator alone.
+pub struct CommHandle {
+    comm: shmpi::mpi::Comm,
+    _mpi: Mpi,
+}
+
+/// Attaches to the communicator whose Fortran handle is `comm`
+/// (`MPI_Comm_c2f`). MPI must be initialised. Not collective.
+///
+/// # Safety
+///
+/// The communicator outlives the handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_attach(comm: c_int, out: *mut *mut CommHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { arg(out, "out")? };
+        let mpi = Mpi::attach()?;
+        // SAFETY: MPI is initialised (attach checked); the conversion is a
+        // table lookup, and the caller keeps the communicator alive.
+        let comm =
+            unsafe { shmpi::mpi::Comm::borrow_raw(shmpi::rsmpi::ffi::RSMPI_Comm_f2c(comm))? };
+        give(out, CommHandle { comm, _mpi: mpi });
+        Ok(())
+    })
+}
+
+/// This rank and the communicator's size (either out-pointer may be NULL).
+///
+/// # Safety
+///
+/// `c` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_rank(
+    c: *mut CommHandle,
+    rank: *mut c_int,
+    size: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let c = unsafe { arg(c, "communicator")? };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(rank, c.comm.rank() as c_int);
+            write_opt(size, c.comm.size() as c_int);
+        }
+        Ok(())
+    })
+}
+
+/// Sends `len` bytes to `dest` with `tag` (`MPI_Send`).
+///
+/// # Safety
+///
+/// `c` is NULL or a live handle; `data` is NULL (with `len` 0) or readable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_send(
+    c: *mut CommHandle,
+    dest: c_int,
+    tag: c_int,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (c, data) = unsafe {
+            (
+                arg(c, "communicator")?,
+                bytes_arg(data.cast(), len, "data")?,
+            )
+        };
+        let dest = rank_arg(dest)?;
+        Ok(c.comm.send(dest, tag, data)?)
+    })
+}
+
+/// Receives from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+/// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes): a message longer than `cap`
+/// is `SHMPI_E_TOO_LONG` with `*len` set, and is kept for the next
+/// receive — never truncated, never lost.
+///
+/// # Safety
+///
+/// As [`shmpi_mailbox_recv`](super::shmpi_mailbox_recv).
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_recv(
+    c: *mut CommHandle,
+    source: c_int,
+    tag: c_int,
+    buf: *mut c_void,
+    cap: usize,
+    len: *mut usize,
+    from: *mut c_int,
+    got_tag: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (c, buf) = unsafe {
+            (
+                arg(c, "communicator")?,
+                buffer_arg(buf.cast(), cap, "buffer")?,
+            )
+        };
+        let (source, tag) = (
+            super::mailbox::source_of(source)?,
+            super::mailbox::tag_of(tag)?,
+        );
+        let st = match c.comm.recv_into(source, tag, buf) {
+            Ok(st) => st,
+            Err(shmpi::MpiError::MessageTooLong {
+                len: needed,
+                capacity,
+            }) => {
+                // SAFETY: `len` is NULL or writable (caller's contract).
+                return Err(unsafe { too_long(needed, capacity, len) });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(len, st.len);
+            write_opt(from, st.source as c_int);
+            write_opt(got_tag, st.tag);
+        }
+        Ok(())
+    })
+}
+
+/// Frees the handle (NULL: nothing); the communicator stays the caller's.
+///
+/// # Safety
+///
+/// `c` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_comm_free(c: *mut CommHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(c) });
+    super::SHMPI_OK
+}
+
+/// A barrier of every rank (hierarchical: node, then node leaders).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_barrier(h: *mut HybridHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { arg(h, "hybrid world")? };
+        Ok(h.world.barrier()?)
+    })
+}
+
+/// Frees the hybrid world (collective; NULL: nothing). MPI stays
+/// initialised.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_free(h: *mut HybridHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(h) });
+    super::SHMPI_OK
+}
+
+/// Bytes every rank of a node maps, for computing in place (opaque): a
+/// segment the node leader creates and the others open, unlinked as soon
+/// as all have it. Freed by `shmpi_node_array_free`.
+///
+/// The contract of in-place use (the one promise the caller makes): between
+/// two `shmpi_node_array_barrier` calls, no rank writes bytes another rank
+/// reads or writes. Writes become visible to the node's other ranks at the
+/// next barrier.
+pub struct NodeArrayHandle(NodeArray<u8>);
+
+/// Creates a zeroed node array of `bytes` bytes on every rank of this
+/// rank's node (collective over the node's ranks of the hybrid world; the
+/// ranks must agree on `bytes`).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_create(
+    h: *mut HybridHandle,
+    bytes: usize,
+    out: *mut *mut NodeArrayHandle,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, out) = unsafe { (arg(h, "hybrid world")?, arg(out, "out")?) };
+        give(out, NodeArrayHandle(h.world.node_array::<u8>(bytes)?));
+        Ok(())
+    })
+}
+
+/// The array's first byte (aligned to at least 64 bytes), valid until
+/// `shmpi_node_array_free`; and its size in bytes (either out-pointer may
+/// be NULL).
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_ptr(
+    a: *mut NodeArrayHandle,
+    ptr: *mut *mut c_void,
+    bytes: *mut usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { arg(a, "node array")? };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(ptr, a.0.as_ptr().cast());
+            write_opt(bytes, a.0.len());
+        }
+        Ok(())
+    })
+}
+
+/// This rank's share of the array when it is split evenly among the
+/// node's ranks in whole units of `unit` bytes (a row, an element): the
+/// byte offset and length of the share (a remainder shorter than a unit is
+/// in no share); and this rank's rank on the node and the node's rank
+/// count. Any out-pointer may be NULL.
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_part(
+    a: *mut NodeArrayHandle,
+    unit: usize,
+    offset: *mut usize,
+    bytes: *mut usize,
+    node_rank: *mut c_int,
+    node_size: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { arg(a, "node array")? };
+        if unit == 0 {
+            return Err(Failure::new(SHMPI_E_INVALID, "a unit of 0 bytes"));
+        }
+        let (rank, size) = a.0.node_rank();
+        let units = shmpi::partition::split_range(a.0.len() / unit, size, rank);
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(offset, units.start * unit);
+            write_opt(bytes, units.len() * unit);
+            write_opt(node_rank, rank as c_int);
+            write_opt(node_size, size as c_int);
+        }
+        Ok(())
+    })
+}
+
+/// A barrier of the node's ranks that orders every rank's writes to the
+/// array before it with every read after it (collective over the node).
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_barrier(a: *mut NodeArrayHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let a = unsafe { arg(a, "node array")? };
+        Ok(a.0.barrier_until(None, None)?)
+    })
+}
+
+/// Unmaps the array (NULL: nothing); its pointer is invalid afterwards.
+/// Not collective: the memory goes when the node's last rank frees it.
+///
+/// # Safety
+///
+/// `a` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_node_array_free(a: *mut NodeArrayHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(a) });
+    super::SHMPI_OK
+}
+
+/// `shmpi_dsm_create` backend: the owner protocol (requests to the owner
+/// as messages on a duplicate of the hybrid world).
+pub const SHMPI_DSM_OWNER: c_int = 0;
+/// `shmpi_dsm_create` backend: MPI one-sided operations.
+pub const SHMPI_DSM_RMA: c_int = 1;
+
+enum Array {
+    Owner(Box<DistArray<u64, OwnerProtocol<u64, HybridWorld>>>),
+    Rma(DistArray<u64, Rma<u64>>),
+}
+
+/// A distributed array of `uint64_t` (opaque). Freed by `shmpi_dsm_free`
+/// (collective).
+pub struct DsmHandle(Array);
+
+/// Runs the same code on either backend.
+macro_rules! on_array {
+    ($handle:expr, $a:ident => $body:expr) => {
+        match &mut $handle.0 {
+            Array::Owner($a) => $body,
+            Array::Rma($a) => $body,
+        }
+    };
+}
+
+/// Creates a zeroed array of `len` elements distributed over the hybrid
+/// world's ranks, with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`.
+/// Collective; the ranks must agree on `len` (else `SHMPI_E_INVALID`).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_create(
+    h: *mut HybridHandle,
+    len: usize,
+    backend: c_int,
+    out: *mut *mut DsmHandle,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, out) = unsafe { (arg(h, "hybrid world")?, arg(out, "out")?) };
+        let array = match backend {
+            SHMPI_DSM_OWNER => Array::Owner(Box::new(DistArray::owner(h.world.dup()?, len)?)),
+            SHMPI_DSM_RMA => Array::Rma(DistArray::rma(h.world.world(), len)?),
+            b => return Err(Failure::new(SHMPI_E_INVALID, format!("backend {b}"))),
+        };
+        give(out, DsmHandle(array));
+        Ok(())
+    })
+}
+
+/// Reads element `index` into `*value`.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `value` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_get(d: *mut DsmHandle, index: usize, value: *mut u64) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (d, value) = unsafe { (arg(d, "array")?, arg(value, "value")?) };
+        *value = on_array!(d, a => a.get(index))?;
+        Ok(())
+    })
+}
+
+/// Writes `value` to element `index` (complete on return).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_put(d: *mut DsmHandle, index: usize, value: u64) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        on_array!(d, a => a.put(index, value))?;
+        Ok(())
+    })
+}
+
+/// Adds `value` to element `index` atomically (wrapping); the previous
+/// value goes to `*previous` unless it is NULL.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `previous` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_fetch_add(
+    d: *mut DsmHandle,
+    index: usize,
+    value: u64,
+    previous: *mut u64,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        let old = on_array!(d, a => a.fetch_add(index, value))?;
+        // SAFETY: NULL or writable.
+        unsafe { write_opt(previous, old) };
+        Ok(())
+    })
+}
+
+/// Waits for every rank; afterwards every read sees every earlier write.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_barrier(d: *mut DsmHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        on_array!(d, a => a.barrier())?;
+        Ok(())
+    })
+}
+
+/// The array's global length (0 for NULL).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_len(d: *mut DsmHandle) -> usize {
+    // SAFETY: the caller's contract.
+    match unsafe { d.as_mut() } {
+        Some(d) => on_array!(d, a => a.len()),
+        None => 0,
+    }
+}
+
+/// Frees the array (collective: every rank frees it; NULL: nothing).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_free(d: *mut DsmHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(d) });
+    super::SHMPI_OK
+}
