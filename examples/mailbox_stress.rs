@@ -14,6 +14,7 @@
 //! Without the launcher's environment it is the launcher: it creates the
 //! group and starts PROCS copies of itself (`shmpi::mailbox::launch`).
 
+use shmpi::transport::{Arrival, Wait};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use shmpi::transport::{Message, Source, TagMatch};
 
 /// How members wait.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Wait {
+enum WaitArg {
     /// Spin, then yield, then block (the default strategy).
     Default,
     /// Sleep at once.
@@ -43,7 +44,7 @@ struct Args {
     messages: u64,
     /// How members wait.
     #[arg(long, value_enum, default_value = "default")]
-    wait: Wait,
+    wait: WaitArg,
     /// Pool fragment bytes (a power of two).
     #[arg(long, default_value_t = 16 << 10)]
     fragment: usize,
@@ -59,9 +60,9 @@ fn at_least_two(v: &str) -> Result<usize, String> {
 impl Args {
     fn wait(&self) -> WaitStrategy {
         match self.wait {
-            Wait::Default => WaitStrategy::SpinThenBlock,
-            Wait::Block => WaitStrategy::Block,
-            Wait::Spin => WaitStrategy::Spin,
+            WaitArg::Default => WaitStrategy::SpinThenBlock,
+            WaitArg::Block => WaitStrategy::Block,
+            WaitArg::Spin => WaitStrategy::Spin,
         }
     }
 }
@@ -133,7 +134,8 @@ fn member(args: &Args) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
         while let Some(msg) = m
-            .try_recv(Source::Any, TagMatch::Any)
+            .recv(Source::Any, TagMatch::Any, Wait::Now)
+            .arrived()
             .map_err(|e| e.to_string())?
         {
             verify(msg, &mut next)?;
@@ -142,7 +144,7 @@ fn member(args: &Args) -> Result<(), String> {
     }
     while received < expected {
         let msg = m
-            .recv_timeout(Source::Any, TagMatch::Any, Duration::from_secs(60))
+            .recv(Source::Any, TagMatch::Any, Duration::from_secs(60))
             .map_err(|e| format!("member {me} after {received} of {expected}: {e}"))?;
         verify(msg, &mut next)?;
         received += 1;

@@ -5,6 +5,7 @@
 //! scripts/mpirun.sh -n 4 target/release/examples/mpi_ring [LAPS]
 //! ```
 
+use shmpi::transport::Wait;
 use std::process::ExitCode;
 
 use shmpi::mpi::{Mpi, ThreadLevel};
@@ -27,11 +28,11 @@ fn run() -> shmpi::Result<()> {
     for lap in 0..laps {
         if me == 0 {
             world.send_pod(next % n, 1, &[1u64, lap])?;
-            let token = world.recv_pod::<u64>(prev, 1)?;
+            let token = world.recv_pod::<u64>(prev, 1, Wait::Forever)?;
             let expect = if n == 1 { 1 } else { lap_sum };
             assert_eq!(token, [expect, lap], "lap {lap}: checksum");
         } else {
-            let token = world.recv_pod::<u64>(prev, 1)?;
+            let token = world.recv_pod::<u64>(prev, 1, Wait::Forever)?;
             assert_eq!(token[1], lap, "lap number");
             world.send_pod(next, 1, &[token[0] + me as u64 + 1, lap])?;
         }

@@ -7,6 +7,7 @@
 //! scripts/mpirun.sh -n 2 target/release/examples/rsmpi_interop
 //! ```
 
+use shmpi::transport::Wait;
 use std::error::Error;
 use std::process::ExitCode;
 
@@ -48,7 +49,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     // 2. shmpi on rsmpi's world (collective: a duplicate of it).
     let mut hybrid = HybridWorld::from_comm(Comm::dup_from(&world)?)?;
     hybrid.send(right, 7, format!("hello from {me}").as_bytes())?;
-    let m = hybrid.recv(left, 7)?;
+    let m = hybrid.recv(left, 7, Wait::Forever)?;
     check(
         m.data == format!("hello from {left}").as_bytes(),
         "shmpi ring",

@@ -295,13 +295,16 @@ pub enum MailboxError {
         /// Buffer bytes.
         capacity: usize,
     },
-    /// A `_timeout` call timed out; nothing was consumed or sent.
+    /// A call with a timeout ([`crate::transport::Wait::For`], a
+    /// `_timeout` send) timed out; nothing was consumed or sent.
     #[error("timed out after {waited:?}")]
     Timeout {
         /// The timeout.
         waited: Duration,
     },
-    /// A `try_` call would have had to wait; nothing was consumed or sent.
+    /// A call that was not to wait ([`crate::transport::Wait::Now`], a
+    /// `try_` send), or a receive from this member itself with nothing
+    /// queued, would have had to wait; nothing was consumed or sent.
     #[error("operation would block")]
     WouldBlock,
     /// The peer's process died (its liveness lock is gone) and it has no
@@ -429,6 +432,10 @@ pub enum MpiError {
         /// The timeout.
         waited: Duration,
     },
+    /// A receive that was not to wait ([`crate::transport::Wait::Now`])
+    /// found nothing (nothing was consumed).
+    #[error("no matching message (a receive that does not wait)")]
+    WouldBlock,
     /// An element count a collective cannot pass to MPI (above `i32::MAX`).
     #[error("{count} elements exceed what one MPI collective call takes (i32::MAX)")]
     CountTooLarge {

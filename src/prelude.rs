@@ -10,7 +10,7 @@
 //! let mut members = MailboxGroup::threads(2, &MailboxOptions::default())?;
 //! let (mut b, mut a) = (members.pop().unwrap(), members.pop().unwrap());
 //! a.send(1, 7, b"hi")?;
-//! assert_eq!(b.recv(Source::Any, TagMatch::Any)?.data, b"hi");
+//! assert_eq!(b.recv(Source::Any, TagMatch::Any, Wait::Forever)?.data, b"hi");
 //! # Ok::<(), shmpi::Error>(())
 //! ```
 //!
@@ -23,7 +23,7 @@ pub use crate::error::{Error, Result};
 pub use crate::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy};
 pub use crate::segment::{Segment, SegmentName};
 pub use crate::sync::{Barrier, RobustMutex, Semaphore};
-pub use crate::transport::{Message, ReduceOp, Source, TagMatch, Transport};
+pub use crate::transport::{Arrival, Message, ReduceOp, Source, TagMatch, Transport, Wait};
 
 pub use crate::dsm::DistArray;
 #[cfg(feature = "mpi")]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, TransportError};
+use crate::error::{Error, MailboxError, MpiError, TransportError};
 
 /// The largest tag applications use; tags above it are reserved for
 /// collectives.
@@ -57,6 +57,122 @@ pub enum TagMatch {
 impl From<i32> for TagMatch {
     fn from(tag: i32) -> TagMatch {
         TagMatch::Tag(tag)
+    }
+}
+
+/// How long a receive waits for a matching message: every receive —
+/// owned (`recv`), into a buffer (`recv_into`), by reference (`recv_ref`)
+/// — on a mailbox group, an MPI communicator or any [`Transport`] takes
+/// one. A [`Duration`] converts into [`Wait::For`].
+///
+/// ```
+/// use std::time::Duration;
+/// use shmpi::prelude::*;
+///
+/// let mut members = MailboxGroup::threads(2, &MailboxOptions::default())?;
+/// let (mut b, mut a) = (members.pop().unwrap(), members.pop().unwrap());
+/// // Nothing sent yet: `Now` does not wait, `For` waits that long; both
+/// // consume nothing, and `arrived()` turns "nothing" into `None`.
+/// assert!(b.recv(0, 7, Wait::Now).arrived()?.is_none());
+/// assert!(b.recv(0, 7, Duration::from_millis(1)).arrived()?.is_none());
+/// a.send(1, 7, b"hi")?;
+/// assert_eq!(b.recv(0, 7, Wait::Forever)?.data, b"hi");
+/// # Ok::<(), shmpi::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Wait {
+    /// Until a message matches, or its source (for [`Source::Any`]: every
+    /// other rank) is gone.
+    #[default]
+    Forever,
+    /// Up to this long; then the receive fails with the path's `Timeout`
+    /// error, nothing consumed.
+    For(Duration),
+    /// Not at all: a message that has arrived, else the path's
+    /// `WouldBlock` error, nothing consumed.
+    Now,
+}
+
+impl From<Duration> for Wait {
+    fn from(timeout: Duration) -> Wait {
+        Wait::For(timeout)
+    }
+}
+
+impl Wait {
+    /// The timeout of a wait that has one (`Now`: zero).
+    pub fn timeout(self) -> Option<Duration> {
+        match self {
+            Wait::Forever => None,
+            Wait::For(t) => Some(t),
+            Wait::Now => Some(Duration::ZERO),
+        }
+    }
+}
+
+/// An error that can mean "nothing matched within the [`Wait`]" — a
+/// timeout or a would-block — rather than a failure.
+pub trait NothingYet {
+    /// Whether the receive ended because nothing matched in time (nothing
+    /// was consumed).
+    fn is_nothing_yet(&self) -> bool;
+}
+
+/// A receive's result with "nothing arrived in time" as `None`: what a
+/// `try_recv` returns elsewhere.
+///
+/// ```
+/// use shmpi::prelude::*;
+///
+/// let mut members = MailboxGroup::threads(2, &MailboxOptions::default())?;
+/// let b = &mut members[1];
+/// assert!(b.recv(Source::Any, TagMatch::Any, Wait::Now).arrived()?.is_none());
+/// // A real failure stays an error.
+/// assert!(b.recv(9, 1, Wait::Now).arrived().is_err());
+/// # Ok::<(), shmpi::Error>(())
+/// ```
+pub trait Arrival<T, E> {
+    /// `Ok(Some(v))` for a message, `Ok(None)` when nothing matched within
+    /// the wait ([`NothingYet`]), else the error.
+    ///
+    /// # Errors
+    ///
+    /// Every error that is not [`NothingYet`].
+    fn arrived(self) -> Result<Option<T>, E>;
+}
+
+impl NothingYet for MailboxError {
+    fn is_nothing_yet(&self) -> bool {
+        matches!(
+            self,
+            MailboxError::Timeout { .. } | MailboxError::WouldBlock
+        )
+    }
+}
+
+impl NothingYet for MpiError {
+    fn is_nothing_yet(&self) -> bool {
+        matches!(self, MpiError::Timeout { .. } | MpiError::WouldBlock)
+    }
+}
+
+impl NothingYet for Error {
+    fn is_nothing_yet(&self) -> bool {
+        match self {
+            Error::Mailbox(e) => e.is_nothing_yet(),
+            Error::Mpi(e) => e.is_nothing_yet(),
+            _ => false,
+        }
+    }
+}
+
+impl<T, E: NothingYet> Arrival<T, E> for Result<T, E> {
+    fn arrived(self) -> Result<Option<T>, E> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_nothing_yet() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -221,12 +337,12 @@ fn combine_into<T: Reducible>(
 ///
 /// ```
 /// use shmpi::mailbox::{MailboxGroup, MailboxOptions};
-/// use shmpi::transport::{ReduceOp, Transport};
+/// use shmpi::transport::{ReduceOp, Transport, Wait};
 ///
 /// fn ring_sum<T: Transport>(t: &mut T) -> shmpi::Result<u64> {
 ///     let (me, n) = (t.rank(), t.size());
 ///     t.send_pod((me + 1) % n, 7, &[me as u64])?;
-///     let got = t.recv_pod::<u64>((me + n - 1) % n, 7)?;
+///     let got = t.recv_pod::<u64>((me + n - 1) % n, 7, Wait::Forever)?;
 ///     assert_eq!(got.data, [((me + n - 1) % n) as u64]);
 ///     Ok(t.allreduce(&[me as u64], ReduceOp::Sum)?[0])
 /// }
@@ -252,32 +368,24 @@ pub trait Transport {
     /// Invalid rank or tag, a dead or departed peer, a failure of the path.
     fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error>;
 
-    /// Receives the first message that matches `source` and `tag`, waiting
-    /// up to `timeout` (`None`: no limit).
+    /// Receives the first message that matches `source` and `tag`,
+    /// waiting as `wait` says.
     ///
     /// # Errors
     ///
-    /// A timeout, a dead peer, a failure of the path.
+    /// A timeout ([`Wait::For`]) or would-block ([`Wait::Now`]) — both
+    /// [`NothingYet`], nothing consumed — a dead peer, a failure of the
+    /// path.
     fn recv_matching(
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Message, Error>;
 
-    /// Receives a matching message if one is there, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// A failure of the path.
-    fn try_recv_matching(
-        &mut self,
-        source: Source,
-        tag: TagMatch,
-    ) -> Result<Option<Message>, Error>;
-
     /// Receives from `source` (a rank or [`Source::Any`]) with `tag` (or
-    /// [`TagMatch::Any`]).
+    /// [`TagMatch::Any`]), waiting as `wait` says (a [`Wait`] or a
+    /// [`Duration`]).
     ///
     /// # Errors
     ///
@@ -286,28 +394,12 @@ pub trait Transport {
         &mut self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
     ) -> Result<Message, Error>
     where
         Self: Sized,
     {
-        self.recv_matching(source.into(), tag.into(), None)
-    }
-
-    /// Like [`recv`](Self::recv) with a timeout.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv_matching`](Self::recv_matching).
-    fn recv_timeout(
-        &mut self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-        timeout: Duration,
-    ) -> Result<Message, Error>
-    where
-        Self: Sized,
-    {
-        self.recv_matching(source.into(), tag.into(), Some(timeout))
+        self.recv_matching(source.into(), tag.into(), wait.into())
     }
 
     /// Sends a slice of `Pod` values.
@@ -332,11 +424,12 @@ pub trait Transport {
         &mut self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
     ) -> Result<TypedMessage<T>, Error>
     where
         Self: Sized,
     {
-        let m = self.recv(source, tag)?;
+        let m = self.recv(source, tag, wait)?;
         Ok(TypedMessage {
             source: m.source,
             tag: m.tag,
@@ -356,14 +449,14 @@ pub trait Transport {
         let (me, n) = (self.rank(), self.size());
         if me == 0 {
             for r in 1..n {
-                self.recv(r, TAG_BARRIER_IN)?;
+                self.recv(r, TAG_BARRIER_IN, Wait::Forever)?;
             }
             for r in 1..n {
                 self.send(r, TAG_BARRIER_OUT, &[])?;
             }
         } else {
             self.send(0, TAG_BARRIER_IN, &[])?;
-            self.recv(0, TAG_BARRIER_OUT)?;
+            self.recv(0, TAG_BARRIER_OUT, Wait::Forever)?;
         }
         Ok(())
     }
@@ -384,7 +477,7 @@ pub trait Transport {
                 self.send_pod(r, TAG_BROADCAST, data)?;
             }
         } else {
-            *data = self.recv_pod::<T>(root, TAG_BROADCAST)?.data;
+            *data = self.recv_pod::<T>(root, TAG_BROADCAST, Wait::Forever)?.data;
         }
         Ok(())
     }
@@ -423,7 +516,7 @@ pub trait Transport {
         let mut parts: Vec<Option<Vec<T>>> = vec![None; n];
         parts[root] = Some(data.to_vec());
         for r in (0..n).filter(|&r| r != root) {
-            let got = self.recv_pod::<T>(r, TAG_REDUCE)?.data;
+            let got = self.recv_pod::<T>(r, TAG_REDUCE, Wait::Forever)?.data;
             if got.len() != data.len() {
                 return Err(TransportError::CountMismatch {
                     rank: r,
@@ -476,7 +569,7 @@ pub trait Transport {
             all.push(if r == root {
                 data.to_vec()
             } else {
-                self.recv_pod::<T>(r, TAG_GATHER)?.data
+                self.recv_pod::<T>(r, TAG_GATHER, Wait::Forever)?.data
             });
         }
         Ok(Some(all))

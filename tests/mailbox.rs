@@ -4,6 +4,7 @@
 
 mod common;
 
+use shmpi::transport::{Arrival, Wait};
 use std::time::Duration;
 
 use shmpi::mailbox::{MailboxGroup, MailboxOptions, WaitStrategy, MAX_MESSAGE_LEN};
@@ -64,7 +65,7 @@ fn large_messages_stream_through_a_small_ring() {
             }
         } else {
             for (seq, &len) in sizes.iter().enumerate() {
-                let got = m.recv(0, seq as i32)?;
+                let got = m.recv(0, seq as i32, Wait::Forever)?;
                 assert!(
                     got.data == common::transport_suite::pattern(0, 1, seq, len),
                     "size {len}"
@@ -102,14 +103,14 @@ fn zero_copy_loan_and_receive_by_reference() {
             m.send(1, 6, b"after")?;
         } else {
             for round in 0..100u64 {
-                let r = m.recv_ref(0, 4)?;
+                let r = m.recv_ref(0, 4, Wait::Forever)?;
                 assert!(r.is_in_place());
                 assert_eq!((r.source(), r.tag(), r.len()), (0, 4, max));
                 assert_eq!(r.read_pod::<u64>(0), Some(round));
                 assert_eq!(r.read_pod::<[u8; 3]>(max - 3), Some(*b"end"));
                 assert_eq!(r.read_pod::<u64>(max - 4), None);
             }
-            assert_eq!(m.recv(0, TagMatch::Any)?.data, b"after");
+            assert_eq!(m.recv(0, TagMatch::Any, Wait::Forever)?.data, b"after");
         }
         Ok(())
     });
@@ -120,9 +121,9 @@ fn timeouts_try_forms_and_full_rings() {
     let mut m = MailboxGroup::threads(2, &small()).unwrap();
     let mut b = m.pop().unwrap();
     let mut a = m.pop().unwrap();
-    assert!(matches!(b.try_recv(0, 1), Ok(None)));
+    assert!(matches!(b.recv(0, 1, Wait::Now).arrived(), Ok(None)));
     assert!(matches!(
-        b.recv_timeout(0, 1, Duration::from_millis(20)),
+        b.recv(0, 1, Duration::from_millis(20)),
         Err(MailboxError::Timeout { .. })
     ));
     // Fill the lane: try_send says WouldBlock, send_timeout times out.
@@ -141,10 +142,17 @@ fn timeouts_try_forms_and_full_rings() {
         Err(MailboxError::Timeout { .. })
     ));
     for _ in 0..sent {
-        assert_eq!(b.try_recv(Source::Any, 1).unwrap().unwrap().data, chunk);
+        assert_eq!(
+            b.recv(Source::Any, 1, Wait::Now)
+                .arrived()
+                .unwrap()
+                .unwrap()
+                .data,
+            chunk
+        );
     }
     assert!(
-        b.try_recv(0, 1).unwrap().is_none(),
+        b.recv(0, 1, Wait::Now).arrived().unwrap().is_none(),
         "nothing duplicated by the failed sends"
     );
     let c = a.counters(0, 1).unwrap().unwrap();
@@ -164,7 +172,7 @@ fn bad_arguments_are_errors() {
         Err(MailboxError::InvalidTag { tag: -1 })
     ));
     assert!(matches!(
-        a.recv(5, 0),
+        a.recv(5, 0, Wait::Forever),
         Err(MailboxError::InvalidRank { .. })
     ));
     let huge = vec![0u8; MAX_MESSAGE_LEN + 1]; // zero pages: never touched
@@ -174,8 +182,11 @@ fn bad_arguments_are_errors() {
     ));
     // Self-sends queue locally; a self-receive with nothing queued cannot wait.
     a.send(0, 3, b"me").unwrap();
-    assert_eq!(a.recv(0, 3).unwrap().data, b"me");
-    assert!(matches!(a.recv(0, 3), Err(MailboxError::WouldBlock)));
+    assert_eq!(a.recv(0, 3, Wait::Forever).unwrap().data, b"me");
+    assert!(matches!(
+        a.recv(0, 3, Wait::Forever),
+        Err(MailboxError::WouldBlock)
+    ));
     assert!(matches!(
         MailboxGroup::threads(
             2,
@@ -196,9 +207,9 @@ fn a_departed_peer_ends_waits_after_its_messages() {
     let mut a = m.pop().unwrap();
     b.send(0, 1, b"last words").unwrap();
     drop(b);
-    assert_eq!(a.recv(1, 1).unwrap().data, b"last words");
+    assert_eq!(a.recv(1, 1, Wait::Forever).unwrap().data, b"last words");
     assert!(matches!(
-        a.recv(1, 1),
+        a.recv(1, 1, Wait::Forever),
         Err(MailboxError::PeerLeft { id: 1 })
     ));
     assert!(matches!(
@@ -206,16 +217,16 @@ fn a_departed_peer_ends_waits_after_its_messages() {
         Err(MailboxError::PeerLeft { id: 1 })
     ));
     assert!(matches!(
-        a.recv(Source::Any, TagMatch::Any),
+        a.recv(Source::Any, TagMatch::Any, Wait::Forever),
         Err(MailboxError::PeerLeft { id: 1 })
     ));
     drop(c);
     assert!(matches!(
-        a.recv(Source::Any, TagMatch::Any),
+        a.recv(Source::Any, TagMatch::Any, Wait::Forever),
         Err(MailboxError::PeerLeft { id: 2 })
     ));
     assert!(matches!(
-        a.recv(Source::Any, TagMatch::Any),
+        a.recv(Source::Any, TagMatch::Any, Wait::Forever),
         Err(MailboxError::AllPeersGone)
     ));
 }
@@ -268,7 +279,7 @@ fn named_groups_join_create_and_clean_up() {
         "unlinked once all joined"
     );
     a.send(1, 0, b"still works").unwrap();
-    assert_eq!(b.recv(0, 0).unwrap().data, b"still works");
+    assert_eq!(b.recv(0, 0, Wait::Forever).unwrap().data, b"still works");
 }
 
 #[test]
@@ -280,14 +291,14 @@ fn a_corrupt_ring_is_an_error_not_a_panic() {
     let mut b = MailboxGroup::join(&name, 1, &opts).unwrap();
     a.send(1, 1, b"fine").unwrap();
     a.send(1, 1, b"to be scribbled on").unwrap();
-    assert_eq!(b.recv(0, 1).unwrap().data, b"fine");
+    assert_eq!(b.recv(0, 1, Wait::Forever).unwrap().data, b"fine");
     // Another process writes garbage over the next record's meta word (the
     // ring 0→1: control block of 128 bytes, then the ring; the second record
     // starts one granule in; meta is at +8).
     let raw = Segment::open_raw(&name).unwrap();
     let meta = HEADER_SIZE + a.layout().ring_offset(0, 1) + 128 + 64 + 8;
     raw.slice::<u32>(meta, 1).unwrap().set(0, u32::MAX);
-    match b.recv(0, 1) {
+    match b.recv(0, 1, Wait::Forever) {
         Err(MailboxError::Corrupt(what)) => assert!(what.contains("ring 0→1"), "{what}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -322,7 +333,7 @@ fn receive_from_any_source_is_fair_and_keeps_per_source_order() {
     let mut next = [0u32; 3];
     let mut served = Vec::new();
     for _ in 0..40 {
-        let msg = a.recv(Source::Any, 1).unwrap();
+        let msg = a.recv(Source::Any, 1, Wait::Forever).unwrap();
         let k = u32::from_le_bytes(msg.data.try_into().unwrap());
         assert_eq!(k, next[msg.source], "order from {}", msg.source);
         next[msg.source] += 1;
@@ -347,11 +358,11 @@ fn recv_into_takes_streamed_messages_and_keeps_those_too_long() {
             m.send(1, 3, b"small")?;
         } else {
             let mut buf = vec![0u8; 400_000];
-            let (src, tag, len) = m.recv_into(0, 1, &mut buf)?;
+            let (src, tag, len) = m.recv_into(0, 1, &mut buf, Wait::Forever)?;
             assert_eq!((src, tag, len), (0, 1, big.len()));
             assert!(buf[..len] == big[..], "streamed into the buffer intact");
             let mut small = vec![0u8; 1000];
-            match m.recv_into(0, 2, &mut small) {
+            match m.recv_into(0, 2, &mut small, Wait::Forever) {
                 Err(MailboxError::MessageTooLong {
                     len: 300_000,
                     capacity: 1000,
@@ -359,10 +370,10 @@ fn recv_into_takes_streamed_messages_and_keeps_those_too_long() {
                 other => panic!("expected MessageTooLong, got {other:?}"),
             }
             // Kept: the next receive gets it whole.
-            let (_, tag, len) = m.recv_into(0, TagMatch::Any, &mut buf)?;
+            let (_, tag, len) = m.recv_into(0, TagMatch::Any, &mut buf, Wait::Forever)?;
             assert_eq!((tag, len), (2, big.len()));
             assert!(buf[..len] == big[..]);
-            assert_eq!(m.recv(0, 3)?.data, b"small");
+            assert_eq!(m.recv(0, 3, Wait::Forever)?.data, b"small");
         }
         Ok(())
     });
@@ -391,7 +402,7 @@ fn recv_into_timeout_mid_stream_loses_nothing() {
                     // Tiny timeouts: most calls give up while the message is
                     // half-way through the ring.
                     let len = loop {
-                        match m.recv_into_timeout(0, k as i32, &mut buf, Duration::from_micros(1)) {
+                        match m.recv_into(0, k as i32, &mut buf, Duration::from_micros(1)) {
                             Ok((_, _, len)) => break len,
                             Err(MailboxError::Timeout { .. }) => timeouts += 1,
                             Err(e) => return Err(e.into()),
@@ -449,9 +460,12 @@ fn streamed_send_timeout_ends_at_its_deadline_and_the_next_message_is_whole() {
         }
         std::thread::scope(|s| {
             s.spawn(|| a.send(1, 2, b"after").unwrap());
-            let next = b.recv(0, TagMatch::Any).unwrap();
+            let next = b.recv(0, TagMatch::Any, Wait::Forever).unwrap();
             assert_eq!((next.tag, next.data.as_slice()), (2, &b"after"[..]));
-            assert!(matches!(b.try_recv(0, TagMatch::Any), Ok(None)));
+            assert!(matches!(
+                b.recv(0, TagMatch::Any, Wait::Now).arrived(),
+                Ok(None)
+            ));
         });
     }
 }
@@ -483,7 +497,7 @@ fn a_scribbled_doorbell_neither_aborts_nor_loses_a_message() {
             raw.slice::<u32>(bell + 4, 1).unwrap().set(0, value);
         }
         assert!(matches!(
-            b.recv_timeout(0, 1, Duration::from_millis(5)),
+            b.recv(0, 1, Duration::from_millis(5)),
             Err(MailboxError::Timeout { .. })
         ));
         std::thread::scope(|s| {
@@ -491,7 +505,7 @@ fn a_scribbled_doorbell_neither_aborts_nor_loses_a_message() {
                 std::thread::sleep(Duration::from_millis(2));
                 a.send(1, 1, &[i as u8; 100]).unwrap();
             });
-            assert_eq!(b.recv(0, 1).unwrap().data, [i as u8; 100]);
+            assert_eq!(b.recv(0, 1, Wait::Forever).unwrap().data, [i as u8; 100]);
         });
     }
 }
@@ -514,14 +528,14 @@ fn block_strategy_sleeps_at_every_size() {
             s.spawn(|| {
                 let mut buf = vec![0u8; size];
                 for _ in 0..ROUNDS {
-                    let (_, _, len) = echo.recv_into(0, 1, &mut buf).unwrap();
+                    let (_, _, len) = echo.recv_into(0, 1, &mut buf, Wait::Forever).unwrap();
                     echo.send(0, 1, &buf[..len]).unwrap();
                 }
             });
             let mut buf = vec![7u8; size];
             for _ in 0..ROUNDS {
                 lead.send(1, 1, &buf).unwrap();
-                lead.recv_into(1, 1, &mut buf).unwrap();
+                lead.recv_into(1, 1, &mut buf, Wait::Forever).unwrap();
             }
         });
         let slept = lead.counters(1, 0).unwrap().unwrap().receiver_sleeps - before;
@@ -558,7 +572,7 @@ fn a_lost_wakeup_is_rescued_and_counted() {
     // flag is cleared, and then finds the message without sleeping again.
     for round in 0..5u8 {
         std::thread::scope(|s| {
-            let receiver = s.spawn(|| b.recv_timeout(0, 1, Duration::from_secs(5)));
+            let receiver = s.spawn(|| b.recv(0, 1, Duration::from_secs(5)));
             while sleeping.get(0) != Some(1) {
                 std::thread::yield_now();
             }

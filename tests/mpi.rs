@@ -5,6 +5,7 @@
 mod common;
 
 use common::ensure;
+use shmpi::transport::{Arrival, Wait};
 
 use std::time::Duration;
 
@@ -370,7 +371,12 @@ fn run_role(role: &str) -> Result<(), Failed> {
             }
             // Waits for a message the dead rank never sends: only the
             // launcher can end this.
-            let m = shmpi::transport::Transport::recv(&mut world, Source::Rank(1), TagMatch::Any)?;
+            let m = shmpi::transport::Transport::recv(
+                &mut world,
+                Source::Rank(1),
+                TagMatch::Any,
+                Wait::Forever,
+            )?;
             Err(format!("received {m:?} from a dead rank").into())
         }
         "fail" => {
@@ -438,7 +444,7 @@ fn role_errors() -> Result<(), Failed> {
         while !req.test()? {}
         req.wait()?;
     } else {
-        ensure(world.try_recv(0, 99)?.is_none(), || {
+        ensure(world.recv(0, 99, Wait::Now).arrived()?.is_none(), || {
             "nothing with tag 99".into()
         })?;
         let st = world.probe(0, 3)?;
@@ -446,7 +452,7 @@ fn role_errors() -> Result<(), Failed> {
             format!("probe: {st:?}")
         })?;
         let mut small = [0u8; 10];
-        match world.recv_into(0, 3, &mut small) {
+        match world.recv_into(0, 3, &mut small, Wait::Forever) {
             Err(MpiError::MessageTooLong {
                 len: 100,
                 capacity: 10,
@@ -454,19 +460,19 @@ fn role_errors() -> Result<(), Failed> {
             other => return Err(format!("too long: {other:?}").into()),
         }
         // Kept: a later receive of any tag from 0 gets it first.
-        let m = world.recv(0, TagMatch::Any)?;
+        let m = world.recv(0, TagMatch::Any, Wait::Forever)?;
         ensure(m.tag == 3 && m.data == [9u8; 100], || {
             "the kept message".into()
         })?;
         let mut buf = [0u8; 64];
-        let st = world.recv_into(Source::Any, 4, &mut buf)?;
+        let st = world.recv_into(Source::Any, 4, &mut buf, Wait::Forever)?;
         ensure(&buf[..st.len] == b"second", || "second".into())?;
         let mut r = world.irecv(0, 5);
         while !r.test()? {}
         ensure(r.wait()?.data == b"non-blocking", || "irecv".into())?;
         ensure(
             matches!(
-                world.recv_timeout(0, 77, Duration::from_millis(20)),
+                world.recv(0, 77, Duration::from_millis(20)),
                 Err(MpiError::Timeout { .. })
             ),
             || "timeout".into(),
@@ -643,7 +649,7 @@ fn role_threads() -> Result<(), Failed> {
                         if me == 0 {
                             world.send_pod(1, t, &[t as u32, k])?;
                         } else {
-                            let m = world.recv(0, t)?;
+                            let m = world.recv(0, t, Wait::Forever)?;
                             let v: Vec<u32> = m
                                 .data
                                 .chunks_exact(4)
@@ -683,7 +689,7 @@ fn role_big() -> Result<(), Failed> {
         ensure(st.len == 1 << 31, || {
             format!("probe sees the block part: {}", st.len)
         })?;
-        let m = world.recv(0, 1)?;
+        let m = world.recv(0, 1, Wait::Forever)?;
         ensure(m.data.len() == len, || format!("length {}", m.data.len()))?;
         ensure(
             m.data[len - 1] == 42 && m.data[1 << 30] == 1 && m.data[5] == 7,

@@ -10,6 +10,7 @@
 //! children are killed and reaped by [`ChildProcess`]'s drop and by a
 //! watchdog timeout.
 
+use shmpi::transport::{Arrival, Wait};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -697,7 +698,7 @@ fn role_stream_survivor() -> Result<(), Failed> {
     };
     let mut received = 0u64;
     loop {
-        match m.recv(source, 1) {
+        match m.recv(source, 1, Wait::Forever) {
             Ok(msg) => {
                 let lens = [0usize, 100, 5000, 50_000, 200_000];
                 let expect = lens[(received % 5) as usize];
@@ -736,7 +737,7 @@ fn mailbox_rejoin() -> Result<(), Failed> {
     };
     // First incarnation: sends two messages, then hangs until killed.
     let first = spawn_member("first");
-    ensure(me.recv(1, 1)?.data == b"first: one", || {
+    ensure(me.recv(1, 1, Wait::Forever)?.data == b"first: one", || {
         "first message".into()
     })?;
     // Let its second message arrive, unread, before the crash.
@@ -744,20 +745,20 @@ fn mailbox_rejoin() -> Result<(), Failed> {
         std::thread::sleep(Duration::from_millis(1));
     }
     nix::sys::signal::kill(first.pid(), nix::sys::signal::Signal::SIGKILL)?;
-    ensure(me.recv(1, 1)?.data == b"first: two", || {
+    ensure(me.recv(1, 1, Wait::Forever)?.data == b"first: two", || {
         "the dead member's last message is still delivered".into()
     })?;
-    match me.recv_timeout(1, 1, Duration::from_secs(10)) {
+    match me.recv(1, 1, Duration::from_secs(10)) {
         Err(MailboxError::PeerDied { id: 1 }) => {}
         other => return Err(format!("expected PeerDied, got {other:?}").into()),
     }
     // Second incarnation joins under the same id and carries on.
     let second = spawn_member("second");
-    ensure(me.recv(1, 1)?.data == b"second: one", || {
+    ensure(me.recv(1, 1, Wait::Forever)?.data == b"second: one", || {
         "rejoined member's message".into()
     })?;
     me.send(1, 2, b"welcome back")?;
-    match me.recv_timeout(1, 1, Duration::from_secs(10)) {
+    match me.recv(1, 1, Duration::from_secs(10)) {
         Err(MailboxError::PeerLeft { id: 1 }) => {}
         other => return Err(format!("expected PeerLeft, got {other:?}").into()),
     }
@@ -775,7 +776,7 @@ fn role_rejoiner() -> Result<(), Failed> {
         std::thread::sleep(CHILD_TIMEOUT); // until SIGKILL
         return Err("not killed".into());
     }
-    let reply = m.recv(0, 2)?;
+    let reply = m.recv(0, 2, Wait::Forever)?;
     ensure(reply.data == b"welcome back", || "reply".into())?;
     Ok(())
 }
@@ -902,7 +903,7 @@ fn role_death_survivor() -> Result<(), Failed> {
     let mut next = [0u64; 2];
     let (mut died, mut left) = (0, 0);
     loop {
-        match m.recv_timeout(Source::Any, 1, WAIT) {
+        match m.recv(Source::Any, 1, WAIT) {
             Ok(msg) => {
                 ensure(msg.source < 2, || format!("message from {}", msg.source))?;
                 ensure(died == 0 || msg.source != 0, || {
@@ -1180,14 +1181,12 @@ fn role_corrupt_member() -> Result<(), Failed> {
         let began = Instant::now();
         let result = match rng.below(7) {
             0 | 1 => m.send_timeout(peer, 1, &data, timeout),
-            2 => m
-                .recv_timeout(Source::Any, TagMatch::Any, timeout)
-                .map(drop),
+            2 => m.recv(Source::Any, TagMatch::Any, timeout).map(drop),
             3 => m
-                .recv_into_timeout(peer, TagMatch::Any, &mut buf, timeout)
+                .recv_into(peer, TagMatch::Any, &mut buf, timeout)
                 .map(drop),
             4 => m
-                .recv_ref_timeout(Source::Any, TagMatch::Any, timeout)
+                .recv_ref(Source::Any, TagMatch::Any, timeout)
                 .map(|r| drop(r.to_vec())),
             5 => m
                 .loan_timeout(peer, 2, len.min(m.max_record_payload()), timeout)
@@ -1195,9 +1194,11 @@ fn role_corrupt_member() -> Result<(), Failed> {
                     loan.write(0, &[7; 8]);
                     loan.commit();
                 }),
-            _ => m
-                .try_send(peer, 3, &data[..len.min(100)])
-                .and_then(|()| m.try_recv(Source::Any, TagMatch::Any).map(drop)),
+            _ => m.try_send(peer, 3, &data[..len.min(100)]).and_then(|()| {
+                m.recv(Source::Any, TagMatch::Any, Wait::Now)
+                    .arrived()
+                    .map(drop)
+            }),
         };
         let took = began.elapsed();
         ensure(took <= timeout + slack, || {

@@ -1,6 +1,7 @@
 //! Mailbox groups through the C API, with zero-copy loans and received
 //! references.
 
+use shmpi::transport::Wait;
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::addr_of_mut;
 
@@ -344,8 +345,8 @@ unsafe fn recv(
         let (g, buf) = unsafe { (group(mb)?, buffer_arg(buf.cast(), cap, "buffer")?) };
         let (source, tag) = (source_of(source)?, tag_of(tag)?);
         let result = match timeout_ms {
-            None => g.recv_into(source, tag, buf),
-            Some(ms) => g.recv_into_timeout(source, tag, buf, millis(ms)),
+            None => g.recv_into(source, tag, buf, Wait::Forever),
+            Some(ms) => g.recv_into(source, tag, buf, millis(ms)),
         };
         match result {
             Ok((s, t, n)) => {
@@ -475,7 +476,7 @@ pub unsafe extern "C" fn shmpi_mailbox_recv_ref(
         let (data, out) = unsafe { (arg(data, "data")?, arg(out, "out")?) };
         // SAFETY: as above.
         let g = unsafe { group(mb)? };
-        let msg = g.recv_ref(source_of(source)?, tag_of(tag)?)?;
+        let msg = g.recv_ref(source_of(source)?, tag_of(tag)?, Wait::Forever)?;
         *data = msg.as_ptr().cast();
         // SAFETY: NULL or writable.
         unsafe {

@@ -4,6 +4,7 @@
 //! types; shmpi then never finalises MPI. Free every handle before
 //! `MPI_Finalize`; creating and freeing are collective over the ranks.
 
+use shmpi::transport::Wait;
 use std::ffi::{c_int, c_void};
 
 use super::{arg, buffer_arg, bytes_arg, call, give, take, write_opt, Failure};
@@ -159,7 +160,7 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
                 h.kept.remove(i)
             }
             None => {
-                let m = h.world.recv_matching(source, tag, None)?;
+                let m = h.world.recv_matching(source, tag, Wait::Forever)?;
                 if m.data.len() > buf.len() {
                     // SAFETY: `len` is NULL or writable (caller's contract).
                     let err = unsafe { too_long(m.data.len(), buf.len(), len) };
@@ -313,7 +314,7 @@ pub unsafe extern "C" fn shmpi_comm_recv(
             super::mailbox::source_of(source)?,
             super::mailbox::tag_of(tag)?,
         );
-        let st = match c.comm.recv_into(source, tag, buf) {
+        let st = match c.comm.recv_into(source, tag, buf, Wait::Forever) {
             Ok(st) => st,
             Err(shmpi::MpiError::MessageTooLong {
                 len: needed,

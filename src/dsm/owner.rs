@@ -1,6 +1,7 @@
 //! The owner protocol: requests to the owner as messages on the array's own
 //! channel, applied by the owner in arrival order (see [`super::wire`]).
 
+use crate::transport::{Arrival, Wait};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -173,7 +174,7 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
     fn handle_next(&mut self) -> Result<Option<Message>, Error> {
         let m = self
             .channel
-            .recv_matching(Source::Any, TagMatch::Any, None)?;
+            .recv_matching(Source::Any, TagMatch::Any, Wait::Forever)?;
         match m.tag {
             REQUEST => self.serve(&m).map(|()| None),
             ARRIVE if self.channel.rank() == 0 => {
@@ -196,7 +197,11 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
         if self.has_progress_thread() {
             return Ok(());
         }
-        while let Some(m) = self.channel.try_recv_matching(Source::Any, TagMatch::Any)? {
+        while let Some(m) = self
+            .channel
+            .recv_matching(Source::Any, TagMatch::Any, Wait::Now)
+            .arrived()?
+        {
             match m.tag {
                 REQUEST => self.serve(&m)?,
                 ARRIVE if self.channel.rank() == 0 => self.early_arrivals += 1,
@@ -249,7 +254,8 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
                 loop {
                     match self
                         .channel
-                        .try_recv_matching(Source::Any, TagMatch::Tag(REPLY))?
+                        .recv_matching(Source::Any, TagMatch::Tag(REPLY), Wait::Now)
+                        .arrived()?
                     {
                         Some(m) => break m,
                         None => {
@@ -541,6 +547,7 @@ mod progress {
     use crate::error::{Error, MpiError};
     use crate::mpi::{Comm, MpiTransport, SharedComm};
     use crate::sync::{WaitPolicy, Waiter};
+    use crate::transport::{Arrival, Wait};
     use crate::transport::{Source, TagMatch, Transport};
 
     /// Longest sleep of an idle progress thread between polls.
@@ -578,7 +585,10 @@ mod progress {
             .with_max_backoff(MAX_IDLE_SLEEP);
         let mut waiter = Waiter::new(&policy, None);
         while !stop.load(Ordering::Acquire) {
-            match comm.try_recv(Source::Any, TagMatch::Tag(REQUEST))? {
+            match comm
+                .recv(Source::Any, TagMatch::Tag(REQUEST), Wait::Now)
+                .arrived()?
+            {
                 Some(m) => {
                     comm.send(m.source, REPLY, &serve_block(block, &m.data))?;
                     waiter.reset();

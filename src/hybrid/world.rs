@@ -1,6 +1,6 @@
 //! `HybridWorld`: routing between the node's mailboxes and MPI.
 
-use std::time::Duration;
+use crate::transport::{Arrival, Wait};
 
 use super::{NODE_ID_ENV, RANKS_PER_NODE_ENV};
 use crate::error::{Error, HybridError, MailboxError, MpiError, TransportError};
@@ -304,7 +304,7 @@ impl HybridWorld {
         for mailbox_turn in [self.mailbox_first, !self.mailbox_first] {
             let found = if mailbox_turn {
                 match self.mailbox.as_mut() {
-                    Some(g) => match g.try_recv(Source::Any, tag) {
+                    Some(g) => match g.recv(Source::Any, tag, Wait::Now).arrived() {
                         Ok(m) => m.map(|m| self.with_world_source(m)),
                         // Local peers gone still leave the MPI path.
                         Err(MailboxError::AllPeersGone) => None,
@@ -313,7 +313,7 @@ impl HybridWorld {
                     None => None,
                 }
             } else {
-                self.world.try_recv(Source::Any, tag)?
+                self.world.recv(Source::Any, tag, Wait::Now).arrived()?
             };
             if found.is_some() {
                 return Ok(found);
@@ -358,40 +358,34 @@ impl Transport for HybridWorld {
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Message, Error> {
         match source {
             Source::Rank(r) => {
                 if let Some(local) = self.local_member(r)? {
                     let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-                    let m = match timeout {
-                        None => group.recv(local, tag),
-                        Some(t) => group.recv_timeout(local, tag, t),
-                    };
-                    return match m {
+                    return match group.recv(local, tag, wait) {
                         Ok(m) => Ok(self.with_world_source(m)),
                         Err(e) => Err(self.local_error(e)),
                     };
                 }
-                Ok(match timeout {
-                    None => self.world.recv(r, tag)?,
-                    Some(t) => self.world.recv_timeout(r, tag, t)?,
-                })
+                Ok(self.world.recv(r, tag, wait)?)
             }
+            // Both paths once (local peers gone still leave MPI's).
+            Source::Any if wait == Wait::Now => self
+                .poll_any(tag)?
+                .ok_or_else(|| MpiError::WouldBlock.into()),
             Source::Any if self.all_local() => {
                 // Every peer is on this node: only the mailbox can bring a
                 // message, and its wait sleeps on the doorbell.
                 let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-                let m = match timeout {
-                    None => group.recv(Source::Any, tag),
-                    Some(t) => group.recv_timeout(Source::Any, tag, t),
-                };
-                match m {
+                match group.recv(Source::Any, tag, wait) {
                     Ok(m) => Ok(self.with_world_source(m)),
                     Err(e) => Err(self.local_error(e)),
                 }
             }
             Source::Any => {
+                let timeout = wait.timeout();
                 let mut waiter = Waiter::new(&self.wait_policy(), timeout);
                 loop {
                     if let Some(m) = self.poll_any(tag)? {
@@ -407,26 +401,6 @@ impl Transport for HybridWorld {
                     }
                 }
             }
-        }
-    }
-
-    fn try_recv_matching(
-        &mut self,
-        source: Source,
-        tag: TagMatch,
-    ) -> Result<Option<Message>, Error> {
-        match source {
-            Source::Rank(r) => {
-                if let Some(local) = self.local_member(r)? {
-                    let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-                    return match group.try_recv(local, tag) {
-                        Ok(m) => Ok(m.map(|m| self.with_world_source(m))),
-                        Err(e) => Err(self.local_error(e)),
-                    };
-                }
-                Ok(self.world.try_recv(r, tag)?)
-            }
-            Source::Any => self.poll_any(tag),
         }
     }
 
@@ -459,7 +433,9 @@ impl Transport for HybridWorld {
             if me == root {
                 group.send_pod(0, HIER_BCAST_TAG, data)?;
             } else if self.node.rank() == 0 {
-                *data = group.recv_pod::<T>(root_local, HIER_BCAST_TAG)?.data;
+                *data = group
+                    .recv_pod::<T>(root_local, HIER_BCAST_TAG, Wait::Forever)?
+                    .data;
             }
         }
         // 2. Among the leaders (ordered by world rank), from the root
@@ -503,7 +479,7 @@ impl Transport for HybridWorld {
             group.send_pod(local, HIER_REDUCE_TAG, &result.take().unwrap_or_default())?;
         } else if me == root && me != root_leader {
             let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-            result = Some(group.recv_pod::<T>(0, HIER_REDUCE_TAG)?.data);
+            result = Some(group.recv_pod::<T>(0, HIER_REDUCE_TAG, Wait::Forever)?.data);
         }
         Ok(if me == root { result } else { None })
     }
@@ -569,7 +545,7 @@ impl Transport for HybridWorld {
             group.send(local, HIER_GATHER_TAG, &packed)?;
         } else if me == root && me != root_leader {
             let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-            let m = group.recv(0, HIER_GATHER_TAG)?;
+            let m = group.recv(0, HIER_GATHER_TAG, Wait::Forever)?;
             let mut out = vec![Vec::new(); self.world.size()];
             unpack(&m.data, &mut out)?;
             all = Some(out);
@@ -651,7 +627,8 @@ impl HybridWorld {
     /// Receives into `buf` without allocating: from a rank of this node
     /// straight out of its mailbox lane ([`MailboxGroup::recv_into`]), from
     /// another node through MPI ([`Comm::recv_into`]), from any source by
-    /// looking at both in turn. Returns (source, tag, length).
+    /// looking at both in turn; waiting as `wait` says. Returns (source,
+    /// tag, length).
     ///
     /// # Errors
     ///
@@ -663,56 +640,62 @@ impl HybridWorld {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         buf: &mut [u8],
+        wait: impl Into<Wait>,
     ) -> Result<(usize, i32, usize), Error> {
-        let (source, tag) = (source.into(), tag.into());
+        let (source, tag, wait) = (source.into(), tag.into(), wait.into());
         let Source::Rank(r) = source else {
-            return self.recv_any_into(tag, buf);
+            return self.recv_any_into(tag, buf, wait);
         };
         if let Some(local) = self.local_member(r)? {
             let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-            return match group.recv_into(local, tag, buf) {
+            return match group.recv_into(local, tag, buf, wait) {
                 Ok((_, tag, len)) => Ok((r, tag, len)),
                 Err(e) => Err(self.local_error(e)),
             };
         }
-        let st = self.world.recv_into(r, tag, buf)?;
+        let st = self.world.recv_into(r, tag, buf, wait)?;
         Ok((st.source, st.tag, st.len))
     }
 
     /// [`recv_into`](Self::recv_into) from any source: the mailbox's own
     /// wait when every peer is local, else a look at each path in turn
-    /// under the wait policy. A look is a zero-timeout receive, which keeps
-    /// a message too long for `buf`.
+    /// under the wait policy. A look is a receive that does not wait,
+    /// which keeps a message too long for `buf`.
     fn recv_any_into(
         &mut self,
         tag: TagMatch,
         buf: &mut [u8],
+        wait: Wait,
     ) -> Result<(usize, i32, usize), Error> {
         if self.all_local() {
             let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-            return match group.recv_into(Source::Any, tag, buf) {
+            return match group.recv_into(Source::Any, tag, buf, wait) {
                 Ok((local, tag, len)) => Ok((self.world_of_local[local], tag, len)),
                 Err(e) => Err(self.local_error(e)),
             };
         }
-        let mut waiter = Waiter::new(&self.wait_policy(), None);
+        let timeout = wait.timeout();
+        let mut waiter = Waiter::new(&self.wait_policy(), timeout);
         loop {
             if let Some(group) = self.mailbox.as_mut() {
-                match group.recv_into_timeout(Source::Any, tag, buf, Duration::ZERO) {
+                match group.recv_into(Source::Any, tag, buf, Wait::Now) {
                     Ok((local, tag, len)) => return Ok((self.world_of_local[local], tag, len)),
-                    Err(MailboxError::Timeout { .. } | MailboxError::AllPeersGone) => {}
+                    Err(MailboxError::WouldBlock | MailboxError::AllPeersGone) => {}
                     Err(e) => return Err(self.local_error(e)),
                 }
             }
-            match self
-                .world
-                .recv_into_timeout(Source::Any, tag, buf, Duration::ZERO)
-            {
+            match self.world.recv_into(Source::Any, tag, buf, Wait::Now) {
                 Ok(st) => return Ok((st.source, st.tag, st.len)),
-                Err(MpiError::Timeout { .. }) => {}
+                Err(MpiError::WouldBlock) => {}
                 Err(e) => return Err(e.into()),
             }
-            waiter.idle();
+            if !waiter.idle() {
+                return Err(match wait {
+                    Wait::For(waited) => MpiError::Timeout { waited },
+                    Wait::Now | Wait::Forever => MpiError::WouldBlock,
+                }
+                .into());
+            }
         }
     }
 
@@ -764,7 +747,9 @@ impl HybridWorld {
     /// A failure of the path.
     pub fn test_recv(&mut self, request: &mut HybridRecvRequest) -> Result<bool, Error> {
         if request.done.is_none() {
-            request.done = self.try_recv_matching(request.source, request.tag)?;
+            request.done = self
+                .recv_matching(request.source, request.tag, Wait::Now)
+                .arrived()?;
         }
         Ok(request.done.is_some())
     }
@@ -777,7 +762,7 @@ impl HybridWorld {
     pub fn wait_recv(&mut self, request: HybridRecvRequest) -> Result<Message, Error> {
         match request.done {
             Some(m) => Ok(m),
-            None => self.recv_matching(request.source, request.tag, None),
+            None => self.recv_matching(request.source, request.tag, Wait::Forever),
         }
     }
 }

@@ -28,7 +28,9 @@ use crate::segment::{lock, Segment, SegmentKind, SegmentName};
 use crate::sync::futex::Doorbell;
 use crate::sync::membarrier::{self, Scope};
 use crate::sync::{Pause, WaitPolicy, Waiter};
-use crate::transport::{Message, Source, TagMatch, Transport};
+#[cfg(doc)]
+use crate::transport::Arrival;
+use crate::transport::{Message, Source, TagMatch, Transport, Wait};
 
 /// A member of a mailbox group: one endpoint of message passing on shared
 /// memory. See the [module docs](super).
@@ -44,7 +46,7 @@ use crate::transport::{Message, Source, TagMatch, Transport};
 /// ```
 /// use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 /// use shmpi::segment::SegmentName;
-/// use shmpi::transport::{Source, TagMatch};
+/// use shmpi::transport::{Source, TagMatch, Wait};
 ///
 /// let name = SegmentName::unique("doc-group");
 /// let opts = MailboxOptions::default();
@@ -53,8 +55,8 @@ use crate::transport::{Message, Source, TagMatch, Transport};
 /// a.send(1, 5, b"hello")?;
 /// a.send(1, 6, b"world")?;
 /// // Matching by tag: the later message first; the other waits in a queue.
-/// assert_eq!(b.recv(0, 6)?.data, b"world");
-/// let m = b.recv(Source::Any, TagMatch::Any)?;
+/// assert_eq!(b.recv(0, 6, Wait::Forever)?.data, b"world");
+/// let m = b.recv(Source::Any, TagMatch::Any, Wait::Forever)?;
 /// assert_eq!((m.source, m.tag, m.data.as_slice()), (0, 5, &b"hello"[..]));
 /// # Ok::<(), shmpi::Error>(())
 /// ```
@@ -198,25 +200,33 @@ pub struct PairCounters {
     pub queued_bytes: u64,
 }
 
-/// When a `_timeout` operation must end, and the timeout it was given.
+/// When a wait must end, and how it was asked for.
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
     at: Instant,
-    timeout: Duration,
+    wait: Wait,
 }
 
 impl Deadline {
     /// The deadline `timeout` from now, if any.
     fn after(timeout: Option<Duration>) -> Option<Deadline> {
-        timeout.map(|timeout| Deadline {
+        Deadline::of(timeout.map_or(Wait::Forever, Wait::For))
+    }
+
+    /// The deadline of a receive's `wait` (`Now`: now).
+    fn of(wait: Wait) -> Option<Deadline> {
+        wait.timeout().map(|timeout| Deadline {
             at: Instant::now() + timeout,
-            timeout,
+            wait,
         })
     }
 
+    /// What an expired wait reports: a timeout, or for a wait that was not
+    /// to wait at all, would-block.
     fn expired(&self) -> MailboxError {
-        MailboxError::Timeout {
-            waited: self.timeout,
+        match self.wait {
+            Wait::For(waited) => MailboxError::Timeout { waited },
+            Wait::Now | Wait::Forever => MailboxError::WouldBlock,
         }
     }
 }
@@ -1564,6 +1574,7 @@ impl MailboxGroup {
     ///
     /// ```
     /// # use shmpi::mailbox::{MailboxGroup, MailboxOptions};
+    /// # use shmpi::transport::Wait;
     /// let mut m = MailboxGroup::threads(2, &MailboxOptions::default())?;
     /// let mut b = m.pop().unwrap();
     /// let mut a = m.pop().unwrap();
@@ -1571,7 +1582,7 @@ impl MailboxGroup {
     /// loan.write_pod(0, 7u64);
     /// loan.write_pod(8, 9u64); // byte offsets, as RecvRef::read_pod
     /// loan.commit();
-    /// let msg = b.recv_ref(0, 3)?;            // by reference, in the ring
+    /// let msg = b.recv_ref(0, 3, Wait::Forever)?; // by reference, in the ring
     /// assert_eq!(msg.read_pod::<u64>(8), Some(9));
     /// drop(msg);                               // releases the space
     /// # Ok::<(), shmpi::Error>(())
@@ -1657,54 +1668,28 @@ impl MailboxGroup {
     // ------------------------------------------------------------ receiving
 
     /// Receives the first message matching `source` and `tag`, waiting as
-    /// long as it takes (or until the source — for [`Source::Any`]: every
-    /// member — is gone).
+    /// `wait` says ([`Wait::Forever`]: until one comes or the source — for
+    /// [`Source::Any`]: every member — is gone; a [`Duration`] or
+    /// [`Wait::For`]: up to that long; [`Wait::Now`]: not at all).
     ///
     /// A receive from yourself finds only messages you sent yourself.
     ///
     /// # Errors
     ///
-    /// [`MailboxError::PeerDied`], [`MailboxError::PeerLeft`] (for
-    /// `Source::Any`: once per member that is gone, then
-    /// [`MailboxError::AllPeersGone`]), [`MailboxError::Interrupted`],
-    /// [`MailboxError::Corrupt`], [`MailboxError::WouldBlock`] for a receive
-    /// from yourself with nothing queued.
+    /// [`MailboxError::Timeout`] ([`Wait::For`]) and
+    /// [`MailboxError::WouldBlock`] ([`Wait::Now`], or a receive from
+    /// yourself with nothing queued), nothing consumed (`.arrived()` of
+    /// [`Arrival`] makes them `None`); [`MailboxError::PeerDied`],
+    /// [`MailboxError::PeerLeft`] (for `Source::Any`: once per member that
+    /// is gone, then [`MailboxError::AllPeersGone`]),
+    /// [`MailboxError::Interrupted`], [`MailboxError::Corrupt`].
     pub fn recv(
         &mut self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
     ) -> Result<Message, MailboxError> {
-        self.recv_inner(source.into(), tag.into(), None)
-    }
-
-    /// Like [`recv`](Self::recv), giving up after `timeout` (nothing is
-    /// consumed then).
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Self::recv), plus [`MailboxError::Timeout`].
-    pub fn recv_timeout(
-        &mut self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-        timeout: Duration,
-    ) -> Result<Message, MailboxError> {
-        self.recv_inner(source.into(), tag.into(), Some(timeout))
-    }
-
-    /// Receives a matching message if one has arrived.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Self::recv), except that nothing waits.
-    pub fn try_recv(
-        &mut self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-    ) -> Result<Option<Message>, MailboxError> {
-        let (source, tag) = (source.into(), tag.into());
-        self.check_source(source)?;
-        self.poll_match(source, tag)
+        self.recv_inner(source.into(), tag.into(), wait.into())
     }
 
     fn check_source(&self, source: Source) -> Result<(), MailboxError> {
@@ -1725,7 +1710,7 @@ impl MailboxGroup {
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Message, MailboxError> {
         self.check_source(source)?;
         if source == Source::Rank(self.id) || self.members() == 1 {
@@ -1734,9 +1719,7 @@ impl MailboxGroup {
                 .ok_or(MailboxError::WouldBlock);
         }
         let watch = self.watch_for(source, tag);
-        self.wait_for(Deadline::after(timeout), watch, |s| {
-            s.poll_match(source, tag)
-        })
+        self.wait_for(Deadline::of(wait), watch, |s| s.poll_match(source, tag))
     }
 
     fn poll_match(
@@ -1825,7 +1808,8 @@ impl MailboxGroup {
     /// Receives by reference: a message that fits one record is read in
     /// place, in the sender's ring, and its space is released when the
     /// returned guard is dropped. (A streamed or queued message is handed
-    /// over as an owned buffer through the same guard.)
+    /// over as an owned buffer through the same guard.) Waits as `wait`
+    /// says.
     ///
     /// # Errors
     ///
@@ -1834,28 +1818,17 @@ impl MailboxGroup {
         &mut self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
     ) -> Result<RecvRef<'_>, MailboxError> {
-        self.recv_ref_inner(source.into(), tag.into(), None)
-    }
-
-    /// [`recv_ref`](Self::recv_ref) with a timeout.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv_timeout`](Self::recv_timeout).
-    pub fn recv_ref_timeout(
-        &mut self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-        timeout: Duration,
-    ) -> Result<RecvRef<'_>, MailboxError> {
-        self.recv_ref_inner(source.into(), tag.into(), Some(timeout))
+        self.recv_ref_inner(source.into(), tag.into(), wait.into())
     }
 
     /// Receives into `buf` without allocating: a message that fits one
     /// record is copied straight from the ring, and a streamed message from
-    /// a named source is assembled directly in `buf`. Returns (source, tag,
-    /// length).
+    /// a named source is assembled directly in `buf`. Waits as `wait` says;
+    /// a message that was streaming into `buf` when the time ran out is
+    /// not lost: what arrived moves to an owned buffer and the next
+    /// receive completes it. Returns (source, tag, length).
     ///
     /// # Errors
     ///
@@ -1867,25 +1840,9 @@ impl MailboxGroup {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         buf: &mut [u8],
+        wait: impl Into<Wait>,
     ) -> Result<(usize, i32, usize), MailboxError> {
-        self.recv_into_inner(source.into(), tag.into(), buf, None)
-    }
-
-    /// [`recv_into`](Self::recv_into), giving up after `timeout`. A message
-    /// that was streaming into `buf` when time ran out is not lost: what
-    /// arrived moves to an owned buffer and the next receive completes it.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv_into`](Self::recv_into), plus [`MailboxError::Timeout`].
-    pub fn recv_into_timeout(
-        &mut self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> Result<(usize, i32, usize), MailboxError> {
-        self.recv_into_inner(source.into(), tag.into(), buf, Some(timeout))
+        self.recv_into_inner(source.into(), tag.into(), buf, wait.into())
     }
 
     #[inline]
@@ -1894,12 +1851,12 @@ impl MailboxGroup {
         source: Source,
         tag: TagMatch,
         buf: &mut [u8],
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<(usize, i32, usize), MailboxError> {
         if let Some(got) = self.recv_fast(source, tag, buf)? {
             return Ok(got);
         }
-        self.recv_into_waiting(source, tag, buf, timeout)
+        self.recv_into_waiting(source, tag, buf, wait)
     }
 
     /// The fast path of a receive into `buf`: see
@@ -1948,7 +1905,7 @@ impl MailboxGroup {
         source: Source,
         tag: TagMatch,
         buf: &mut [u8],
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<(usize, i32, usize), MailboxError> {
         self.check_source(source)?;
         if source == Source::Rank(self.id) || self.members() == 1 {
@@ -1957,7 +1914,7 @@ impl MailboxGroup {
                 .ok_or(MailboxError::WouldBlock);
         }
         let watch = self.watch_for(source, tag);
-        let result = self.wait_for(Deadline::after(timeout), watch, |s| {
+        let result = self.wait_for(Deadline::of(wait), watch, |s| {
             if let Some(got) = s.recv_fast(source, tag, buf)? {
                 return Ok(Some(got));
             }
@@ -2141,11 +2098,11 @@ impl MailboxGroup {
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<RecvRef<'_>, MailboxError> {
         let found = match self.fast_head(source, tag)? {
             Some((src, rec, at)) => Found::InRing { src, rec, at },
-            None => self.find_ref_waiting(source, tag, timeout)?,
+            None => self.find_ref_waiting(source, tag, wait)?,
         };
         Ok(RecvRef { group: self, found })
     }
@@ -2155,7 +2112,7 @@ impl MailboxGroup {
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Found, MailboxError> {
         self.check_source(source)?;
         Ok(if source == Source::Rank(self.id) || self.members() == 1 {
@@ -2165,7 +2122,7 @@ impl MailboxGroup {
             )
         } else {
             let watch = self.watch_for(source, tag);
-            self.wait_for(Deadline::after(timeout), watch, |s| {
+            self.wait_for(Deadline::of(wait), watch, |s| {
                 if let Some((src, rec, at)) = s.fast_head(source, tag)? {
                     return Ok(Some(Found::InRing { src, rec, at }));
                 }
@@ -2547,17 +2504,9 @@ impl Transport for MailboxGroup {
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Message, Error> {
-        Ok(self.recv_inner(source, tag, timeout)?)
-    }
-
-    fn try_recv_matching(
-        &mut self,
-        source: Source,
-        tag: TagMatch,
-    ) -> Result<Option<Message>, Error> {
-        Ok(self.try_recv(source, tag)?)
+        Ok(self.recv_inner(source, tag, wait)?)
     }
 }
 

@@ -13,7 +13,7 @@ use rsmpi::ffi;
 use super::{check, ensure_usable, is_finalized, ThreadLevel};
 use crate::error::MpiError;
 use crate::sync::{WaitPolicy, Waiter};
-use crate::transport::{Message, Source, TagMatch};
+use crate::transport::{Arrival, Message, Source, TagMatch, Wait};
 
 /// Messages above this many bytes travel as blocks of [`BIG_BLOCK`] bytes
 /// plus a remainder message: MPI counts are `int`.
@@ -787,51 +787,37 @@ impl Comm {
         }
     }
 
-    /// Receives the first message matching `source` and `tag`.
+    /// Receives the first message matching `source` and `tag`, waiting as
+    /// `wait` says ([`Wait::Forever`]: a blocking matched probe;
+    /// [`Wait::For`] or a [`Duration`]: polling with the crate's wait
+    /// policy up to that long — MPI has no timed receive; [`Wait::Now`]:
+    /// one `MPI_Improbe`).
     ///
     /// # Errors
     ///
+    /// [`MpiError::Timeout`] ([`Wait::For`]) and [`MpiError::WouldBlock`]
+    /// ([`Wait::Now`]), nothing consumed (`.arrived()` of
+    /// [`crate::transport::Arrival`] makes them `None`);
     /// [`MpiError::InvalidRank`], [`MpiError::InvalidTag`], MPI's error.
     pub fn recv(
         &self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
-    ) -> Result<Message, MpiError> {
-        self.take(source.into(), tag.into(), true)?
-            .ok_or(MpiError::NotInitialized)
-    }
-
-    /// Receives a matching message if one has arrived.
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Self::recv).
-    pub fn try_recv(
-        &self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-    ) -> Result<Option<Message>, MpiError> {
-        self.take(source.into(), tag.into(), false)
-    }
-
-    /// Receives, polling with a growing pause (1 µs to 1 ms) up to
-    /// `timeout`: MPI has no timed receive.
-    ///
-    /// # Errors
-    ///
-    /// [`MpiError::Timeout`] (nothing consumed), or as [`recv`](Self::recv).
-    pub fn recv_timeout(
-        &self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-        timeout: Duration,
+        wait: impl Into<Wait>,
     ) -> Result<Message, MpiError> {
         let (source, tag) = (source.into(), tag.into());
-        poll_until(timeout, || self.take(source, tag, false))
+        match wait.into() {
+            Wait::Forever => self
+                .take(source, tag, true)?
+                .ok_or(MpiError::NotInitialized),
+            Wait::Now => self.take(source, tag, false)?.ok_or(MpiError::WouldBlock),
+            Wait::For(timeout) => poll_until(timeout, || self.take(source, tag, false)),
+        }
     }
 
-    /// Receives into `buf`. A message longer than `buf` is an error naming
-    /// both sizes, and it is kept for a later receive.
+    /// Receives into `buf`, waiting as `wait` says (as
+    /// [`recv`](Self::recv)). A message longer than `buf` is an error
+    /// naming both sizes, and it is kept for a later receive.
     ///
     /// # Errors
     ///
@@ -841,8 +827,25 @@ impl Comm {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         buf: &mut [u8],
+        wait: impl Into<Wait>,
     ) -> Result<Status, MpiError> {
         let (source, tag) = (source.into(), tag.into());
+        match wait.into() {
+            Wait::Forever => self.recv_into_blocking(source, tag, buf),
+            Wait::Now => self
+                .poll_into(source, tag, buf)?
+                .ok_or(MpiError::WouldBlock),
+            Wait::For(timeout) => poll_until(timeout, || self.poll_into(source, tag, buf)),
+        }
+    }
+
+    /// [`recv_into`](Self::recv_into) waiting as long as it takes.
+    fn recv_into_blocking(
+        &self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Status, MpiError> {
         self.alive()?;
         if let Some(st) = self.kept_into(source, tag, buf)? {
             return Ok(st);
@@ -856,6 +859,23 @@ impl Comm {
             .matched(source, tag, true)?
             .ok_or(MpiError::NotInitialized)?;
         self.matched_into(msg, st, buf)
+    }
+
+    /// A matching message into `buf` if one is there, without waiting.
+    fn poll_into(
+        &self,
+        source: Source,
+        tag: TagMatch,
+        buf: &mut [u8],
+    ) -> Result<Option<Status>, MpiError> {
+        self.alive()?;
+        if let Some(st) = self.kept_into(source, tag, buf)? {
+            return Ok(Some(st));
+        }
+        match self.matched(source, tag, false)? {
+            Some((msg, st)) => self.matched_into(msg, st, buf).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Below `MPI_THREAD_MULTIPLE`: waits for a message (`MPI_Probe`) and,
@@ -896,33 +916,6 @@ impl Comm {
             )
         })?;
         Ok(Some(st))
-    }
-
-    /// [`recv_into`](Self::recv_into), polling with a growing pause (1 µs
-    /// to 1 ms) up to `timeout`: MPI has no timed receive.
-    ///
-    /// # Errors
-    ///
-    /// [`MpiError::Timeout`] (nothing consumed), or as
-    /// [`recv_into`](Self::recv_into).
-    pub fn recv_into_timeout(
-        &self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> Result<Status, MpiError> {
-        let (source, tag) = (source.into(), tag.into());
-        poll_until(timeout, || {
-            self.alive()?;
-            if let Some(st) = self.kept_into(source, tag, buf)? {
-                return Ok(Some(st));
-            }
-            match self.matched(source, tag, false)? {
-                Some((msg, st)) => self.matched_into(msg, st, buf).map(Some),
-                None => Ok(None),
-            }
-        })
     }
 
     /// A kept message into `buf`, if one matches.
@@ -996,8 +989,9 @@ impl Comm {
         &self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
     ) -> Result<Vec<T>, crate::Error> {
-        let m = self.recv(source, tag)?;
+        let m = self.recv(source, tag, wait)?;
         Ok(crate::transport::cast_vec(&m.data)?)
     }
 
@@ -1224,7 +1218,7 @@ impl RecvRequest<'_> {
     /// MPI's error.
     pub fn test(&mut self) -> Result<bool, MpiError> {
         if self.done.is_none() {
-            self.done = self.comm.try_recv(self.source, self.tag)?;
+            self.done = self.comm.recv(self.source, self.tag, Wait::Now).arrived()?;
         }
         Ok(self.done.is_some())
     }
@@ -1237,7 +1231,7 @@ impl RecvRequest<'_> {
     pub fn wait(self) -> Result<Message, MpiError> {
         match self.done {
             Some(m) => Ok(m),
-            None => self.comm.recv(self.source, self.tag),
+            None => self.comm.recv(self.source, self.tag, Wait::Forever),
         }
     }
 }

@@ -101,6 +101,7 @@ fn state() -> std::sync::MutexGuard<'static, Option<Shared>> {
 ///
 /// ```no_run
 /// use shmpi::mpi::{Mpi, ThreadLevel};
+/// use shmpi::transport::Wait;
 ///
 /// let mpi = Mpi::init(ThreadLevel::Multiple)?;
 /// println!("granted {}", mpi.thread_level().name());
@@ -110,7 +111,7 @@ fn state() -> std::sync::MutexGuard<'static, Option<Shared>> {
 /// if world.rank() == 0 {
 ///     world.send(1, 7, b"hello")?;
 /// } else if world.rank() == 1 {
-///     assert_eq!(world.recv(0, 7)?.data, b"hello");
+///     assert_eq!(world.recv(0, 7, Wait::Forever)?.data, b"hello");
 /// }
 /// # Ok::<(), shmpi::Error>(())
 /// ```

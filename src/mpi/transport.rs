@@ -1,6 +1,6 @@
 //! `Transport` over MPI, with MPI's own collectives.
 
-use std::time::Duration;
+use crate::transport::Wait;
 
 use bytemuck::Pod;
 use rsmpi::ffi;
@@ -153,20 +153,9 @@ impl<C: AsComm> Transport for MpiTransport<C> {
         &mut self,
         source: Source,
         tag: TagMatch,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<Message, Error> {
-        Ok(match timeout {
-            None => self.comm().recv(source, tag)?,
-            Some(t) => self.comm().recv_timeout(source, tag, t)?,
-        })
-    }
-
-    fn try_recv_matching(
-        &mut self,
-        source: Source,
-        tag: TagMatch,
-    ) -> Result<Option<Message>, Error> {
-        Ok(self.comm().try_recv(source, tag)?)
+        Ok(self.comm().recv(source, tag, wait)?)
     }
 
     fn barrier(&mut self) -> Result<(), Error> {

@@ -2,6 +2,7 @@
 //! the checks are made on every rank. Used over thread mailboxes, process
 //! mailboxes, and later MPI and the hybrid world.
 
+use shmpi::transport::Wait;
 use shmpi::transport::{ReduceOp, Source, TagMatch, Transport};
 
 /// A payload that tells its origin and can be checked byte by byte.
@@ -24,7 +25,7 @@ pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
     // 1. Point to point around the ring, every size, checked byte by byte.
     for (seq, &len) in SIZES.iter().enumerate() {
         t.send(right, 100 + seq as i32, &pattern(me, right, seq, len))?;
-        let m = t.recv(left, 100 + seq as i32)?;
+        let m = t.recv(left, 100 + seq as i32, Wait::Forever)?;
         assert_eq!((m.source, m.tag), (left, 100 + seq as i32));
         assert_eq!(
             m.data,
@@ -40,10 +41,10 @@ pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
         t.send(right, 2, &[2, k])?;
     }
     for k in 0..3 {
-        assert_eq!(t.recv(left, 2)?.data, [2, k]);
+        assert_eq!(t.recv(left, 2, Wait::Forever)?.data, [2, k]);
     }
     for k in 0..3 {
-        assert_eq!(t.recv(left, TagMatch::Any)?.data, [1, k]);
+        assert_eq!(t.recv(left, TagMatch::Any, Wait::Forever)?.data, [1, k]);
     }
 
     // 3. Any source: everyone sends to rank 0, which hears from all.
@@ -53,7 +54,7 @@ pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
     } else {
         let mut seen = vec![false; n];
         for _ in 1..n {
-            let m = t.recv(Source::Any, 7)?;
+            let m = t.recv(Source::Any, 7, Wait::Forever)?;
             assert_eq!(m.data, (m.source as u64).to_le_bytes());
             assert!(
                 !std::mem::replace(&mut seen[m.source], true),
@@ -67,7 +68,7 @@ pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
     // 4. Typed messages.
     let values: Vec<f64> = (0..1000).map(|i| (me * 1000 + i) as f64).collect();
     t.send_pod(right, 8, &values)?;
-    let got = t.recv_pod::<f64>(left, 8)?;
+    let got = t.recv_pod::<f64>(left, 8, Wait::Forever)?;
     assert_eq!(
         got.data,
         (0..1000)
@@ -76,7 +77,7 @@ pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
     );
     t.send(right, 9, &[1, 2, 3])?;
     assert!(
-        t.recv_pod::<u32>(left, 9).is_err(),
+        t.recv_pod::<u32>(left, 9, Wait::Forever).is_err(),
         "3 bytes are not a u32 slice"
     );
 

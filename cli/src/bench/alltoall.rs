@@ -7,6 +7,7 @@
 //! a few per cent of the measured time (a fixed small count measured
 //! start-up, not the rate, and could print the opposite verdict).
 
+use shmpi::transport::{Arrival, Wait};
 use std::time::{Duration, Instant};
 
 use shmpi::error::{Error, TransportError};
@@ -57,13 +58,16 @@ pub fn run<T: Transport>(t: &mut T, per_peer: usize, size: usize) -> Result<Opti
             t.send(dest, TAG, &payload)?;
         }
         // Take what has arrived, so rings drain while everyone sends.
-        while let Some(m) = t.try_recv_matching(Source::Any, TagMatch::Tag(TAG))? {
+        while let Some(m) = t
+            .recv_matching(Source::Any, TagMatch::Tag(TAG), Wait::Now)
+            .arrived()?
+        {
             check(&m.data, m.source, &mut next_from)?;
             received += 1;
         }
     }
     while received < expected {
-        let m = t.recv(Source::Any, TAG)?;
+        let m = t.recv(Source::Any, TAG, Wait::Forever)?;
         check(&m.data, m.source, &mut next_from)?;
         received += 1;
     }

@@ -10,6 +10,7 @@
 //! - [`dsm`]: reading one element of a distributed array, against an MPI
 //!   round trip between the same ranks.
 
+use shmpi::transport::Wait;
 use std::time::Instant;
 
 use super::{Config, Record, Report};
@@ -77,9 +78,9 @@ pub fn pingpong(world: &Comm, path: &str, cfg: &Config) -> Result<Option<Report>
         let s = samples(count, iters, || {
             if me == 0 {
                 world.send(1, 1, &buf[..size])?;
-                world.recv_into(1, 1, &mut buf)?;
+                world.recv_into(1, 1, &mut buf, Wait::Forever)?;
             } else if me == 1 {
-                let st = world.recv_into(0, 1, &mut buf)?;
+                let st = world.recv_into(0, 1, &mut buf, Wait::Forever)?;
                 world.send(0, 1, &buf[..st.len])?;
             }
             Ok(())
@@ -101,11 +102,11 @@ pub fn pingpong(world: &Comm, path: &str, cfg: &Config) -> Result<Option<Report>
                 for r in reqs {
                     r.wait()?;
                 }
-                world.recv(1, 3)?;
+                world.recv(1, 3, Wait::Forever)?;
             } else if me == 1 {
                 let mut rbuf = vec![0u8; size];
                 for _ in 0..window {
-                    world.recv_into(0, 2, &mut rbuf)?;
+                    world.recv_into(0, 2, &mut rbuf, Wait::Forever)?;
                 }
                 world.send(0, 3, &[])?;
             }
@@ -151,7 +152,8 @@ pub fn hybrid(world: &mut HybridWorld, cfg: &Config) -> Result<Option<Report>, E
                     if me == 0 {
                         payload[0] = (k % 251) as u8;
                         world.send(peer, 1, &payload)?;
-                        let (source, _, len) = world.recv_into(from, 1, &mut back)?;
+                        let (source, _, len) =
+                            world.recv_into(from, 1, &mut back, Wait::Forever)?;
                         if source != peer || len != size || back[0] != payload[0] {
                             return Err(shmpi::TransportError::OutOfSequence {
                                 source_rank: source,
@@ -161,7 +163,7 @@ pub fn hybrid(world: &mut HybridWorld, cfg: &Config) -> Result<Option<Report>, E
                             .into());
                         }
                     } else if me == peer {
-                        let (_, _, len) = world.recv_into(0, 1, &mut back)?;
+                        let (_, _, len) = world.recv_into(0, 1, &mut back, Wait::Forever)?;
                         world.send(0, 1, &back[..len])?;
                     }
                 }
@@ -220,7 +222,7 @@ pub fn hybrid_oversubscribed(
                 if me % 2 == 0 {
                     let payload = u64::from(k).to_le_bytes();
                     world.send(peer, 1, &payload)?;
-                    let (source, _, _) = world.recv_into(from, 1, &mut back)?;
+                    let (source, _, _) = world.recv_into(from, 1, &mut back, Wait::Forever)?;
                     if back != payload || source != peer {
                         return Err(shmpi::TransportError::OutOfSequence {
                             source_rank: source,
@@ -230,7 +232,7 @@ pub fn hybrid_oversubscribed(
                         .into());
                     }
                 } else {
-                    let (_, _, len) = world.recv_into(from, 1, &mut back)?;
+                    let (_, _, len) = world.recv_into(from, 1, &mut back, Wait::Forever)?;
                     world.send(peer, 1, &back[..len])?;
                 }
             }
@@ -294,7 +296,7 @@ pub fn dsm(world: &Comm, cfg: &Config) -> Result<Option<Report>, Error> {
             "mpi.roundtrip",
             Some(samples(shape.0, shape.1, || {
                 world.send(0, 1, &buf)?;
-                world.recv_into(0, 1, &mut buf)?;
+                world.recv_into(0, 1, &mut buf, Wait::Forever)?;
                 Ok(())
             })?),
         ));
@@ -302,7 +304,7 @@ pub fn dsm(world: &Comm, cfg: &Config) -> Result<Option<Report>, Error> {
         if me == 0 {
             for _ in 0..=shape.0 {
                 for _ in 0..shape.1 {
-                    world.recv_into(1, 1, &mut buf)?;
+                    world.recv_into(1, 1, &mut buf, Wait::Forever)?;
                     world.send(1, 1, &buf)?;
                 }
             }
@@ -340,7 +342,7 @@ pub fn dsm(world: &Comm, cfg: &Config) -> Result<Option<Report>, Error> {
         if me == 1 {
             world.send_pod(0, 9, &flat)?;
         } else if me == 0 {
-            flat = world.recv_pod::<f64>(1, 9)?;
+            flat = world.recv_pod::<f64>(1, 9, Wait::Forever)?;
             out.records
                 .push(Record::from_samples(path, "latency_ns", 8, &flat));
         }

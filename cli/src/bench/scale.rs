@@ -11,6 +11,7 @@
 //! executable with [`SCALE_ENV`] set, and the program's `main` must call
 //! [`run_member_if_requested`] first.
 
+use shmpi::transport::Wait;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -148,7 +149,7 @@ fn member(mode: &str) -> Result<(), shmpi::Error> {
     };
     let mut received = 0;
     while received < expected {
-        match m.recv(Source::Any, TagMatch::Any) {
+        match m.recv(Source::Any, TagMatch::Any, Wait::Forever) {
             Ok(_) => received += 1,
             // A member that is done leaves; its messages were delivered first.
             Err(shmpi::MailboxError::PeerLeft { .. }) => {}

@@ -14,6 +14,7 @@
 //! executable with [`PEER_ENV`] set, and the program's `main` must call
 //! [`run_peer_if_requested`] first.
 
+use shmpi::transport::Wait;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -166,19 +167,27 @@ impl Side<'_> {
                         self.group
                             .send(peer, DATA, &self.buf[..plan.size])
                             .map_err(e)?;
-                        self.group.recv_into(peer, DATA, &mut self.buf).map_err(e)?;
+                        self.group
+                            .recv_into(peer, DATA, &mut self.buf, Wait::Forever)
+                            .map_err(e)?;
                     }
                     (Kind::Latency, false) => {
-                        let (_, _, len) =
-                            self.group.recv_into(peer, DATA, &mut self.buf).map_err(e)?;
+                        let (_, _, len) = self
+                            .group
+                            .recv_into(peer, DATA, &mut self.buf, Wait::Forever)
+                            .map_err(e)?;
                         self.group.send(peer, DATA, &self.buf[..len]).map_err(e)?;
                     }
                     (Kind::ZeroCopy, true) => {
                         self.group.loan(peer, DATA, plan.size).map_err(e)?.commit();
-                        drop(self.group.recv_ref(peer, DATA).map_err(e)?);
+                        drop(self.group.recv_ref(peer, DATA, Wait::Forever).map_err(e)?);
                     }
                     (Kind::ZeroCopy, false) => {
-                        let len = self.group.recv_ref(peer, DATA).map_err(e)?.len();
+                        let len = self
+                            .group
+                            .recv_ref(peer, DATA, Wait::Forever)
+                            .map_err(e)?
+                            .len();
                         self.group.loan(peer, DATA, len).map_err(e)?.commit();
                     }
                     (Kind::Bandwidth, true) => {
@@ -187,14 +196,18 @@ impl Side<'_> {
                             .map_err(e)?;
                     }
                     (Kind::Bandwidth, false) => {
-                        self.group.recv_into(peer, DATA, &mut self.buf).map_err(e)?;
+                        self.group
+                            .recv_into(peer, DATA, &mut self.buf, Wait::Forever)
+                            .map_err(e)?;
                     }
                     (Kind::Quit, _) => return Ok(samples),
                 }
             }
             if plan.kind == Kind::Bandwidth {
                 if self.lead {
-                    self.group.recv_into(peer, ACK, &mut self.buf).map_err(e)?;
+                    self.group
+                        .recv_into(peer, ACK, &mut self.buf, Wait::Forever)
+                        .map_err(e)?;
                 } else {
                     self.group.send(peer, ACK, &[]).map_err(e)?;
                 }
@@ -384,7 +397,7 @@ fn threads_latency(cfg: &Config, samples: usize, report: &mut Report) -> Result<
                 let mut buf = vec![0u8; size];
                 for _ in 0..rounds {
                     let (_, _, len) = echo
-                        .recv_into(0, DATA, &mut buf)
+                        .recv_into(0, DATA, &mut buf, Wait::Forever)
                         .map_err(|e| e.to_string())?;
                     echo.send(0, DATA, &buf[..len]).map_err(|e| e.to_string())?;
                 }
@@ -396,7 +409,7 @@ fn threads_latency(cfg: &Config, samples: usize, report: &mut Report) -> Result<
                 let start = Instant::now();
                 for _ in 0..iters {
                     lead.send(1, DATA, &buf).map_err(|e| e.to_string())?;
-                    lead.recv_into(1, DATA, &mut buf)
+                    lead.recv_into(1, DATA, &mut buf, Wait::Forever)
                         .map_err(|e| e.to_string())?;
                 }
                 out.push(start.elapsed().as_secs_f64() * 1e9 / iters as f64 / 2.0);
@@ -458,7 +471,7 @@ fn peer() -> Result<(), String> {
         side.group.set_wait_strategy(WaitStrategy::SpinThenBlock);
         let m = side
             .group
-            .recv_timeout(0, CONTROL, Duration::from_secs(600))
+            .recv(0, CONTROL, Duration::from_secs(600))
             .map_err(|e| e.to_string())?;
         let words: Vec<u64> = m
             .data

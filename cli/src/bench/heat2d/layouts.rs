@@ -1,6 +1,7 @@
 //! The layouts that need MPI: ranks × team threads (pure MPI with one
 //! thread) and the node-shared grid.
 
+use shmpi::transport::Wait;
 use std::ops::Range;
 use std::time::Instant;
 
@@ -97,7 +98,7 @@ fn step_rows<'a>(
     // A halo from above was sent down by that neighbour, and vice versa.
     for (side, halo, tag) in [(&halos.up, halo_up, DOWN), (&halos.down, halo_down, UP)] {
         if let (Some((peer, _, _)), Some(halo)) = (side, halo) {
-            world.recv_into(*peer, tag, bytemuck::cast_slice_mut(halo))?;
+            world.recv_into(*peer, tag, bytemuck::cast_slice_mut(halo), Wait::Forever)?;
         }
     }
     for s in sends.into_iter().flatten() {
@@ -309,7 +310,7 @@ pub fn run_node(world: &mut HybridWorld, n: usize, steps: usize) -> Result<Optio
         for ((peer, _, halo), tag) in halo_rows.iter().flatten() {
             // SAFETY: the halo row at my node's edge is mine alone.
             let (_, row) = unsafe { late.borrow(0..0, rows(b, &(*halo..halo + 1)))? };
-            world.recv_into(*peer, *tag, bytemuck::cast_slice_mut(row))?;
+            world.recv_into(*peer, *tag, bytemuck::cast_slice_mut(row), Wait::Forever)?;
         }
         for s in sends {
             world.wait_send(s)?;
