@@ -282,6 +282,15 @@ bench_smoke() {
 # workspace, builds on its own; where crates.io answers, the registry's
 # checks too (a dry run uploads nothing).
 package_check() {
+  # Verification builds the workspace's crates as registry packages (from
+  # target/package/tmp-registry) in target/debug, and cargo takes a
+  # registry package of an unchanged version for unchanged: an earlier
+  # run's build would be verified instead of this one. Forget those builds
+  # (their fingerprints; the dependencies stay built) and the unpacked
+  # copies (never crates.io's).
+  rm -rf target/package "${CARGO_TARGET_DIR:-target}"/debug/.fingerprint/shmpi-*
+  find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -mindepth 2 -maxdepth 2 -name 'shmpi*-[0-9]*' \
+    ! -path '*/index.crates.io-*' -exec rm -rf {} + 2>/dev/null
   if cargo search --limit 1 shmpi >/dev/null 2>&1; then
     cargo publish --workspace --dry-run --locked --allow-dirty
   else
