@@ -565,7 +565,10 @@ impl HybridWorld {
                 Ok(Segment::builder(name.as_str())
                     .size(total)
                     .kind(SegmentKind::NODE_ARRAY)
-                    .create_init(|seg| Ok(Barrier::create_in(seg, control, parties).map(drop)?))?)
+                    .create_init(|seg| -> Result<(), Error> {
+                        Barrier::create_in(seg, control, parties)?;
+                        Ok(())
+                    })?)
             } else {
                 Ok(Segment::builder(name.as_str())
                     .expect_kind(SegmentKind::NODE_ARRAY)

@@ -16,9 +16,9 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::{Segment, SharedSlice};
-use crate::error::SyncError;
 use crate::sync::claims::{self, ClaimTable};
 use crate::sync::Barrier;
+use crate::sync::SyncError;
 
 /// Checks `read` and `write` against an array of `len` elements at
 /// `base`, records the claim in `claims` for `epoch` (debug builds) and

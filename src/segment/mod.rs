@@ -24,6 +24,7 @@
 //! default mode 0600 limits that power to the same user.
 
 pub(crate) mod epoch;
+mod error;
 mod header;
 pub mod lock;
 mod name;
@@ -42,6 +43,7 @@ use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::{fchmod, fstat, Mode};
 
 pub use epoch::{EpochArray, SegmentEpoch};
+pub use error::{NameError, PlacementError, SegmentError, SpaceResource};
 pub(crate) use header::RawHeader;
 pub use header::{
     HeaderError, HeaderFields, SegmentKind, HEADER_SIZE, LAYOUT_VERSION, MAGIC, READY,
@@ -49,7 +51,6 @@ pub use header::{
 pub use name::{SegmentName, MAX_NAME_LEN, UNIQUE_PREFIX};
 pub use view::SharedSlice;
 
-use crate::error::{PlacementError, SegmentError, SpaceResource};
 use crate::sync::wait::{Waiter, SETUP_POLL};
 
 /// Default permission bits of a new segment: owner read/write only.
@@ -127,10 +128,7 @@ impl SegmentBuilder {
     /// As [`Segment::create`].
     pub fn create(self) -> Result<Segment, SegmentError> {
         let name = validated(&self.name)?;
-        Segment::create_with(name, &self, &mut |_| Ok(())).map_err(|e| match e {
-            crate::Error::Segment(e) => e,
-            other => unreachable!("the empty initialiser cannot fail: {other}"),
-        })
+        Segment::create_with(name, &self, |_| Ok::<(), SegmentError>(()))
     }
 
     /// Creates the segment and runs `init` on it BEFORE marking it ready:
@@ -141,7 +139,8 @@ impl SegmentBuilder {
     ///
     /// # Errors
     ///
-    /// As [`Segment::create`], or `init`'s error.
+    /// As [`Segment::create`] (converted into `init`'s error type), or
+    /// `init`'s error.
     ///
     /// # Examples
     ///
@@ -151,16 +150,19 @@ impl SegmentBuilder {
     ///
     /// let seg = Segment::builder(SegmentName::unique("doc-init").as_str())
     ///     .size(Semaphore::SIZE)
-    ///     .create_init(|seg| Ok(Semaphore::create_in(seg, 0, 1).map(drop)?))?;
+    ///     .create_init(|seg| -> shmpi::Result<()> {
+    ///         Semaphore::create_in(seg, 0, 1)?;
+    ///         Ok(())
+    ///     })?;
     /// assert_eq!(Semaphore::open_in(&seg, 0)?.value()?, 1);
     /// # Ok::<(), shmpi::Error>(())
     /// ```
-    pub fn create_init(
+    pub fn create_init<E: From<SegmentError>>(
         self,
-        mut init: impl FnMut(&Segment) -> crate::Result<()>,
-    ) -> crate::Result<Segment> {
+        init: impl FnMut(&Segment) -> Result<(), E>,
+    ) -> Result<Segment, E> {
         let name = validated(&self.name)?;
-        Segment::create_with(name, &self, &mut init)
+        Segment::create_with(name, &self, init)
     }
 
     /// Opens a shmpi segment; see [`Segment::open`].
@@ -384,11 +386,11 @@ impl Segment {
         removed
     }
 
-    fn create_with(
+    fn create_with<E: From<SegmentError>>(
         name: SegmentName,
         opts: &SegmentBuilder,
-        init: &mut dyn FnMut(&Segment) -> crate::Result<()>,
-    ) -> crate::Result<Segment> {
+        mut init: impl FnMut(&Segment) -> Result<(), E>,
+    ) -> Result<Segment, E> {
         if opts.size == 0 {
             return Err(SegmentError::ZeroSize.into());
         }

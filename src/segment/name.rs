@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::NameError;
+use super::NameError;
 
 /// Longest name accepted, in bytes, without the leading `/` (Linux's
 /// `NAME_MAX`).

@@ -13,8 +13,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use super::wait::{Pause, WaitPolicy, Waiter};
+use super::SyncError;
 use super::{check_tag, futex, place_cell};
-use crate::error::SyncError;
 use crate::segment::Segment;
 
 const TAG: u32 = u32::from_le_bytes(*b"BAR1");

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::SyncError;
+use super::SyncError;
 
 /// Bytes of one slot.
 pub(crate) const SLOT: usize = 256;

@@ -36,6 +36,7 @@
 pub mod affinity;
 pub(crate) mod barrier;
 pub(crate) mod claims;
+mod error;
 pub(crate) mod futex;
 pub mod membarrier;
 mod mutex;
@@ -50,8 +51,8 @@ pub use mutex::{LockError, MutexGuard, RecoveredGuard, RobustMutex};
 pub use semaphore::Semaphore;
 pub use wait::{online_cpus, usable_cpus, Pause, WaitPolicy, Waiter};
 
-use crate::error::SyncError;
 use crate::segment::Segment;
+pub use error::SyncError;
 
 /// Returns a reference to a `C` placed at `offset` of `seg`'s data region,
 /// after checking bounds and alignment.

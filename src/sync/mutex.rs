@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 use nix::errno::Errno;
 
+use super::SyncError;
 use super::{check_tag, monotonic_deadline, place_cell, pthread_mutex_clocklock};
-use crate::error::SyncError;
 use crate::segment::Segment;
 
 const TAG: u32 = u32::from_le_bytes(*b"MTX1");

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
+use super::SyncError;
 use super::{check_tag, monotonic_deadline, place_cell, sem_clockwait};
-use crate::error::SyncError;
 use crate::segment::Segment;
 
 const TAG: u32 = u32::from_le_bytes(*b"SEM1");
