@@ -76,6 +76,9 @@
 mod owner;
 #[cfg(feature = "mpi")]
 mod rma;
+// Public only for the fuzz target (fuzz/fuzz_targets/dsm_wire.rs): not
+// part of the API, hidden from its documentation.
+#[doc(hidden)]
 pub mod wire;
 
 use std::ops::Range;

@@ -940,6 +940,10 @@ impl MailboxGroup {
                 return Err(e);
             }
         }
+        if deadline.is_some_and(|d| d.wait == Wait::Now) {
+            // Not to wait at all: one look.
+            return poll(self)?.ok_or(MailboxError::WouldBlock);
+        }
         let mut waiter = Waiter::until(&self.policy, deadline.as_ref().map(|d| d.at));
         loop {
             if let Some(v) = poll(self)? {

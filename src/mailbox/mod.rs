@@ -37,7 +37,7 @@
 //! A member that must wait — a receiver with nothing to read, a sender
 //! facing a full ring — spins for a bounded time, then sleeps on its own
 //! doorbell after announcing it with a flag; a peer rings the doorbell only
-//! when the flag is set ([`wake`]), so the fast path makes no system call.
+//! when the flag is set (`wake`), so the fast path makes no system call.
 //! The doorbell is a futex sequence word shmpi owns, not a glibc `sem_t`:
 //! every value is valid, so a process that scribbles on it causes at most
 //! a spurious wake-up (glibc aborts the process when a `sem_t` is
@@ -74,7 +74,7 @@
 //! violation is [`MailboxError::Corrupt`], and nothing is allocated from a
 //! size read there. Every `_timeout` call ends by its deadline, a streamed
 //! send included: a stream cut off there is abandoned with an abort record
-//! ([`framing`]), so the receiver drops the part it has and reads the next
+//! (`framing`), so the receiver drops the part it has and reads the next
 //! message whole.
 //!
 //! A member that died may **rejoin** under its id (named groups only: an
@@ -91,13 +91,19 @@
 //! [`MailboxError::Corrupt`]: crate::MailboxError::Corrupt
 //! [`MailboxError::Interrupted`]: crate::MailboxError::Interrupted
 
+// The parsers and protocols below are public only for the fuzz targets
+// (fuzz/) and the loom models (tests/loom_ring.rs): not part of the API,
+// hidden from its documentation, free to change in any release.
+#[doc(hidden)]
 pub mod framing;
 mod group;
 pub mod launch;
 mod layout;
 mod matching;
 mod pool;
+#[doc(hidden)]
 pub mod ring;
+#[doc(hidden)]
 pub mod wake;
 
 use std::time::Duration;
