@@ -278,6 +278,18 @@ bench_smoke() {
   [ -z "$missing" ] || { echo "not measured:$missing"; return 1; }
 }
 
+# The docs as docs.rs builds them (all features, `--cfg docsrs`, which
+# turns on the nightly doc_cfg marks; RUSTC_BOOTSTRAP stands in for
+# nightly): they build without warnings and mark what needs `mpi`.
+docsrs() {
+  local out=target/docsrs
+  RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" \
+    cargo doc --locked --no-deps -p shmpi --all-features --target-dir "$out" || return 1
+  grep -q 'Available on <strong>crate feature <code>mpi</code></strong> only' \
+    "$out/doc/shmpi/hybrid/struct.HybridWorld.html" || { echo "no feature mark on HybridWorld"; return 1; }
+  echo "feature-gated items are marked"
+}
+
 # Packaging: what `cargo publish` would upload, for every package of the
 # workspace, builds on its own; where crates.io answers, the registry's
 # checks too (a dry run uploads nothing).
@@ -325,6 +337,7 @@ phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc
 phase doc                check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
 phase doc-no-mpi         check env RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --no-default-features
+phase docs-rs            check docsrs
 phase package            check package_check
 phase shm-leftovers      check leftovers
 
