@@ -143,6 +143,10 @@ pub enum MailboxError {
     /// A doorbell semaphore failed.
     #[error(transparent)]
     Sync(#[from] SyncError),
+    /// A typed receive or a collective through the group's
+    /// [`crate::transport::Transport`] methods got data it cannot use.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// An MPI operation failed. MPI's own failures carry its error code, error
@@ -151,6 +155,9 @@ pub enum MailboxError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MpiError {
+    /// A typed receive or a collective got data it cannot use.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
     /// MPI is not initialised (and the call needs it).
     #[error("MPI is not initialised")]
     NotInitialized,
@@ -344,19 +351,42 @@ pub enum Error {
     Sync(#[from] SyncError),
     /// A mailbox group operation failed.
     #[error(transparent)]
-    Mailbox(#[from] MailboxError),
+    Mailbox(MailboxError),
     /// A transport-level (typed or collective) operation failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// An MPI operation failed.
     #[error(transparent)]
-    Mpi(#[from] MpiError),
+    Mpi(MpiError),
     /// A distributed array operation failed.
     #[error(transparent)]
     Dsm(#[from] DsmError),
     /// A hybrid world or one of its node objects failed.
     #[error(transparent)]
     Hybrid(#[from] HybridError),
+}
+
+/// A mailbox error, with the transport-level ones (a typed receive or a
+/// collective through [`crate::transport::Transport`]) lifted to
+/// [`Error::Transport`]: every path reports those the same way.
+impl From<MailboxError> for Error {
+    fn from(e: MailboxError) -> Error {
+        match e {
+            MailboxError::Transport(t) => Error::Transport(t),
+            e => Error::Mailbox(e),
+        }
+    }
+}
+
+/// An MPI error, with the transport-level ones lifted to
+/// [`Error::Transport`] (as for [`MailboxError`]).
+impl From<MpiError> for Error {
+    fn from(e: MpiError) -> Error {
+        match e {
+            MpiError::Transport(t) => Error::Transport(t),
+            e => Error::Mpi(e),
+        }
+    }
 }
 
 /// A distributed array ([`crate::dsm::DistArray`]) operation failed.

@@ -339,7 +339,9 @@ fn combine_into<T: Reducible>(
 /// use shmpi::mailbox::{MailboxGroup, MailboxOptions};
 /// use shmpi::transport::{ReduceOp, Transport, Wait};
 ///
-/// fn ring_sum<T: Transport>(t: &mut T) -> shmpi::Result<u64> {
+/// // Generic code returns the path's own error (`T::Error`); to return
+/// // `shmpi::Error` instead, add `where shmpi::Error: From<T::Error>`.
+/// fn ring_sum<T: Transport>(t: &mut T) -> Result<u64, T::Error> {
 ///     let (me, n) = (t.rank(), t.size());
 ///     t.send_pod((me + 1) % n, 7, &[me as u64])?;
 ///     let got = t.recv_pod::<u64>((me + n - 1) % n, 7, Wait::Forever)?;
@@ -350,12 +352,26 @@ fn combine_into<T: Reducible>(
 /// let members = MailboxGroup::threads(3, &MailboxOptions::default())?;
 /// let sums: Vec<u64> = std::thread::scope(|s| {
 ///     let handles: Vec<_> = members.into_iter().map(|mut m| s.spawn(move || ring_sum(&mut m))).collect();
-///     handles.into_iter().map(|h| h.join().unwrap()).collect::<shmpi::Result<_>>()
+///     handles.into_iter().map(|h| h.join().unwrap()).collect::<Result<Vec<_>, _>>()
 /// })?;
 /// assert_eq!(sums, [3, 3, 3]);
 /// # Ok::<(), shmpi::Error>(())
 /// ```
 pub trait Transport {
+    /// What this path's operations fail with: the error its object's own
+    /// methods return — [`MailboxError`] for a mailbox group, [`MpiError`]
+    /// for MPI, [`Error`] for the hybrid world — so an object has one
+    /// error type. It converts into [`Error`] (`?` in a function returning
+    /// `shmpi::Result`, given `shmpi::Error: From<T::Error>` in generic
+    /// code) and tells "nothing in time" apart ([`NothingYet`]).
+    type Error: std::error::Error
+        + From<TransportError>
+        + NothingYet
+        + Into<Error>
+        + Send
+        + Sync
+        + 'static;
+
     /// This rank.
     fn rank(&self) -> usize;
     /// Number of ranks.
@@ -366,7 +382,7 @@ pub trait Transport {
     /// # Errors
     ///
     /// Invalid rank or tag, a dead or departed peer, a failure of the path.
-    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error>;
+    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Self::Error>;
 
     /// Receives the first message that matches `source` and `tag`,
     /// waiting as `wait` says.
@@ -381,7 +397,7 @@ pub trait Transport {
         source: Source,
         tag: TagMatch,
         wait: Wait,
-    ) -> Result<Message, Error>;
+    ) -> Result<Message, Self::Error>;
 
     /// Receives from `source` (a rank or [`Source::Any`]) with `tag` (or
     /// [`TagMatch::Any`]), waiting as `wait` says (a [`Wait`] or a
@@ -395,7 +411,7 @@ pub trait Transport {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         wait: impl Into<Wait>,
-    ) -> Result<Message, Error>
+    ) -> Result<Message, Self::Error>
     where
         Self: Sized,
     {
@@ -407,7 +423,7 @@ pub trait Transport {
     /// # Errors
     ///
     /// As [`send`](Self::send).
-    fn send_pod<T: Pod>(&mut self, dest: usize, tag: i32, values: &[T]) -> Result<(), Error>
+    fn send_pod<T: Pod>(&mut self, dest: usize, tag: i32, values: &[T]) -> Result<(), Self::Error>
     where
         Self: Sized,
     {
@@ -425,7 +441,7 @@ pub trait Transport {
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         wait: impl Into<Wait>,
-    ) -> Result<TypedMessage<T>, Error>
+    ) -> Result<TypedMessage<T>, Self::Error>
     where
         Self: Sized,
     {
@@ -442,7 +458,7 @@ pub trait Transport {
     /// # Errors
     ///
     /// A failure of the path (a dead rank).
-    fn barrier(&mut self) -> Result<(), Error>
+    fn barrier(&mut self) -> Result<(), Self::Error>
     where
         Self: Sized,
     {
@@ -466,7 +482,7 @@ pub trait Transport {
     /// # Errors
     ///
     /// [`TransportError::InvalidRoot`], or a failure of the path.
-    fn broadcast<T: Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Error>
+    fn broadcast<T: Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Self::Error>
     where
         Self: Sized,
     {
@@ -494,7 +510,7 @@ pub trait Transport {
         root: usize,
         data: &[T],
         op: ReduceOp,
-    ) -> Result<Option<Vec<T>>, Error>
+    ) -> Result<Option<Vec<T>>, Self::Error>
     where
         Self: Sized,
     {
@@ -540,7 +556,7 @@ pub trait Transport {
     /// # Errors
     ///
     /// As those two.
-    fn allreduce<T: Reducible>(&mut self, data: &[T], op: ReduceOp) -> Result<Vec<T>, Error>
+    fn allreduce<T: Reducible>(&mut self, data: &[T], op: ReduceOp) -> Result<Vec<T>, Self::Error>
     where
         Self: Sized,
     {
@@ -554,7 +570,11 @@ pub trait Transport {
     /// # Errors
     ///
     /// [`TransportError::InvalidRoot`], or a failure of the path.
-    fn gather<T: Pod>(&mut self, root: usize, data: &[T]) -> Result<Option<Vec<Vec<T>>>, Error>
+    fn gather<T: Pod>(
+        &mut self,
+        root: usize,
+        data: &[T],
+    ) -> Result<Option<Vec<Vec<T>>>, Self::Error>
     where
         Self: Sized,
     {

@@ -222,7 +222,8 @@ fn mailbox_status(e: &MailboxError) -> c_int {
         | MailboxError::RecordTooLarge { .. }
         | MailboxError::InvalidOptions(_)
         | MailboxError::Mismatch { .. }
-        | MailboxError::Env { .. } => SHMPI_E_INVALID,
+        | MailboxError::Env { .. }
+        | MailboxError::Transport(_) => SHMPI_E_INVALID,
         MailboxError::MessageTooLong { .. } => SHMPI_E_TOO_LONG,
         MailboxError::Timeout { .. } => SHMPI_E_TIMEOUT,
         MailboxError::WouldBlock => SHMPI_E_WOULD_BLOCK,
@@ -240,9 +241,11 @@ fn mpi_status(e: &MpiError) -> c_int {
     match e {
         MpiError::InvalidRank { .. }
         | MpiError::InvalidTag { .. }
-        | MpiError::CountTooLarge { .. } => SHMPI_E_INVALID,
+        | MpiError::CountTooLarge { .. }
+        | MpiError::Transport(_) => SHMPI_E_INVALID,
         MpiError::MessageTooLong { .. } => SHMPI_E_TOO_LONG,
         MpiError::Timeout { .. } => SHMPI_E_TIMEOUT,
+        MpiError::WouldBlock => SHMPI_E_WOULD_BLOCK,
         MpiError::ThreadLevel { .. } | MpiError::OneSidedUnsupported { .. } => SHMPI_E_UNSUPPORTED,
         MpiError::NotInitialized | MpiError::Finalized => SHMPI_E_STATE,
         _ => SHMPI_E_MPI,

@@ -24,7 +24,10 @@ const RELEASE: i32 = 4;
 /// duplicated `HybridWorld` (`HybridWorld::dup`).
 /// Dropping it is collective: it waits at a barrier (serving) so that no
 /// rank still needs it to answer.
-pub struct OwnerProtocol<T: Pod, C: Transport> {
+pub struct OwnerProtocol<T: Pod, C: Transport>
+where
+    Error: From<C::Error>,
+{
     channel: C,
     block: Arc<Mutex<Vec<T>>>,
     /// `ARRIVE` messages rank 0 received outside a barrier.
@@ -68,7 +71,10 @@ impl LocalServing {
     }
 }
 
-impl<T: Pod, C: Transport> std::fmt::Debug for OwnerProtocol<T, C> {
+impl<T: Pod, C: Transport> std::fmt::Debug for OwnerProtocol<T, C>
+where
+    Error: From<C::Error>,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OwnerProtocol")
             .field("rank", &self.channel.rank())
@@ -80,10 +86,13 @@ impl<T: Pod, C: Transport> std::fmt::Debug for OwnerProtocol<T, C> {
 
 /// Checks over `channel` that all ranks agree on `T`'s size and alignment
 /// and on `len`.
-pub(super) fn check_agreement<T: Pod>(
-    channel: &mut impl Transport,
+pub(super) fn check_agreement<T: Pod, C: Transport>(
+    channel: &mut C,
     len: usize,
-) -> Result<(), Error> {
+) -> Result<(), Error>
+where
+    Error: From<C::Error>,
+{
     let mine = [
         std::mem::size_of::<T>() as u64,
         std::mem::align_of::<T>() as u64,
@@ -121,7 +130,10 @@ pub(super) fn check_agreement<T: Pod>(
     Ok(())
 }
 
-impl<T: Pod, C: Transport> DistArray<T, OwnerProtocol<T, C>> {
+impl<T: Pod, C: Transport> DistArray<T, OwnerProtocol<T, C>>
+where
+    Error: From<C::Error>,
+{
     /// A zeroed array of `len` elements served by the owner protocol over
     /// `channel`, which must be the array's alone. Collective: every rank
     /// of the channel calls it with the same `len` and `T`.
@@ -131,7 +143,7 @@ impl<T: Pod, C: Transport> DistArray<T, OwnerProtocol<T, C>> {
     /// [`DsmError::Disagreement`] when the ranks' `len` or `T`'s size or
     /// alignment differ; the channel's errors.
     pub fn owner(mut channel: C, len: usize) -> Result<Self, Error> {
-        check_agreement::<T>(&mut channel, len)?;
+        check_agreement::<T, _>(&mut channel, len)?;
         let block_len = super::Distribution::new(len, channel.size())
             .block(channel.rank())
             .len();
@@ -147,7 +159,10 @@ impl<T: Pod, C: Transport> DistArray<T, OwnerProtocol<T, C>> {
     }
 }
 
-impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
+impl<T: Pod, C: Transport> OwnerProtocol<T, C>
+where
+    Error: From<C::Error>,
+{
     /// True when a progress thread serves this rank's block.
     pub fn has_progress_thread(&self) -> bool {
         #[cfg(feature = "mpi")]
@@ -165,7 +180,7 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
     /// Answers one request from a peer.
     fn serve(&mut self, request: &Message) -> Result<(), Error> {
         let reply = serve_block(&self.block, &request.data);
-        self.channel.send(request.source, REPLY, &reply)
+        Ok(self.channel.send(request.source, REPLY, &reply)?)
     }
 
     /// Receives the next message on the channel and handles it: a request
@@ -346,7 +361,7 @@ impl<T: Pod, C: Transport> OwnerProtocol<T, C> {
             return Ok(());
         }
         if self.has_progress_thread() {
-            return self.channel.barrier();
+            return Ok(self.channel.barrier()?);
         }
         if me == 0 {
             while self.early_arrivals < n - 1 {
@@ -400,7 +415,10 @@ fn serve_block<T: Pod>(block: &Mutex<Vec<T>>, request: &[u8]) -> Vec<u8> {
     )
 }
 
-impl<T: Pod, C: Transport> Backend<T> for OwnerProtocol<T, C> {
+impl<T: Pod, C: Transport> Backend<T> for OwnerProtocol<T, C>
+where
+    Error: From<C::Error>,
+{
     fn rank(&self) -> usize {
         self.channel.rank()
     }
@@ -515,7 +533,10 @@ impl<T: Pod, C: Transport> Backend<T> for OwnerProtocol<T, C> {
     }
 }
 
-impl<T: Pod, C: Transport> Drop for OwnerProtocol<T, C> {
+impl<T: Pod, C: Transport> Drop for OwnerProtocol<T, C>
+where
+    Error: From<C::Error>,
+{
     fn drop(&mut self) {
         // Serve until every rank is done with the array; a failure (a dead
         // peer) leaves nothing to serve.

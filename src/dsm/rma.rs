@@ -30,7 +30,7 @@ impl<T: Pod> DistArray<T, Rma<T>> {
     pub fn rma(comm: &Comm, len: usize) -> Result<Self, Error> {
         crate::mpi::check_one_sided()?;
         let mut check = MpiTransport::new(comm.dup()?);
-        super::owner::check_agreement::<T>(&mut check, len)?;
+        super::owner::check_agreement::<T, _>(&mut check, len)?;
         let block = super::Distribution::new(len, comm.size())
             .block(comm.rank())
             .len();

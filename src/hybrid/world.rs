@@ -324,6 +324,9 @@ impl HybridWorld {
 }
 
 impl Transport for HybridWorld {
+    /// Both paths' errors: the mailbox's and MPI's.
+    type Error = Error;
+
     fn rank(&self) -> usize {
         self.world.rank()
     }

@@ -2492,6 +2492,8 @@ impl Drop for RecvRef<'_> {
 }
 
 impl Transport for MailboxGroup {
+    type Error = MailboxError;
+
     fn rank(&self) -> usize {
         self.id
     }
@@ -2500,8 +2502,8 @@ impl Transport for MailboxGroup {
         self.members()
     }
 
-    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
-        Ok(MailboxGroup::send(self, dest, tag, data)?)
+    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MailboxError> {
+        MailboxGroup::send(self, dest, tag, data)
     }
 
     fn recv_matching(
@@ -2509,8 +2511,8 @@ impl Transport for MailboxGroup {
         source: Source,
         tag: TagMatch,
         wait: Wait,
-    ) -> Result<Message, Error> {
-        Ok(self.recv_inner(source, tag, wait)?)
+    ) -> Result<Message, MailboxError> {
+        self.recv_inner(source, tag, wait)
     }
 }
 

@@ -983,14 +983,14 @@ impl Comm {
     /// # Errors
     ///
     /// As [`recv`](Self::recv); a length that is not a whole number of `T`
-    /// is reported as [`crate::TransportError::TypeMismatch`] through
-    /// [`crate::Error`].
+    /// is [`MpiError::Transport`] ([`crate::TransportError::TypeMismatch`];
+    /// the message is consumed).
     pub fn recv_pod<T: Pod>(
         &self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
         wait: impl Into<Wait>,
-    ) -> Result<Vec<T>, crate::Error> {
+    ) -> Result<Vec<T>, MpiError> {
         let m = self.recv(source, tag, wait)?;
         Ok(crate::transport::cast_vec(&m.data)?)
     }

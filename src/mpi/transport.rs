@@ -8,7 +8,7 @@ use rsmpi::ffi;
 use std::sync::Arc;
 
 use super::{check, Comm, SharedComm};
-use crate::error::{Error, MpiError, TransportError};
+use crate::error::{MpiError, TransportError};
 use crate::transport::{cast_vec, Message, ReduceOp, Reducible, Source, TagMatch, Transport};
 
 /// A [`Transport`] over an MPI communicator: sends and receives as MPI
@@ -132,6 +132,8 @@ fn root_of(root: usize, size: usize) -> Result<i32, TransportError> {
 }
 
 impl<C: AsComm> Transport for MpiTransport<C> {
+    type Error = MpiError;
+
     fn rank(&self) -> usize {
         self.comm().rank()
     }
@@ -145,8 +147,8 @@ impl<C: AsComm> Transport for MpiTransport<C> {
     /// received into the local queue, so two ranks that send each other
     /// large messages at once both complete — as mailboxes do. (A plain
     /// `MPI_Send` would deadlock there; use [`Comm::send`] for it.)
-    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), Error> {
-        Ok(self.comm().send_with_progress(dest, tag, data)?)
+    fn send(&mut self, dest: usize, tag: i32, data: &[u8]) -> Result<(), MpiError> {
+        self.comm().send_with_progress(dest, tag, data)
     }
 
     fn recv_matching(
@@ -154,15 +156,15 @@ impl<C: AsComm> Transport for MpiTransport<C> {
         source: Source,
         tag: TagMatch,
         wait: Wait,
-    ) -> Result<Message, Error> {
-        Ok(self.comm().recv(source, tag, wait)?)
+    ) -> Result<Message, MpiError> {
+        self.comm().recv(source, tag, wait)
     }
 
-    fn barrier(&mut self) -> Result<(), Error> {
-        Ok(self.comm().barrier()?)
+    fn barrier(&mut self) -> Result<(), MpiError> {
+        self.comm().barrier()
     }
 
-    fn broadcast<T: Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), Error> {
+    fn broadcast<T: Pod>(&mut self, root: usize, data: &mut Vec<T>) -> Result<(), MpiError> {
         root_of(root, self.size())?;
         let mut bytes = if self.rank() == root {
             bytemuck::cast_slice::<T, u8>(data).to_vec()
@@ -181,7 +183,7 @@ impl<C: AsComm> Transport for MpiTransport<C> {
         root: usize,
         data: &[T],
         op: ReduceOp,
-    ) -> Result<Option<Vec<T>>, Error> {
+    ) -> Result<Option<Vec<T>>, MpiError> {
         let r = root_of(root, self.size())?;
         let (ty, mpi_op) = (datatype::<T>()?, self::op::<T>(op)?);
         let n = count(data.len())?;
@@ -202,7 +204,7 @@ impl<C: AsComm> Transport for MpiTransport<C> {
         Ok((self.rank() == root).then_some(out))
     }
 
-    fn allreduce<T: Reducible>(&mut self, data: &[T], op: ReduceOp) -> Result<Vec<T>, Error> {
+    fn allreduce<T: Reducible>(&mut self, data: &[T], op: ReduceOp) -> Result<Vec<T>, MpiError> {
         let (ty, mpi_op) = (datatype::<T>()?, self::op::<T>(op)?);
         let n = count(data.len())?;
         let mut out = vec![T::zeroed(); data.len()];
@@ -220,7 +222,7 @@ impl<C: AsComm> Transport for MpiTransport<C> {
         Ok(out)
     }
 
-    fn gather<T: Pod>(&mut self, root: usize, data: &[T]) -> Result<Option<Vec<Vec<T>>>, Error> {
+    fn gather<T: Pod>(&mut self, root: usize, data: &[T]) -> Result<Option<Vec<Vec<T>>>, MpiError> {
         let (me, size) = (self.rank(), self.size());
         let r = root_of(root, size)?;
         let bytes: &[u8] = bytemuck::cast_slice(data);

@@ -16,7 +16,10 @@ pub fn pattern(from: usize, to: usize, seq: usize, len: usize) -> Vec<u8> {
 /// the ring (streamed in chunks).
 pub const SIZES: [usize; 6] = [0, 1, 48, 4096, 70_000, 600_000];
 
-pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
+pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()>
+where
+    shmpi::Error: From<T::Error>,
+{
     let (me, n) = (t.rank(), t.size());
     assert!(n >= 2, "the suite needs two ranks");
     let right = (me + 1) % n;
@@ -93,7 +96,8 @@ pub fn run<T: Transport>(t: &mut T) -> shmpi::Result<()> {
     let xor = t.allreduce(&[1u8 << (me % 8)], ReduceOp::BitXor)?;
     assert_eq!(xor[0], (0..n).fold(0u8, |a, r| a ^ (1 << (r % 8))));
     assert!(matches!(
-        t.allreduce(&[1.0f32], ReduceOp::BitOr),
+        t.allreduce(&[1.0f32], ReduceOp::BitOr)
+            .map_err(shmpi::Error::from),
         Err(shmpi::Error::Transport(
             shmpi::TransportError::UnsupportedOp { .. }
         ))

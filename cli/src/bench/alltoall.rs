@@ -10,7 +10,7 @@
 use shmpi::transport::{Arrival, Wait};
 use std::time::{Duration, Instant};
 
-use shmpi::error::{Error, TransportError};
+use shmpi::error::TransportError;
 use shmpi::transport::{Source, TagMatch, Transport};
 
 const TAG: i32 = 7;
@@ -43,7 +43,7 @@ const TAG: i32 = 7;
 /// assert!(rates[0].as_ref().unwrap().unwrap() > 0.0);
 /// # Ok::<(), shmpi::Error>(())
 /// ```
-pub fn run<T: Transport>(t: &mut T, per_peer: usize, size: usize) -> Result<Option<f64>, Error> {
+pub fn run<T: Transport>(t: &mut T, per_peer: usize, size: usize) -> Result<Option<f64>, T::Error> {
     let (me, n) = (t.rank(), t.size());
     let mut payload = vec![0u8; size.max(8)];
     let mut next_from = vec![0u64; n];
@@ -113,7 +113,7 @@ pub fn steady_rate<T: Transport>(
     t: &mut T,
     target: Duration,
     size: usize,
-) -> Result<Option<Steady>, Error> {
+) -> Result<Option<Steady>, T::Error> {
     let n = t.size();
     // Never more than 50 M messages in one run.
     let most = (50_000_000 / (n * n.saturating_sub(1)).max(1)) as u64;
@@ -172,7 +172,7 @@ pub struct Steady {
 }
 
 /// Checks that a message is the next one from its source.
-fn check(data: &[u8], source: usize, next_from: &mut [u64]) -> Result<(), Error> {
+fn check(data: &[u8], source: usize, next_from: &mut [u64]) -> Result<(), TransportError> {
     let seq = data
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -187,7 +187,6 @@ fn check(data: &[u8], source: usize, next_from: &mut [u64]) -> Result<(), Error>
             source_rank: source,
             expected: want.map_or(0, |w| *w),
             found: seq.unwrap_or(u64::MAX),
-        }
-        .into()),
+        }),
     }
 }
