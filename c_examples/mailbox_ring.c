@@ -32,7 +32,7 @@ static int member(const char *name, size_t id, size_t n) {
             CHECK(shmpi_mailbox_send(mb, next, 1, token, sizeof token));
         }
     }
-    CHECK(shmpi_mailbox_close(mb));
+    CHECK(shmpi_mailbox_free(mb));
     return 0;
 }
 

@@ -16,7 +16,10 @@ static size_t draw(int rank, int k) { return (size_t)((rank * 7919 + k * 104729)
 static void histogram(shmpi_hybrid *world, int backend, int me, int n) {
     shmpi_dsm *hist = NULL;
     CHECK(shmpi_dsm_create(world, BINS, backend, &hist));
-    ASSERT(shmpi_dsm_len(hist) == BINS);
+    size_t len = 0;
+    CHECK(shmpi_dsm_len(hist, &len));
+    ASSERT(len == BINS);
+    EXPECT(SHMPI_E_NULL, shmpi_dsm_len(hist, NULL));
     for (int k = 0; k < DRAWS; k++) CHECK(shmpi_dsm_fetch_add(hist, draw(me, k), 1, NULL));
     CHECK(shmpi_dsm_barrier(hist));
     uint64_t expected[BINS] = {0};
@@ -97,9 +100,14 @@ int main(int argc, char **argv) {
     histogram(world, SHMPI_DSM_OWNER, me, n);
     histogram(world, SHMPI_DSM_RMA, me, n);
 
+    int local = 0;
+    if (n > 1) CHECK(shmpi_hybrid_is_local(world, 1, &local));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_is_local(world, n, &local));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_is_local(world, -1, &local));
+    EXPECT(SHMPI_E_NULL, shmpi_hybrid_is_local(NULL, 0, &local));
     if (me == 0)
         printf("mpi_hybrid: %d ranks (rank 1 %s); ring, owner-protocol and one-sided histograms checked\n",
-               n, n > 1 && shmpi_hybrid_is_local(world, 1) ? "on this node" : "elsewhere");
+               n, local ? "on this node" : "elsewhere");
     CHECK(shmpi_hybrid_free(world));
     MPI_Finalize();
     return 0;

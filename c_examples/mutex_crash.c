@@ -13,7 +13,25 @@ int main(void) {
     snprintf(name, sizeof name, "c-mutex-%d", (int)getpid());
     shmpi_segment *seg = NULL;
     CHECK(shmpi_segment_create(name, 4096, 0, &seg));
-    size_t sem_at = (shmpi_mutex_size() + 63) / 64 * 64;
+    size_t seg_len = 0;
+    CHECK(shmpi_segment_size(seg, &seg_len));
+    ASSERT(seg_len == 4096);
+    EXPECT(SHMPI_E_NULL, shmpi_segment_size(seg, NULL));
+    /* The layout functions a barrier needs too. */
+    size_t bar_size = 0, bar_align = 0;
+    CHECK(shmpi_barrier_layout(&bar_size, &bar_align));
+    ASSERT(bar_size > 0 && (bar_align & (bar_align - 1)) == 0);
+    /* Each object at an offset its layout allows: the mutex at 0, the
+     * semaphore after it, rounded up to the semaphore's alignment. */
+    size_t mutex_size = 0, mutex_align = 0, sem_size = 0, sem_align = 0;
+    CHECK(shmpi_mutex_layout(&mutex_size, &mutex_align));
+    CHECK(shmpi_semaphore_layout(&sem_size, &sem_align));
+    ASSERT(mutex_size > 0 && sem_size > 0 && mutex_align > 0 && sem_align > 0);
+    ASSERT((mutex_align & (mutex_align - 1)) == 0 && (sem_align & (sem_align - 1)) == 0);
+    size_t sem_at = (mutex_size + sem_align - 1) / sem_align * sem_align;
+    ASSERT(sem_at + sem_size <= 4096);
+    EXPECT(SHMPI_E_NULL, shmpi_mutex_layout(NULL, &mutex_align));
+    EXPECT(SHMPI_E_NULL, shmpi_semaphore_layout(&sem_size, NULL));
     shmpi_mutex *m = NULL;
     shmpi_semaphore *held = NULL;
     CHECK(shmpi_mutex_init(seg, 0, 0, &m));
@@ -66,7 +84,7 @@ int main(void) {
 
     CHECK(shmpi_semaphore_free(held));
     CHECK(shmpi_mutex_free(m));
-    CHECK(shmpi_segment_close(seg)); /* the creator's close removes the name */
+    CHECK(shmpi_segment_free(seg)); /* the creator's free removes the name */
     EXPECT(SHMPI_E_NOT_FOUND, shmpi_segment_open(name, &missing));
     printf("mutex_crash: owner killed holding the lock; recovered, repaired, consistent, reused\n");
     return 0;

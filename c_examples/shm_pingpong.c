@@ -44,7 +44,7 @@ static int child(const char *name) {
     EXPECT(SHMPI_E_BUSY, shmpi_mailbox_loan(mb, 0, 8, 64, &out, &loan));
     unsigned char copy[64];
     memcpy(copy, data, 64);
-    CHECK(shmpi_recvref_release(ref));
+    CHECK(shmpi_recvref_free(ref));
     CHECK(shmpi_mailbox_loan(mb, 0, 8, 64, &out, &loan));
     for (int i = 0; i < 64; i++) ((unsigned char *)out)[i] = (unsigned char)(copy[i] ^ 0xFF);
     CHECK(shmpi_loan_commit(loan));
@@ -55,7 +55,7 @@ static int child(const char *name) {
     CHECK(shmpi_mailbox_recv(mb, 0, 9, buf, BIG, &len, NULL, NULL));
     ASSERT(len == 100 && buf[99] == 99);
     free(buf);
-    CHECK(shmpi_mailbox_close(mb));
+    CHECK(shmpi_mailbox_free(mb));
     return 0;
 }
 
@@ -93,7 +93,7 @@ int main(void) {
     fill(out, 64, 5);
     ASSERT(len == 64);
     for (int i = 0; i < 64; i++) ASSERT(((const unsigned char *)data)[i] == (unsigned char)(out[i] ^ 0xFF));
-    CHECK(shmpi_recvref_release(ref));
+    CHECK(shmpi_recvref_free(ref));
     /* An abandoned loan sends nothing. */
     CHECK(shmpi_mailbox_loan(mb, 1, 11, 16, &buf, &loan));
     CHECK(shmpi_loan_abandon(loan));
@@ -125,15 +125,30 @@ int main(void) {
     CHECK(shmpi_mailbox_create(fresh, 0, 2, 0, 0, &other));
     shmpi_mailbox *third = NULL;
     EXPECT(SHMPI_E_INVALID, shmpi_mailbox_create(fresh, 1, 3, 0, 0, &third));
-    CHECK(shmpi_mailbox_close(other));
+    CHECK(shmpi_mailbox_free(other));
     CHECK(shmpi_segment_unlink(fresh));
     ASSERT(strcmp(shmpi_status_str(12345), "unknown shmpi status") == 0);
+    /* Results come through out-pointers; a required one that is NULL is
+     * SHMPI_E_NULL. The header and the library are the same version. */
+    size_t max_loan = 0;
+    CHECK(shmpi_mailbox_max_loan(mb, &max_loan));
+    ASSERT(max_loan > 0);
+    EXPECT(SHMPI_E_NULL, shmpi_mailbox_max_loan(mb, NULL));
+    EXPECT(SHMPI_E_NULL, shmpi_mailbox_max_loan(NULL, &max_loan));
+    int major = -1, minor = -1, patch = -1;
+    CHECK(shmpi_version(&major, &minor, &patch));
+    ASSERT(major == SHMPI_VERSION_MAJOR && minor == SHMPI_VERSION_MINOR && patch == SHMPI_VERSION_PATCH);
+    ASSERT(SHMPI_VERSION_NUMBER == major * 10000 + minor * 100 + patch);
+    EXPECT(SHMPI_E_NULL, shmpi_version(&major, NULL, &patch));
+    /* Every handle's free accepts NULL. */
+    CHECK(shmpi_recvref_free(NULL));
+    CHECK(shmpi_segment_free(NULL));
 
     int status = 0;
     ASSERT(waitpid(pid, &status, 0) == pid);
     ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK(shmpi_mailbox_close(mb));
-    CHECK(shmpi_mailbox_close(NULL));
+    CHECK(shmpi_mailbox_free(mb));
+    CHECK(shmpi_mailbox_free(NULL));
     free(out);
     free(back);
     printf("shm_pingpong: %d round trips (up to %d bytes), loans, references, errors: all checked\n", ROUNDS, BIG);

@@ -6,7 +6,7 @@
 /// ABI — a function removed or renamed, a signature, struct layout or
 /// constant's meaning changed — and never otherwise (additions keep it);
 /// it is independent of the crate's version (CHANGELOG, "SONAME policy").
-const C_ABI: u32 = 0;
+const C_ABI: u32 = 1;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

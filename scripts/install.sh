@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the C library, its header and a pkg-config file:
 #   scripts/install.sh PREFIX        e.g. /usr/local, or $HOME/.local
-# giving PREFIX/lib/libshmpi.so.X.Y.Z (the crate's version; SONAME
-# libshmpi.so.N, N the C ABI's number) with its libshmpi.so.N and
-# libshmpi.so links, PREFIX/lib/libshmpi.a,
+# giving PREFIX/lib/libshmpi.so.N (N: the C ABI's number, its SONAME; a
+# library of another N already there stays, for the programs linked to it)
+# with the libshmpi.so link, PREFIX/lib/libshmpi.a,
 # PREFIX/include/shmpi.h and PREFIX/lib/pkgconfig/shmpi.pc; then:
 #   PKG_CONFIG_PATH=PREFIX/lib/pkgconfig cc prog.c $(pkg-config --cflags --libs shmpi)
 # (add -Wl,-rpath,PREFIX/lib when PREFIX/lib is not on the loader's path).
@@ -25,8 +25,7 @@ soname=$(readelf -d "$built/libshmpi_capi.so" | sed -n 's/.*Library soname: \[\(
 # Linking the static library needs MPI's libraries too.
 mpi_libs=$(mpicc -showme:link 2>/dev/null || true)
 install -d "$prefix/lib/pkgconfig" "$prefix/include"
-install -C -m 0755 "$built/libshmpi_capi.so" "$prefix/lib/libshmpi.so.$version"
-ln -sfn "libshmpi.so.$version" "$prefix/lib/$soname"
+install -C -m 0755 "$built/libshmpi_capi.so" "$prefix/lib/$soname"
 ln -sfn "$soname" "$prefix/lib/libshmpi.so"
 install -C -m 0644 "$built/libshmpi_capi.a" "$prefix/lib/libshmpi.a"
 install -C -m 0644 capi/include/shmpi.h "$prefix/include/"

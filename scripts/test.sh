@@ -244,13 +244,15 @@ c_api() {
     target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
     SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${vg[@]}" target/c_examples/node_heat &&
     target/release/shmpi mpirun -n 2 --timeout 300 "${vg[@]}" target/c_examples/mpmd_shmpi : -n 1 target/c_examples/mpmd_peer || return 1
-  local prefix
+  local prefix abi
   prefix=$(mktemp -d)
+  # The C ABI's number, whose SONAME the installed library must carry.
+  abi=$(sed -n 's/^const C_ABI: u32 = \([0-9]*\);/\1/p' capi/build.rs)
   scripts/install.sh "$prefix" &&
     PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C c_examples OUT="$prefix/examples" &&
     "$prefix/examples/mailbox_ring" 3 &&
-    readelf -d "$prefix/lib/libshmpi.so" | grep -q 'SONAME.*\[libshmpi.so.0\]' &&
-    ldd "$prefix/examples/mailbox_ring" | grep -q "libshmpi.so.0 => $prefix/lib/libshmpi.so.0"
+    readelf -d "$prefix/lib/libshmpi.so" | grep -q "SONAME.*\[libshmpi.so.$abi\]" &&
+    ldd "$prefix/examples/mailbox_ring" | grep -q "libshmpi.so.$abi => $prefix/lib/libshmpi.so.$abi"
   local status=$?
   rm -rf "$prefix"
   return $status

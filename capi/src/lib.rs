@@ -86,6 +86,16 @@ pub const SHMPI_E_PANIC: c_int = -20;
 /// not locked through this handle, ...).
 pub const SHMPI_E_STATE: c_int = -21;
 
+/// This header's major version (`shmpi_version` gives the library's:
+/// compare them to catch a header and library that do not match).
+pub const SHMPI_VERSION_MAJOR: c_int = 0;
+/// This header's minor version.
+pub const SHMPI_VERSION_MINOR: c_int = 1;
+/// This header's patch version.
+pub const SHMPI_VERSION_PATCH: c_int = 0;
+/// `MAJOR * 10000 + MINOR * 100 + PATCH`, for `#if SHMPI_VERSION_NUMBER >= …`.
+pub const SHMPI_VERSION_NUMBER: c_int = 100;
+
 /// Every status with its name, for `shmpi_status_str`.
 const STATUS_NAMES: [(c_int, &CStr); 22] = [
     (SHMPI_OK, c"SHMPI_OK: success"),
@@ -372,6 +382,20 @@ pub(crate) unsafe fn write_opt<T>(ptr: *mut T, value: T) {
     }
 }
 
+/// Writes `value` through a required out-pointer (NULL: `SHMPI_E_NULL`).
+///
+/// # Safety
+///
+/// `ptr` is NULL or valid for a write of a `T`.
+pub(crate) unsafe fn out<T>(ptr: *mut T, what: &str, value: T) -> Result<(), Failure> {
+    if ptr.is_null() {
+        return Err(Failure::new(SHMPI_E_NULL, format!("{what} is NULL")));
+    }
+    // SAFETY: non-NULL and writable (caller's contract).
+    unsafe { ptr.write(value) };
+    Ok(())
+}
+
 /// Moves `value` to the heap and writes the handle through `out`.
 pub(crate) fn give<T>(out: &mut *mut T, value: T) {
     *out = Box::into_raw(Box::new(value));
@@ -392,6 +416,30 @@ pub(crate) fn millis(ms: u64) -> std::time::Duration {
     std::time::Duration::from_millis(ms)
 }
 
+/// The library's version (the one it was built as, which the header's
+/// `SHMPI_VERSION_*` macros should match). Every out-pointer is required.
+///
+/// # Safety
+///
+/// The out-pointers are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_version(
+    major: *mut c_int,
+    minor: *mut c_int,
+    patch: *mut c_int,
+) -> c_int {
+    call(|| {
+        let part = |s: &str| s.parse::<c_int>().unwrap_or(-1);
+        // SAFETY: NULL-checked; writable (caller's contract).
+        unsafe {
+            out(major, "major", part(env!("CARGO_PKG_VERSION_MAJOR")))?;
+            out(minor, "minor", part(env!("CARGO_PKG_VERSION_MINOR")))?;
+            out(patch, "patch", part(env!("CARGO_PKG_VERSION_PATCH")))?;
+        }
+        Ok(())
+    })
+}
+
 /// The name of a status code: a static string, never NULL.
 #[no_mangle]
 pub extern "C" fn shmpi_status_str(status: c_int) -> *const c_char {
@@ -407,4 +455,36 @@ pub extern "C" fn shmpi_status_str(status: c_int) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn shmpi_last_error() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_macros_are_the_packages_version() {
+        let v = |s: &str| s.parse::<c_int>().unwrap();
+        let (major, minor, patch) = (
+            v(env!("CARGO_PKG_VERSION_MAJOR")),
+            v(env!("CARGO_PKG_VERSION_MINOR")),
+            v(env!("CARGO_PKG_VERSION_PATCH")),
+        );
+        assert_eq!(
+            (
+                SHMPI_VERSION_MAJOR,
+                SHMPI_VERSION_MINOR,
+                SHMPI_VERSION_PATCH
+            ),
+            (major, minor, patch),
+            "update the SHMPI_VERSION_* constants with the version"
+        );
+        assert_eq!(SHMPI_VERSION_NUMBER, major * 10000 + minor * 100 + patch);
+        let (mut a, mut b, mut c) = (-1, -1, -1);
+        // SAFETY: three writable locals.
+        assert_eq!(unsafe { shmpi_version(&mut a, &mut b, &mut c) }, SHMPI_OK);
+        assert_eq!((a, b, c), (major, minor, patch));
+        // SAFETY: NULL is refused before anything is written.
+        let null = unsafe { shmpi_version(std::ptr::null_mut(), &mut b, &mut c) };
+        assert_eq!(null, SHMPI_E_NULL);
+    }
 }

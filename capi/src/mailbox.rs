@@ -19,7 +19,7 @@ pub const SHMPI_ANY_SOURCE: c_int = -1;
 pub const SHMPI_ANY_TAG: c_int = -1;
 
 /// This process's endpoint of a mailbox group (opaque). Freed by
-/// `shmpi_mailbox_close`, which leaves the group; the last member to leave
+/// `shmpi_mailbox_free`, which leaves the group; the last member to leave
 /// removes its name.
 pub struct MailboxHandle {
     group: MailboxGroup,
@@ -37,7 +37,7 @@ pub struct LoanHandle {
 }
 
 /// A message received by reference, possibly still in the sender's ring
-/// (opaque). `shmpi_recvref_release` frees it and the ring space. Until then
+/// (opaque). `shmpi_recvref_free` frees it and the ring space. Until then
 /// the mailbox is busy (`SHMPI_E_BUSY`).
 pub struct RecvRefHandle {
     msg: RecvRef<'static>,
@@ -405,15 +405,19 @@ pub unsafe extern "C" fn shmpi_mailbox_loan(
     })
 }
 
-/// The largest message a loan can hold on this group.
+/// The largest message a loan can hold on this group, through `len`.
 ///
 /// # Safety
 ///
-/// `mb` is NULL or a live handle.
+/// `mb` is NULL or a live handle; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_mailbox_max_loan(mb: *mut MailboxHandle) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { group(mb) }.map_or(0, |g| g.max_record_payload())
+pub unsafe extern "C" fn shmpi_mailbox_max_loan(mb: *mut MailboxHandle, len: *mut usize) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let g = unsafe { group(mb)? };
+        // SAFETY: NULL-checked; writable (caller's contract).
+        unsafe { super::out(len, "len", g.max_record_payload()) }
+    })
 }
 
 /// Sends the loaned message and frees the loan.
@@ -454,7 +458,7 @@ pub unsafe extern "C" fn shmpi_loan_abandon(loan: *mut LoanHandle) -> c_int {
 }
 
 /// Receives by reference: `*data` and `*len` describe the message, in
-/// place in the sender's ring when it fits one record. `shmpi_recvref_release`
+/// place in the sender's ring when it fits one record. `shmpi_recvref_free`
 /// frees the space. Source and tag as in `shmpi_mailbox_recv`.
 ///
 /// # Safety
@@ -494,13 +498,13 @@ pub unsafe extern "C" fn shmpi_mailbox_recv_ref(
     })
 }
 
-/// Releases a received reference (and its ring space). NULL: nothing.
+/// Frees a received reference and releases its ring space. NULL: nothing.
 ///
 /// # Safety
 ///
 /// `r` is NULL or a live reference, not used again (nor its data).
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_recvref_release(r: *mut RecvRefHandle) -> c_int {
+pub unsafe extern "C" fn shmpi_recvref_free(r: *mut RecvRefHandle) -> c_int {
     // SAFETY: the caller's contract.
     if let Some(h) = unsafe { take(r) } {
         let RecvRefHandle { msg, busy } = *h;
@@ -518,7 +522,7 @@ pub unsafe extern "C" fn shmpi_recvref_release(r: *mut RecvRefHandle) -> c_int {
 ///
 /// `mb` is NULL or a live handle, not used again after success.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_mailbox_close(mb: *mut MailboxHandle) -> c_int {
+pub unsafe extern "C" fn shmpi_mailbox_free(mb: *mut MailboxHandle) -> c_int {
     call(|| {
         if mb.is_null() {
             return Ok(());

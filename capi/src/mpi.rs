@@ -75,17 +75,35 @@ pub unsafe extern "C" fn shmpi_hybrid_rank(
     })
 }
 
-/// 1 when `rank` shares this rank's node (its messages go through shared
-/// memory), 0 otherwise or for a NULL handle.
+/// Writes 1 to `local` when `rank` shares this rank's node (its messages
+/// go through shared memory), else 0. A rank outside the world is
+/// `SHMPI_E_INVALID`.
 ///
 /// # Safety
 ///
-/// `h` is NULL or a live handle.
+/// `h` is NULL or a live handle; `local` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_hybrid_is_local(h: *const HybridHandle, rank: c_int) -> c_int {
-    // SAFETY: the caller's contract.
-    let h = unsafe { h.as_ref() };
-    c_int::from(h.is_some_and(|h| rank >= 0 && h.world.is_local(rank as usize)))
+pub unsafe extern "C" fn shmpi_hybrid_is_local(
+    h: *const HybridHandle,
+    rank: c_int,
+    local: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { super::arg_ref(h, "hybrid world")? };
+        let size = h.world.size();
+        let rank = usize::try_from(rank)
+            .ok()
+            .filter(|&r| r < size)
+            .ok_or_else(|| {
+                Failure::new(
+                    SHMPI_E_INVALID,
+                    format!("rank {rank} is outside the world of {size}"),
+                )
+            })?;
+        // SAFETY: NULL-checked; writable (caller's contract).
+        unsafe { super::out(local, "local", c_int::from(h.world.is_local(rank))) }
+    })
 }
 
 /// Sends `len` bytes to `dest` with `tag` (mailbox on the node, MPI
@@ -615,18 +633,20 @@ pub unsafe extern "C" fn shmpi_dsm_barrier(d: *mut DsmHandle) -> c_int {
     })
 }
 
-/// The array's global length (0 for NULL).
+/// The array's global length, through `len`.
 ///
 /// # Safety
 ///
-/// `d` is NULL or a live handle.
+/// `d` is NULL or a live handle; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_len(d: *mut DsmHandle) -> usize {
-    // SAFETY: the caller's contract.
-    match unsafe { d.as_mut() } {
-        Some(d) => on_array!(d, a => a.len()),
-        None => 0,
-    }
+pub unsafe extern "C" fn shmpi_dsm_len(d: *mut DsmHandle, len: *mut usize) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        let n = on_array!(d, a => a.len());
+        // SAFETY: NULL-checked; writable (caller's contract).
+        unsafe { super::out(len, "len", n) }
+    })
 }
 
 /// Frees the array (collective: every rank frees it; NULL: nothing).

@@ -16,7 +16,7 @@ pub const SHMPI_SEGMENT_HEADER_SIZE: usize = 128;
 
 const _: () = assert!(SHMPI_SEGMENT_HEADER_SIZE == shmpi::segment::HEADER_SIZE);
 
-/// A mapped segment (opaque). Freed by `shmpi_segment_close`; semaphores,
+/// A mapped segment (opaque). Freed by `shmpi_segment_free`; semaphores,
 /// mutexes and barriers placed in it keep it mapped until they are freed.
 pub struct SegmentHandle(pub(crate) Arc<Segment>);
 
@@ -114,15 +114,19 @@ pub unsafe extern "C" fn shmpi_segment_data(
     })
 }
 
-/// The segment's data length in bytes (0 for a NULL handle).
+/// The segment's data length in bytes, through `len`.
 ///
 /// # Safety
 ///
-/// `seg` is NULL or a live handle.
+/// `seg` is NULL or a live handle; `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_segment_size(seg: *const SegmentHandle) -> usize {
-    // SAFETY: NULL or live (caller's contract).
-    unsafe { seg.as_ref() }.map_or(0, |s| s.0.len())
+pub unsafe extern "C" fn shmpi_segment_size(seg: *const SegmentHandle, len: *mut usize) -> c_int {
+    call(|| {
+        // SAFETY: NULL or live (caller's contract).
+        let seg = unsafe { arg_ref(seg, "segment")? };
+        // SAFETY: NULL-checked; writable (caller's contract).
+        unsafe { super::out(len, "len", seg.0.len()) }
+    })
 }
 
 /// Keeps the name after the creator closes the segment.
@@ -156,7 +160,7 @@ pub unsafe extern "C" fn shmpi_segment_persist(seg: *mut SegmentHandle) -> c_int
 ///
 /// `seg` is NULL or a live handle, not used again.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_segment_close(seg: *mut SegmentHandle) -> c_int {
+pub unsafe extern "C" fn shmpi_segment_free(seg: *mut SegmentHandle) -> c_int {
     // SAFETY: the caller's contract.
     drop(unsafe { take(seg) });
     super::SHMPI_OK

@@ -1,8 +1,8 @@
 //! Semaphores, robust mutexes and barriers through the C API. Each handle
 //! keeps its segment mapped; the object itself lives in the segment, at a
-//! byte offset of its data (aligned: 8 bytes suffice for a semaphore and a
-//! barrier, a mutex needs `shmpi_mutex_size()` bytes at an offset aligned
-//! to 8).
+//! byte offset of its data: `shmpi_semaphore_layout`, `shmpi_mutex_layout`
+//! and `shmpi_barrier_layout` give the bytes each takes and the alignment
+//! its offset needs (the data starts 128-byte aligned).
 
 use std::ffi::c_int;
 use std::sync::Arc;
@@ -165,10 +165,61 @@ pub unsafe extern "C" fn shmpi_semaphore_free(sem: *mut SemaphoreHandle) -> c_in
     super::SHMPI_OK
 }
 
-/// Bytes a mutex occupies in a segment.
+/// Writes an object's size and alignment through required out-pointers.
+///
+/// # Safety
+///
+/// The pointers are NULL or writable.
+unsafe fn layout(size: *mut usize, align: *mut usize, of: (usize, usize)) -> c_int {
+    call(|| {
+        // SAFETY: NULL-checked; writable (the callers' contract).
+        unsafe {
+            super::out(size, "size", of.0)?;
+            super::out(align, "align", of.1)
+        }
+    })
+}
+
+/// The bytes a semaphore takes in a segment (`size`) and the alignment its
+/// offset needs (`align`, a power of two).
+///
+/// # Safety
+///
+/// `size` and `align` are NULL or writable.
 #[no_mangle]
-pub extern "C" fn shmpi_mutex_size() -> usize {
-    RobustMutex::<u64>::SIZE
+pub unsafe extern "C" fn shmpi_semaphore_layout(size: *mut usize, align: *mut usize) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { layout(size, align, (Semaphore::SIZE, Semaphore::ALIGN)) }
+}
+
+/// The bytes a robust mutex (with its 64-bit value) takes in a segment and
+/// the alignment its offset needs.
+///
+/// # Safety
+///
+/// `size` and `align` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mutex_layout(size: *mut usize, align: *mut usize) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        layout(
+            size,
+            align,
+            (RobustMutex::<u64>::SIZE, RobustMutex::<u64>::ALIGN),
+        )
+    }
+}
+
+/// The bytes a barrier takes in a segment and the alignment its offset
+/// needs.
+///
+/// # Safety
+///
+/// `size` and `align` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_barrier_layout(size: *mut usize, align: *mut usize) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { layout(size, align, (Barrier::SIZE, Barrier::ALIGN)) }
 }
 
 /// Initialises a robust mutex guarding the value `value` at `offset`.
