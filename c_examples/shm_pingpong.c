@@ -28,6 +28,14 @@ static int child(const char *name) {
     for (int round = 0; round < ROUNDS; round++) {
         size_t len = 0;
         int from = -1, tag = -1;
+        if (round % 10 == 0) {
+            /* Probe first: what comes, from whom, how long — not received. */
+            CHECK(shmpi_mailbox_probe(mb, SHMPI_ANY_SOURCE, SHMPI_ANY_TAG, &len, &from, &tag));
+            ASSERT(from == 0 && tag == round % 1000 && len == size_of_round(round));
+            size_t again = 0;
+            CHECK(shmpi_mailbox_probe_timeout(mb, 0, tag, &again, NULL, NULL, 0));
+            ASSERT(again == len);
+        }
         CHECK(shmpi_mailbox_recv(mb, 0, SHMPI_ANY_TAG, buf, BIG, &len, &from, &tag));
         ASSERT(from == 0 && tag == round % 1000 && len == size_of_round(round));
         CHECK(shmpi_mailbox_send(mb, 0, tag, buf, len)); /* echo */
@@ -48,6 +56,16 @@ static int child(const char *name) {
     CHECK(shmpi_mailbox_loan(mb, 0, 8, 64, &out, &loan));
     for (int i = 0; i < 64; i++) ((unsigned char *)out)[i] = (unsigned char)(copy[i] ^ 0xFF);
     CHECK(shmpi_loan_commit(loan));
+    /* Probing for what nobody sends: not at all (0), or 20 ms. */
+    EXPECT(SHMPI_E_WOULD_BLOCK, shmpi_mailbox_probe_timeout(mb, 0, 4321, &len, NULL, NULL, 0));
+    EXPECT(SHMPI_E_TIMEOUT, shmpi_mailbox_probe_timeout(mb, 0, 4321, &len, NULL, NULL, 20));
+    EXPECT(SHMPI_E_NULL, shmpi_mailbox_probe(NULL, 0, 9, &len, NULL, NULL));
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_probe(mb, 5, 9, &len, NULL, NULL));
+    EXPECT(SHMPI_E_INVALID, shmpi_mailbox_probe(mb, 0, -5, &len, NULL, NULL));
+    /* The probe sizes the buffer of the 100-byte message to come. */
+    int from = -1, tag = -1;
+    CHECK(shmpi_mailbox_probe(mb, 0, 9, &len, &from, &tag));
+    ASSERT(len == 100 && from == 0 && tag == 9);
     /* 100 bytes for a 10-byte buffer: reported and kept. */
     char small[10];
     EXPECT(SHMPI_E_TOO_LONG, shmpi_mailbox_recv(mb, 0, 9, small, sizeof small, &len, NULL, NULL));

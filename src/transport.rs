@@ -60,6 +60,29 @@ impl From<i32> for TagMatch {
     }
 }
 
+/// What a probe (or a receive into a buffer) found: the message's
+/// envelope and length, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// The sender.
+    pub source: usize,
+    /// The tag.
+    pub tag: i32,
+    /// Payload bytes.
+    pub len: usize,
+}
+
+impl Message {
+    /// The message's envelope and length.
+    pub fn status(&self) -> Status {
+        Status {
+            source: self.source,
+            tag: self.tag,
+            len: self.data.len(),
+        }
+    }
+}
+
 /// How long a receive waits for a matching message: every receive —
 /// owned (`recv`), into a buffer (`recv_into`), by reference (`recv_ref`)
 /// — on a mailbox group, an MPI communicator or any [`Transport`] takes

@@ -643,3 +643,57 @@ fn caller_mistakes_are_invalid_and_leave_nothing() {
         Err(shmpi::Error::Mailbox(MailboxError::Mismatch { .. }))
     ));
 }
+
+#[test]
+fn probe_reports_without_receiving_and_keeps_order() {
+    let mut members = MailboxGroup::threads(3, &small()).unwrap();
+    let mut c = members.pop().unwrap();
+    let mut b = members.pop().unwrap();
+    let mut a = members.pop().unwrap();
+    // Nothing yet: Now does not wait, For waits that long; neither consumes.
+    assert!(matches!(
+        b.probe(0, 1, Wait::Now),
+        Err(MailboxError::WouldBlock)
+    ));
+    assert!(matches!(
+        b.probe(Source::Any, TagMatch::Any, Duration::from_millis(5)),
+        Err(MailboxError::Timeout { .. })
+    ));
+    // Three messages from a (tags 1, 2, 1; the last one streams) and one
+    // from c.
+    let big = vec![5u8; 200 << 10];
+    a.send(1, 1, b"first").unwrap();
+    a.send(1, 2, b"second").unwrap();
+    c.send(1, 3, b"from c").unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| a.send(1, 1, &big).unwrap());
+        // By tag: the tag-2 message, though a tag-1 one came first.
+        let st = b.probe(0, 2, Wait::Forever).unwrap();
+        assert_eq!((st.source, st.tag, st.len), (0, 2, 6));
+        // Probing twice finds the same message; the receive takes it.
+        assert_eq!(b.probe(0, 2, Wait::Now).unwrap(), st);
+        assert_eq!(b.recv(0, 2, Wait::Now).unwrap().data, b"second");
+        // From c by name; then a's messages in their order, the streamed
+        // one reported whole before a byte of it is received.
+        assert_eq!(b.probe(2, TagMatch::Any, Wait::Forever).unwrap().len, 6);
+        let st = b.probe(0, TagMatch::Any, Wait::Forever).unwrap();
+        assert_eq!((st.tag, st.len), (1, 5));
+        assert_eq!(b.recv(0, 1, Wait::Forever).unwrap().data, b"first");
+        let st = b.probe(0, 1, Wait::Forever).unwrap();
+        assert_eq!(st.len, big.len());
+        let mut buf = vec![0u8; st.len];
+        assert_eq!(b.recv_into(0, 1, &mut buf, Wait::Now).unwrap().2, big.len());
+        assert_eq!(buf, big);
+        assert_eq!(b.recv(2, 3, Wait::Now).unwrap().data, b"from c");
+        assert!(b
+            .probe(Source::Any, TagMatch::Any, Wait::Now)
+            .arrived()
+            .unwrap()
+            .is_none());
+    });
+    // Bad input is an error, as for a receive.
+    assert!(matches!(
+        b.probe(7, 1, Wait::Now),
+        Err(MailboxError::InvalidRank { .. })
+    ));
+}

@@ -447,7 +447,7 @@ fn role_errors() -> Result<(), Failed> {
         ensure(world.recv(0, 99, Wait::Now).arrived()?.is_none(), || {
             "nothing with tag 99".into()
         })?;
-        let st = world.probe(0, 3)?;
+        let st = world.probe(0, 3, Wait::Forever)?;
         ensure(st.len == 100 && st.source == 0 && st.tag == 3, || {
             format!("probe: {st:?}")
         })?;
@@ -685,7 +685,7 @@ fn role_big() -> Result<(), Failed> {
         data[1 << 30] = 1;
         world.send(1, 1, &data)?;
     } else {
-        let st = world.probe(0, 1)?;
+        let st = world.probe(0, 1, Wait::Forever)?;
         ensure(st.len == 1 << 31, || {
             format!("probe sees the block part: {}", st.len)
         })?;

@@ -349,6 +349,36 @@ int shmpi_mailbox_recv_timeout(struct shmpi_mailbox *mb,
                                int *got_tag,
                                uint64_t timeout_ms);
 
+// Waits until a message from `source` (or `SHMPI_ANY_SOURCE`) with `tag`
+// (or `SHMPI_ANY_TAG`) has arrived and reports its length, source and tag
+// through the out-pointers that are not NULL, without receiving it: the
+// next receive that matches it gets it. Size a buffer with it.
+//
+// # Safety
+//
+// `mb` is NULL or a live handle; the out-pointers are NULL or writable.
+int shmpi_mailbox_probe(struct shmpi_mailbox *mb,
+                        int source,
+                        int tag,
+                        size_t *len,
+                        int *from,
+                        int *got_tag);
+
+// `shmpi_mailbox_probe` giving up after `timeout_ms` milliseconds
+// (`SHMPI_E_TIMEOUT`); 0 looks once without waiting
+// (`SHMPI_E_WOULD_BLOCK` when nothing is there).
+//
+// # Safety
+//
+// As [`shmpi_mailbox_probe`].
+int shmpi_mailbox_probe_timeout(struct shmpi_mailbox *mb,
+                                int source,
+                                int tag,
+                                size_t *len,
+                                int *from,
+                                int *got_tag,
+                                uint64_t timeout_ms);
+
 // Lends `len` bytes in member `dest`'s ring for a message with `tag`,
 // written in place (zero copy): `*buf` is where to write (up to
 // `shmpi_mailbox_max_loan` bytes). Then `shmpi_loan_commit` or

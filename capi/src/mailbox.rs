@@ -369,6 +369,75 @@ unsafe fn recv(
     })
 }
 
+/// Waits until a message from `source` (or `SHMPI_ANY_SOURCE`) with `tag`
+/// (or `SHMPI_ANY_TAG`) has arrived and reports its length, source and tag
+/// through the out-pointers that are not NULL, without receiving it: the
+/// next receive that matches it gets it. Size a buffer with it.
+///
+/// # Safety
+///
+/// `mb` is NULL or a live handle; the out-pointers are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mailbox_probe(
+    mb: *mut MailboxHandle,
+    source: c_int,
+    tag: c_int,
+    len: *mut usize,
+    from: *mut c_int,
+    got_tag: *mut c_int,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe { probe(mb, (source, tag), (len, from, got_tag), Wait::Forever) }
+}
+
+/// `shmpi_mailbox_probe` giving up after `timeout_ms` milliseconds
+/// (`SHMPI_E_TIMEOUT`); 0 looks once without waiting
+/// (`SHMPI_E_WOULD_BLOCK` when nothing is there).
+///
+/// # Safety
+///
+/// As [`shmpi_mailbox_probe`].
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mailbox_probe_timeout(
+    mb: *mut MailboxHandle,
+    source: c_int,
+    tag: c_int,
+    len: *mut usize,
+    from: *mut c_int,
+    got_tag: *mut c_int,
+    timeout_ms: u64,
+) -> c_int {
+    let wait = match timeout_ms {
+        0 => Wait::Now,
+        ms => Wait::For(millis(ms)),
+    };
+    // SAFETY: forwarded contract.
+    unsafe { probe(mb, (source, tag), (len, from, got_tag), wait) }
+}
+
+/// # Safety
+///
+/// As [`shmpi_mailbox_probe`].
+unsafe fn probe(
+    mb: *mut MailboxHandle,
+    (source, tag): (c_int, c_int),
+    (len, from, got_tag): (*mut usize, *mut c_int, *mut c_int),
+    wait: Wait,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let g = unsafe { group(mb)? };
+        let st = g.probe(source_of(source)?, tag_of(tag)?, wait)?;
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(len, st.len);
+            write_opt(from, st.source as c_int);
+            write_opt(got_tag, st.tag);
+        }
+        Ok(())
+    })
+}
+
 /// Lends `len` bytes in member `dest`'s ring for a message with `tag`,
 /// written in place (zero copy): `*buf` is where to write (up to
 /// `shmpi_mailbox_max_loan` bytes). Then `shmpi_loan_commit` or

@@ -30,7 +30,7 @@ use crate::sync::membarrier::{self, Scope};
 use crate::sync::{Pause, WaitPolicy, Waiter};
 #[cfg(doc)]
 use crate::transport::Arrival;
-use crate::transport::{Message, Source, TagMatch, Transport, Wait};
+use crate::transport::{Message, Source, Status, TagMatch, Transport, Wait};
 
 /// A member of a mailbox group: one endpoint of message passing on shared
 /// memory. See the [module docs](super).
@@ -1694,6 +1694,72 @@ impl MailboxGroup {
         wait: impl Into<Wait>,
     ) -> Result<Message, MailboxError> {
         self.recv_inner(source.into(), tag.into(), wait.into())
+    }
+
+    /// Waits as `wait` says until a message matching `source` and `tag` is
+    /// there, and reports its sender, tag and length without receiving it:
+    /// the next receive that matches it gets it (messages keep their order).
+    /// Size a buffer with it, or choose a receive. A probed message that
+    /// was still in the sender's lane is read out of it into this member's
+    /// queue, so probing costs the message its zero-copy receive.
+    ///
+    /// ```
+    /// use shmpi::prelude::*;
+    ///
+    /// let mut members = MailboxGroup::threads(2, &MailboxOptions::default())?;
+    /// let (mut b, mut a) = (members.pop().unwrap(), members.pop().unwrap());
+    /// a.send(1, 4, &[7u8; 300])?;
+    /// let st = b.probe(Source::Any, TagMatch::Any, Wait::Forever)?;
+    /// assert_eq!((st.source, st.tag, st.len), (0, 4, 300));
+    /// let mut buf = vec![0u8; st.len];
+    /// b.recv_into(st.source, st.tag, &mut buf, Wait::Now)?;
+    /// assert!(buf.iter().all(|&x| x == 7));
+    /// # Ok::<(), shmpi::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    pub fn probe(
+        &mut self,
+        source: impl Into<Source>,
+        tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
+    ) -> Result<Status, MailboxError> {
+        let (source, tag) = (source.into(), tag.into());
+        self.check_source(source)?;
+        if source == Source::Rank(self.id) || self.members() == 1 {
+            return self
+                .poll_probe(source, tag)?
+                .ok_or(MailboxError::WouldBlock);
+        }
+        let watch = self.watch_for(source, tag);
+        self.wait_for(Deadline::of(wait.into()), watch, |s| {
+            s.poll_probe(source, tag)
+        })
+    }
+
+    /// The first matching message's status, if one has arrived; every
+    /// message read out of a lane on the way, the matching one included,
+    /// is queued in arrival order for the receives to come.
+    fn poll_probe(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+    ) -> Result<Option<Status>, MailboxError> {
+        if let Some(m) = self.matching.peek(source, tag) {
+            return Ok(Some(m.status()));
+        }
+        for peer in self.matching.senders(source) {
+            while let Some(m) = self.progress(peer)? {
+                let (hit, status) = (tag.accepts(m.tag), m.status());
+                self.matching.push(m);
+                if hit {
+                    return Ok(Some(status));
+                }
+            }
+        }
+        Ok(None)
     }
 
     fn check_source(&self, source: Source) -> Result<(), MailboxError> {

@@ -43,6 +43,13 @@ impl Matching {
         self.queue.remove(i)
     }
 
+    /// The first queued message `source` and `tag` accept, left queued.
+    pub(crate) fn peek(&self, source: Source, tag: TagMatch) -> Option<&Message> {
+        self.queue
+            .iter()
+            .find(|m| source.accepts(m.source) && tag.accepts(m.tag))
+    }
+
     /// True when no message waits.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {

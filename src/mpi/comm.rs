@@ -13,23 +13,13 @@ use rsmpi::ffi;
 use super::{check, ensure_usable, is_finalized, ThreadLevel};
 use crate::error::MpiError;
 use crate::sync::{WaitPolicy, Waiter};
+pub use crate::transport::Status;
 use crate::transport::{Arrival, Message, Source, TagMatch, Wait};
 
 /// Messages above this many bytes travel as blocks of [`BIG_BLOCK`] bytes
 /// plus a remainder message: MPI counts are `int`.
 const BIG_LIMIT: usize = i32::MAX as usize;
 const BIG_BLOCK: usize = 1 << 30;
-
-/// What a receive or probe found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
-    /// The sender.
-    pub source: usize,
-    /// The tag.
-    pub tag: i32,
-    /// Payload bytes.
-    pub len: usize,
-}
 
 /// A [`Comm`] lent to rsmpi ([`Comm::as_rsmpi`]): derefs to an rsmpi
 /// `SimpleCommunicator` that rsmpi never frees.
@@ -995,7 +985,11 @@ impl Comm {
         Ok(crate::transport::cast_vec(&m.data)?)
     }
 
-    /// Waits until a matching message is there, without receiving it.
+    /// Waits as `wait` says until a matching message is there, and
+    /// reports it without receiving it: a blocking `MPI_Probe`
+    /// ([`Wait::Forever`]), one `MPI_Iprobe` ([`Wait::Now`]), or `MPI_Iprobe`
+    /// under the wait policy ([`Wait::For`]). A kept message (one too long
+    /// for an earlier receive's buffer) is found first, as a receive would.
     ///
     /// # Errors
     ///
@@ -1004,8 +998,17 @@ impl Comm {
         &self,
         source: impl Into<Source>,
         tag: impl Into<TagMatch>,
+        wait: impl Into<Wait>,
     ) -> Result<Status, MpiError> {
         let (source, tag) = (source.into(), tag.into());
+        match wait.into() {
+            Wait::Forever => self.probe_blocking(source, tag),
+            Wait::Now => self.iprobe(source, tag)?.ok_or(MpiError::WouldBlock),
+            Wait::For(timeout) => poll_until(timeout, || self.iprobe(source, tag)),
+        }
+    }
+
+    fn probe_blocking(&self, source: Source, tag: TagMatch) -> Result<Status, MpiError> {
         self.alive()?;
         if let Some(st) = self.peek_kept(source, tag) {
             return Ok(st);
@@ -1021,19 +1024,9 @@ impl Comm {
         self.status_of(&status)
     }
 
-    /// Whether a matching message is there, without receiving it or
-    /// waiting (`MPI_Iprobe`): the non-blocking form of
-    /// [`probe`](Self::probe).
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Self::recv).
-    pub fn iprobe(
-        &self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-    ) -> Result<Option<Status>, MpiError> {
-        let (source, tag) = (source.into(), tag.into());
+    /// A matching message's status if one is there (`MPI_Iprobe`, which
+    /// also drives MPI's progress engine).
+    pub(crate) fn iprobe(&self, source: Source, tag: TagMatch) -> Result<Option<Status>, MpiError> {
         self.alive()?;
         if let Some(st) = self.peek_kept(source, tag) {
             return Ok(Some(st));
