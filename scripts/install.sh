@@ -4,7 +4,10 @@
 # giving PREFIX/lib/libshmpi.so.N (N: the C ABI's number, its SONAME; a
 # library of another N already there stays, for the programs linked to it)
 # with the libshmpi.so link, PREFIX/lib/libshmpi.a,
-# PREFIX/include/shmpi.h and PREFIX/lib/pkgconfig/shmpi.pc; then:
+# PREFIX/include/shmpi.h and PREFIX/lib/pkgconfig/shmpi.pc; and where
+# mpifort and its mpi_f08 module are there, the Fortran module:
+# PREFIX/lib/libshmpi_f.a and shmpi.mod in PREFIX/lib/fortran/gfortran-mod-N
+# (N: the module format; `pkg-config --variable=fmoddir shmpi`). Then:
 #   PKG_CONFIG_PATH=PREFIX/lib/pkgconfig cc prog.c $(pkg-config --cflags --libs shmpi)
 # (add -Wl,-rpath,PREFIX/lib when PREFIX/lib is not on the loader's path).
 # Files that did not change keep their time (make-friendly).
@@ -29,9 +32,29 @@ install -C -m 0755 "$built/libshmpi_capi.so" "$prefix/lib/$soname"
 ln -sfn "$soname" "$prefix/lib/libshmpi.so"
 install -C -m 0644 "$built/libshmpi_capi.a" "$prefix/lib/libshmpi.a"
 install -C -m 0644 capi/include/shmpi.h "$prefix/include/"
+# The Fortran module (capi/fortran): compiled by the MPI's own mpifort,
+# since it uses mpi_f08; its .mod goes where Debian keeps compiler-specific
+# modules, named after the format gfortran wrote.
+fmodline=""
+if command -v mpifort >/dev/null 2>&1 && mpifort --version >/dev/null 2>&1; then
+  fbuild=$(mktemp -d)
+  mpifort -O2 -g -fPIC -c capi/fortran/shmpi.f90 -J "$fbuild" -o "$fbuild/shmpi_mod.o"
+  cc -O2 -g -fPIC -Wall -Wextra -c capi/fortran/shmpi_f.c -I capi/include -o "$fbuild/shmpi_f.o"
+  ar rcs "$fbuild/libshmpi_f.a" "$fbuild/shmpi_mod.o" "$fbuild/shmpi_f.o"
+  # (sed reads it all: no early exit, so no SIGPIPE under pipefail)
+  modver=$(gzip -dc "$fbuild/shmpi.mod" | sed -n "1s/.*module version '\([0-9]*\)'.*/\1/p")
+  fmoddir="$prefix/lib/fortran/gfortran-mod-${modver:-15}"
+  install -d "$fmoddir"
+  install -C -m 0644 "$fbuild/shmpi.mod" "$fmoddir/"
+  install -C -m 0644 "$fbuild/libshmpi_f.a" "$prefix/lib/"
+  rm -rf "$fbuild"
+  fmodline="fmoddir=\${libdir}/fortran/gfortran-mod-${modver:-15}"
+else
+  echo "install: no mpifort here: the Fortran module is not built" >&2
+fi
 pc=$(mktemp)
-sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" \
+sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@FMODDIR@|$fmodline|" \
     -e "s|@PRIVATE_LIBS@|$mpi_libs -lpthread -ldl -lm|" capi/shmpi.pc.in > "$pc"
 install -C -m 0644 "$pc" "$prefix/lib/pkgconfig/shmpi.pc"
 rm -f "$pc"
-echo "installed shmpi $version in $prefix (lib/$soname, lib/libshmpi.a, include/shmpi.h, lib/pkgconfig/shmpi.pc)"
+echo "installed shmpi $version in $prefix (lib/$soname, lib/libshmpi.a, include/shmpi.h, lib/pkgconfig/shmpi.pc${fmodline:+, lib/libshmpi_f.a and the Fortran module})"

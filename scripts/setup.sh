@@ -5,12 +5,13 @@
 # demo.sh; can be run on its own.
 #
 #   Debian packages: two MPIs (Open MPI, the default, and MPICH), libclang for rsmpi's bindgen,
-#   pkg-config, a C compiler, util-linux (unshare), iproute2 (the
+#   pkg-config, a C compiler, gfortran (Debian's mpifort calls it; the
+#   Fortran module), util-linux (unshare), iproute2 (the
 #   network-namespace hosts) and valgrind.
 #   Rust: rustfmt, clippy, cargo-nextest.
 set -euo pipefail
 
-SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin mpich libmpich-dev libclang-dev pkg-config build-essential util-linux iproute2 valgrind "$@")
+SHMPI_APT_PACKAGES=(libopenmpi-dev openmpi-bin mpich libmpich-dev libclang-dev pkg-config build-essential gfortran util-linux iproute2 valgrind "$@")
 
 shmpi_missing_packages() {
   local p

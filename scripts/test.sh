@@ -258,6 +258,26 @@ c_api() {
   return $status
 }
 
+# The Fortran module as its users get it: installed with the C library
+# into a prefix, found through pkg-config's fmoddir, and its example — a
+# ring over the hybrid world, matrices sent as they are, bad input through
+# ierror, a node array updated in place — run under mpirun with 2 ranks
+# and with 4 as two emulated nodes.
+fortran_module() {
+  cargo build --locked --release -q --bin shmpi || return 1
+  local prefix moddir
+  prefix=$(mktemp -d)
+  scripts/install.sh "$prefix" &&
+    moddir=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=fmoddir shmpi) &&
+    [ -f "$moddir/shmpi.mod" ] && [ -f "$prefix/lib/libshmpi_f.a" ] &&
+    PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C c_examples OUT="$prefix/examples" fortran &&
+    target/release/shmpi mpirun -n 2 --timeout 120 "$prefix/examples/hybrid_ring" &&
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 120 "$prefix/examples/hybrid_ring"
+  local status=$?
+  rm -rf "$prefix"
+  return $status
+}
+
 # `shmpi bench --quick` runs every row it can here and writes its JSON and
 # plot (timings are not judged: the check is that each family of rows was
 # measured and the files are whole).
@@ -334,6 +354,7 @@ phase mpich-examples     check mpich_examples
 phase cluster            tests cluster_tests
 phase slurm              check slurm_tests
 phase c-api              check c_api
+phase fortran            check fortran_module
 phase bench-smoke        check bench_smoke
 phase mailbox-stress     check mailbox_stress
 phase doctests           tests cargo test --locked --doc

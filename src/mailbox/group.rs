@@ -1727,16 +1727,25 @@ impl MailboxGroup {
         wait: impl Into<Wait>,
     ) -> Result<Status, MailboxError> {
         let (source, tag) = (source.into(), tag.into());
+        self.wait_matching(source, tag, wait.into(), |s| s.poll_probe(source, tag))
+    }
+
+    /// Waits as `wait` says until `poll` finds what a receive or probe from
+    /// `source` with `tag` wants. From this member itself (or in a group of
+    /// one) only a look: nobody else can bring it.
+    fn wait_matching<T>(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        wait: Wait,
+        mut poll: impl FnMut(&mut Self) -> Result<Option<T>, MailboxError>,
+    ) -> Result<T, MailboxError> {
         self.check_source(source)?;
         if source == Source::Rank(self.id) || self.members() == 1 {
-            return self
-                .poll_probe(source, tag)?
-                .ok_or(MailboxError::WouldBlock);
+            return poll(self)?.ok_or(MailboxError::WouldBlock);
         }
         let watch = self.watch_for(source, tag);
-        self.wait_for(Deadline::of(wait.into()), watch, |s| {
-            s.poll_probe(source, tag)
-        })
+        self.wait_for(Deadline::of(wait), watch, poll)
     }
 
     /// The first matching message's status, if one has arrived; every
@@ -1782,14 +1791,7 @@ impl MailboxGroup {
         tag: TagMatch,
         wait: Wait,
     ) -> Result<Message, MailboxError> {
-        self.check_source(source)?;
-        if source == Source::Rank(self.id) || self.members() == 1 {
-            return self
-                .poll_match(source, tag)?
-                .ok_or(MailboxError::WouldBlock);
-        }
-        let watch = self.watch_for(source, tag);
-        self.wait_for(Deadline::of(wait), watch, |s| s.poll_match(source, tag))
+        self.wait_matching(source, tag, wait, |s| s.poll_match(source, tag))
     }
 
     fn poll_match(
