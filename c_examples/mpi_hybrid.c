@@ -41,6 +41,42 @@ static void histogram(shmpi_hybrid *world, int backend, int me, int n) {
     CHECK(shmpi_dsm_free(hist));
 }
 
+/* The world's collectives (hierarchical: the node, then the node leaders
+ * over MPI), every rank in the same order, each result checked; bad
+ * arguments are refused before anything is sent. */
+static void collectives(shmpi_hybrid *world, int me, int n) {
+    double grid[4] = {0};
+    if (me == 0)
+        for (int i = 0; i < 4; i++) grid[i] = 1.5 * i;
+    CHECK(shmpi_hybrid_broadcast(world, 0, grid, sizeof grid));
+    for (int i = 0; i < 4; i++) ASSERT(grid[i] == 1.5 * i);
+
+    int32_t mine[2] = {me + 1, -me}, sum[2] = {0, 0};
+    CHECK(shmpi_hybrid_allreduce(world, mine, sum, 2, SHMPI_INT32, SHMPI_SUM));
+    ASSERT(sum[0] == n * (n + 1) / 2 && sum[1] == -(n * (n - 1) / 2));
+    float lowest = (float)(10 - me);
+    CHECK(shmpi_hybrid_allreduce(world, &lowest, &lowest, 1, SHMPI_FLOAT, SHMPI_MIN));
+    ASSERT(lowest == (float)(10 - (n - 1)));
+    uint64_t product = 2;
+    CHECK(shmpi_hybrid_allreduce(world, &product, &product, 1, SHMPI_UINT64, SHMPI_PROD));
+    ASSERT(product == (uint64_t)1 << n);
+
+    int16_t pair[2] = {(int16_t)me, (int16_t)(100 + me)};
+    int16_t all[2 * 64];
+    ASSERT(n <= 64);
+    int root = n - 1;
+    CHECK(shmpi_hybrid_gather(world, root, pair, sizeof pair, me == root ? all : NULL));
+    if (me == root)
+        for (int r = 0; r < n; r++) ASSERT(all[2 * r] == r && all[2 * r + 1] == 100 + r);
+
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_allreduce(world, &lowest, &lowest, 1, SHMPI_FLOAT, SHMPI_BAND));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_allreduce(world, mine, sum, 2, 0, SHMPI_SUM));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_broadcast(world, -1, grid, sizeof grid));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_gather(world, n, pair, sizeof pair, all));
+    EXPECT(SHMPI_E_NULL, shmpi_hybrid_broadcast(NULL, 0, grid, sizeof grid));
+    CHECK(shmpi_hybrid_barrier(world));
+}
+
 int main(int argc, char **argv) {
     int provided = 0, me = 0, n = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -84,6 +120,7 @@ int main(int argc, char **argv) {
     EXPECT(SHMPI_E_INVALID, shmpi_hybrid_send(world, n, 0, out, 1));
     EXPECT(SHMPI_E_NULL, shmpi_hybrid_send(NULL, 0, 0, out, 1));
     CHECK(shmpi_hybrid_barrier(world));
+    collectives(world, me, n);
 
     /* A second world at once (each holds the process's shared MPI): its
      * messages are its own, apart from the first world's. */
@@ -106,7 +143,7 @@ int main(int argc, char **argv) {
     EXPECT(SHMPI_E_INVALID, shmpi_hybrid_is_local(world, -1, &local));
     EXPECT(SHMPI_E_NULL, shmpi_hybrid_is_local(NULL, 0, &local));
     if (me == 0)
-        printf("mpi_hybrid: %d ranks (rank 1 %s); ring, owner-protocol and one-sided histograms checked\n",
+        printf("mpi_hybrid: %d ranks (rank 1 %s); ring, collectives, owner-protocol and one-sided histograms checked\n",
                n, local ? "on this node" : "elsewhere");
     CHECK(shmpi_hybrid_free(world));
     MPI_Finalize();

@@ -35,10 +35,16 @@
  *               allows (MPI_THREAD_MULTIPLE for calls from several threads)
  * shmpi_status_str, shmpi_last_error and shmpi_version: any thread.
  *
- * COLLECTIVES. These are called by every rank of the communicator (or
- * world), in the same order: shmpi_hybrid_create, shmpi_hybrid_barrier,
- * shmpi_hybrid_free, shmpi_node_array_create, shmpi_node_array_barrier,
- * shmpi_dsm_create, shmpi_dsm_barrier, shmpi_dsm_free. shmpi_comm_attach
+ * COLLECTIVES. These are called by every member of the group (every rank
+ * of the communicator or world), in the same order: shmpi_mailbox_barrier,
+ * _broadcast, _allreduce, _gather; shmpi_hybrid_create, _barrier,
+ * _broadcast, _allreduce, _gather, _free; shmpi_node_array_create,
+ * _barrier; shmpi_dsm_create, _barrier, _free. An allreduce combines in
+ * rank order (reproducible floating-point sums); its element types are
+ * SHMPI_INT8 ... SHMPI_DOUBLE and its operations SHMPI_SUM ... SHMPI_BXOR.
+ * Arguments that every member can check (type, operation, root, NULL
+ * buffers) are refused before anything is sent, so no member is left
+ * waiting. shmpi_comm_attach
  * and shmpi_comm_free are local (the communicator is borrowed, not
  * duplicated); shmpi_node_array_free is local.
  *
@@ -142,6 +148,59 @@
 
 // `MAJOR * 10000 + MINOR * 100 + PATCH`, for `#if SHMPI_VERSION_NUMBER >= …`.
 #define SHMPI_VERSION_NUMBER 100
+
+// `SHMPI_INT8` … `SHMPI_DOUBLE`: element types of an allreduce.
+#define SHMPI_INT8 1
+
+// 16-bit signed integers.
+#define SHMPI_INT16 2
+
+// 32-bit signed integers.
+#define SHMPI_INT32 3
+
+// 64-bit signed integers.
+#define SHMPI_INT64 4
+
+// 8-bit unsigned integers.
+#define SHMPI_UINT8 5
+
+// 16-bit unsigned integers.
+#define SHMPI_UINT16 6
+
+// 32-bit unsigned integers.
+#define SHMPI_UINT32 7
+
+// 64-bit unsigned integers.
+#define SHMPI_UINT64 8
+
+// `float`.
+#define SHMPI_FLOAT 9
+
+// `double`.
+#define SHMPI_DOUBLE 10
+
+// Reduction operations of an allreduce (`MPI_SUM` … `MPI_BXOR`); the
+// bitwise ones are for integers only. Results are combined in rank
+// order, so floating-point sums are the same on every run.
+#define SHMPI_SUM 1
+
+// Product.
+#define SHMPI_PROD 2
+
+// Minimum.
+#define SHMPI_MIN 3
+
+// Maximum.
+#define SHMPI_MAX 4
+
+// Bitwise and (integers).
+#define SHMPI_BAND 5
+
+// Bitwise or (integers).
+#define SHMPI_BOR 6
+
+// Bitwise exclusive or (integers).
+#define SHMPI_BXOR 7
 
 // Pass as a source to receive from any member.
 #define SHMPI_ANY_SOURCE -1
@@ -446,6 +505,53 @@ int shmpi_recvref_free(struct shmpi_recvref *r);
 // `mb` is NULL or a live handle, not used again after success.
 int shmpi_mailbox_free(struct shmpi_mailbox *mb);
 
+// A barrier of every member of the group. Collective.
+//
+// # Safety
+//
+// `mb` is NULL or a live handle.
+int shmpi_mailbox_barrier(struct shmpi_mailbox *mb);
+
+// Makes every member's `len` bytes at `buf` equal to member `root`'s.
+// Every member passes the same `len` (one whose `len` differs from the
+// root's gets `SHMPI_E_INVALID`, its buffer unchanged). Collective.
+//
+// # Safety
+//
+// `mb` is NULL or a live handle; `buf` NULL (with `len` 0) or writable
+// for `len` bytes.
+int shmpi_mailbox_broadcast(struct shmpi_mailbox *mb, int root, void *buf, size_t len);
+
+// Combines every member's `count` elements of type `elem_type` (`SHMPI_INT8`
+// … `SHMPI_DOUBLE`) at `input` element-wise with `op` (`SHMPI_SUM` …
+// `SHMPI_BXOR`, in rank order); every member gets the result at `output`,
+// which may be `input`. Collective.
+//
+// # Safety
+//
+// `mb` is NULL or a live handle; `input` readable and `output` writable
+// for `count` elements (NULL only with `count` 0).
+int shmpi_mailbox_allreduce(struct shmpi_mailbox *mb,
+                            const void *input,
+                            void *output,
+                            size_t count,
+                            int elem_type,
+                            int op);
+
+// Collects every member's `len` bytes at `input` at member `root`, in
+// rank order, into `output` (`members × len` bytes at the root; ignored,
+// and may be NULL, elsewhere). Collective.
+//
+// # Safety
+//
+// `mb` is NULL or a live handle; `input` readable for `len` bytes; at
+// the root `output` writable for `members × len` bytes.
+int shmpi_mailbox_gather(struct shmpi_mailbox *mb,
+                         int root,
+                         const void *input,
+                         size_t len,
+                         void *output);
+
 // Creates a hybrid world over the communicator whose Fortran handle is
 // `comm` (`MPI_Comm_c2f(MPI_COMM_WORLD)`). MPI must be initialised.
 // Collective.
@@ -658,6 +764,46 @@ int shmpi_dsm_len(struct shmpi_dsm *d, size_t *len);
 //
 // `d` is NULL or a live handle, not used again.
 int shmpi_dsm_free(struct shmpi_dsm *d);
+
+// Makes every rank's `len` bytes at `buf` equal to rank `root`'s.
+// Every rank passes the same `len` (a rank whose `len` differs from the
+// root's gets `SHMPI_E_INVALID`, its buffer unchanged). Collective.
+//
+// # Safety
+//
+// `h` is NULL or a live handle; `buf` NULL (with `len` 0) or writable
+// for `len` bytes.
+int shmpi_hybrid_broadcast(struct shmpi_hybrid *h, int root, void *buf, size_t len);
+
+// Combines every rank's `count` elements of type `elem_type` (`SHMPI_INT8`
+// … `SHMPI_DOUBLE`) at `input` element-wise with `op` (`SHMPI_SUM` …
+// `SHMPI_BXOR`, in rank order); every rank gets the result at `output`,
+// which may be `input`. Collective.
+//
+// # Safety
+//
+// `h` is NULL or a live handle; `input` readable and `output` writable
+// for `count` elements (NULL only with `count` 0).
+int shmpi_hybrid_allreduce(struct shmpi_hybrid *h,
+                           const void *input,
+                           void *output,
+                           size_t count,
+                           int elem_type,
+                           int op);
+
+// Collects every rank's `len` bytes at `input` at rank `root`, in
+// rank order, into `output` (`size × len` bytes at the root; ignored,
+// and may be NULL, elsewhere). Collective.
+//
+// # Safety
+//
+// `h` is NULL or a live handle; `input` readable for `len` bytes; at
+// the root `output` writable for `size × len` bytes.
+int shmpi_hybrid_gather(struct shmpi_hybrid *h,
+                        int root,
+                        const void *input,
+                        size_t len,
+                        void *output);
 
 // Creates segment `name` (exclusively) with `size` bytes of data, mode
 // `mode` (0: 0600, owner only), and maps it. The creator's close removes

@@ -19,6 +19,7 @@
 //! the lengths passed, and a handle must not be used from two threads at
 //! once.
 
+mod collective;
 mod mailbox;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -31,6 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use shmpi::error::{DsmError, Error, HybridError, MailboxError, MpiError, SegmentError, SyncError};
 
+pub use collective::*;
 pub use mailbox::*;
 #[cfg(feature = "mpi")]
 pub use mpi::*;

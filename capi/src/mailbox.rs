@@ -5,6 +5,7 @@ use shmpi::transport::Wait;
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::addr_of_mut;
 
+use super::collective;
 use super::{
     arg, buffer_arg, bytes_arg, call, give, millis, string_arg, take, write_opt, Failure,
     SHMPI_E_BUSY, SHMPI_E_INVALID,
@@ -601,5 +602,85 @@ pub unsafe extern "C" fn shmpi_mailbox_free(mb: *mut MailboxHandle) -> c_int {
         // SAFETY: live, not busy; freed once.
         drop(unsafe { take(mb) });
         Ok(())
+    })
+}
+
+/// A barrier of every member of the group. Collective.
+///
+/// # Safety
+///
+/// `mb` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mailbox_barrier(mb: *mut MailboxHandle) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        collective::barrier(unsafe { group(mb)? })
+    })
+}
+
+/// Makes every member's `len` bytes at `buf` equal to member `root`'s.
+/// Every member passes the same `len` (one whose `len` differs from the
+/// root's gets `SHMPI_E_INVALID`, its buffer unchanged). Collective.
+///
+/// # Safety
+///
+/// `mb` is NULL or a live handle; `buf` NULL (with `len` 0) or writable
+/// for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mailbox_broadcast(
+    mb: *mut MailboxHandle,
+    root: c_int,
+    buf: *mut c_void,
+    len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        unsafe { collective::broadcast(group(mb)?, root, buf, len) }
+    })
+}
+
+/// Combines every member's `count` elements of type `elem_type` (`SHMPI_INT8`
+/// … `SHMPI_DOUBLE`) at `input` element-wise with `op` (`SHMPI_SUM` …
+/// `SHMPI_BXOR`, in rank order); every member gets the result at `output`,
+/// which may be `input`. Collective.
+///
+/// # Safety
+///
+/// `mb` is NULL or a live handle; `input` readable and `output` writable
+/// for `count` elements (NULL only with `count` 0).
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mailbox_allreduce(
+    mb: *mut MailboxHandle,
+    input: *const c_void,
+    output: *mut c_void,
+    count: usize,
+    elem_type: c_int,
+    op: c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        unsafe { collective::allreduce(group(mb)?, input, output, count, elem_type, op) }
+    })
+}
+
+/// Collects every member's `len` bytes at `input` at member `root`, in
+/// rank order, into `output` (`members × len` bytes at the root; ignored,
+/// and may be NULL, elsewhere). Collective.
+///
+/// # Safety
+///
+/// `mb` is NULL or a live handle; `input` readable for `len` bytes; at
+/// the root `output` writable for `members × len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_mailbox_gather(
+    mb: *mut MailboxHandle,
+    root: c_int,
+    input: *const c_void,
+    len: usize,
+    output: *mut c_void,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        unsafe { collective::gather(group(mb)?, root, input, len, output) }
     })
 }

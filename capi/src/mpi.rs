@@ -7,6 +7,7 @@
 use shmpi::transport::Wait;
 use std::ffi::{c_int, c_void};
 
+use super::collective;
 use super::{arg, buffer_arg, bytes_arg, call, give, take, write_opt, Failure};
 use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
 use shmpi::dsm::{DistArray, OwnerProtocol, Rma};
@@ -659,4 +660,80 @@ pub unsafe extern "C" fn shmpi_dsm_free(d: *mut DsmHandle) -> c_int {
     // SAFETY: the caller's contract.
     drop(unsafe { take(d) });
     super::SHMPI_OK
+}
+
+/// Makes every rank's `len` bytes at `buf` equal to rank `root`'s.
+/// Every rank passes the same `len` (a rank whose `len` differs from the
+/// root's gets `SHMPI_E_INVALID`, its buffer unchanged). Collective.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `buf` NULL (with `len` 0) or writable
+/// for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_broadcast(
+    h: *mut HybridHandle,
+    root: c_int,
+    buf: *mut c_void,
+    len: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        unsafe { collective::broadcast(&mut arg(h, "hybrid world")?.world, root, buf, len) }
+    })
+}
+
+/// Combines every rank's `count` elements of type `elem_type` (`SHMPI_INT8`
+/// … `SHMPI_DOUBLE`) at `input` element-wise with `op` (`SHMPI_SUM` …
+/// `SHMPI_BXOR`, in rank order); every rank gets the result at `output`,
+/// which may be `input`. Collective.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `input` readable and `output` writable
+/// for `count` elements (NULL only with `count` 0).
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_allreduce(
+    h: *mut HybridHandle,
+    input: *const c_void,
+    output: *mut c_void,
+    count: usize,
+    elem_type: c_int,
+    op: c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        unsafe {
+            collective::allreduce(
+                &mut arg(h, "hybrid world")?.world,
+                input,
+                output,
+                count,
+                elem_type,
+                op,
+            )
+        }
+    })
+}
+
+/// Collects every rank's `len` bytes at `input` at rank `root`, in
+/// rank order, into `output` (`size × len` bytes at the root; ignored,
+/// and may be NULL, elsewhere). Collective.
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `input` readable for `len` bytes; at
+/// the root `output` writable for `size × len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_gather(
+    h: *mut HybridHandle,
+    root: c_int,
+    input: *const c_void,
+    len: usize,
+    output: *mut c_void,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        unsafe { collective::gather(&mut arg(h, "hybrid world")?.world, root, input, len, output) }
+    })
 }

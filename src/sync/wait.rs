@@ -387,24 +387,33 @@ mod tests {
             block: true,
             max_backoff: Duration::from_micros(100),
         };
-        let mut w = Waiter::new(&policy, Some(Duration::from_millis(3)));
-        let mut blocked = false;
+        // The order of the phases, with a deadline far enough away that a
+        // descheduled test thread cannot jump past the blocking phase (a
+        // 3 ms deadline did, once, on a loaded machine).
+        let mut w = Waiter::new(&policy, Some(Duration::from_secs(30)));
         loop {
             match w.pause() {
-                Pause::Again => assert!(!blocked, "spun or yielded after blocking"),
-                Pause::Check => {}
+                Pause::Again | Pause::Check => {}
                 Pause::Block(slice) => {
                     assert!(w.elapsed() >= Duration::from_micros(500), "blocked early");
-                    assert!(slice <= Duration::from_millis(3));
-                    blocked = true;
+                    assert!(slice <= Duration::from_secs(30));
                     std::thread::sleep(w.backoff(slice));
+                    break;
                 }
-                Pause::Expired => break,
+                Pause::Expired => panic!("expired before blocking"),
             }
         }
-        assert!(blocked);
-        assert!(w.elapsed() >= Duration::from_millis(3));
+        for _ in 0..100 {
+            assert!(
+                !matches!(w.pause(), Pause::Again),
+                "spun or yielded after blocking"
+            );
+        }
         assert!(w.blocks() > 0);
+        // The deadline ends the wait, and never early.
+        let mut w = Waiter::new(&policy, Some(Duration::from_millis(3)));
+        while !matches!(w.pause(), Pause::Expired) {}
+        assert!(w.elapsed() >= Duration::from_millis(3));
     }
 
     #[test]
