@@ -33,6 +33,33 @@ static void histogram(shmpi_hybrid *world, int backend, int me, int n) {
     uint64_t v = 0;
     EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_get(hist, BINS, &v));
     CHECK(shmpi_dsm_barrier(hist));
+    /* Ranges (one request per owner) and compare-exchange: exactly one
+     * rank replaces bin 0's count. */
+    uint64_t got[BINS];
+    CHECK(shmpi_dsm_get_range(hist, 0, got, BINS));
+    for (size_t b = 0; b < BINS; b++) ASSERT(got[b] == expected[b]);
+    CHECK(shmpi_dsm_barrier(hist));
+    uint64_t previous = 0;
+    int swapped = 0, wins = 0;
+    CHECK(shmpi_dsm_compare_exchange(hist, 0, expected[0], 1000 + (uint64_t)me, &previous, &swapped));
+    ASSERT(swapped ? previous == expected[0] : previous >= 1000);
+    /* The owner protocol serves only inside calls on the array: meet in
+     * the array's barrier before leaving it for the world's allreduce. */
+    CHECK(shmpi_dsm_barrier(hist));
+    CHECK(shmpi_hybrid_allreduce(world, &swapped, &wins, 1, SHMPI_INT32, SHMPI_SUM));
+    ASSERT(wins == 1);
+    if (me == n - 1) {
+        uint64_t tail[4] = {7, 8, 9, 10};
+        CHECK(shmpi_dsm_put_range(hist, BINS - 4, tail, 4));
+    }
+    CHECK(shmpi_dsm_barrier(hist));
+    CHECK(shmpi_dsm_get_range(hist, BINS - 4, got, 4));
+    ASSERT(got[0] == 7 && got[1] == 8 && got[2] == 9 && got[3] == 10);
+    EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_get_range(hist, BINS - 2, got, 4));
+    EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_put_range(hist, BINS, got, 1));
+    EXPECT(SHMPI_E_NULL, shmpi_dsm_get_range(hist, 0, NULL, 4));
+    EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_compare_exchange(hist, BINS, 0, 1, NULL, NULL));
+    CHECK(shmpi_dsm_barrier(hist));
     CHECK(shmpi_dsm_put(hist, (size_t)me, 1000 + (uint64_t)me));
     CHECK(shmpi_dsm_barrier(hist));
     CHECK(shmpi_dsm_get(hist, (size_t)((me + 1) % n), &v));

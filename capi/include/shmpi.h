@@ -209,7 +209,11 @@
 #define SHMPI_ANY_TAG -1
 
 // `shmpi_dsm_create` backend: the owner protocol (requests to the owner
-// as messages on a duplicate of the hybrid world).
+// as messages on a duplicate of the hybrid world). An owner serves
+// requests only while it is inside a call on the array (every call, a
+// local one too, serves what waits first): a rank that leaves the array
+// for other work — a world collective, say — while others still need its
+// elements must first meet them in `shmpi_dsm_barrier`.
 #define SHMPI_DSM_OWNER 0
 
 // `shmpi_dsm_create` backend: MPI one-sided operations.
@@ -757,6 +761,38 @@ int shmpi_dsm_barrier(struct shmpi_dsm *d);
 //
 // `d` is NULL or a live handle; `len` NULL or writable.
 int shmpi_dsm_len(struct shmpi_dsm *d, size_t *len);
+
+// Reads `count` elements from index `start` into `out` (one request per
+// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
+//
+// # Safety
+//
+// `d` is NULL or a live handle; `out` NULL (with `count` 0) or writable
+// for `count` elements.
+int shmpi_dsm_get_range(struct shmpi_dsm *d, size_t start, uint64_t *out, size_t count);
+
+// Writes `count` elements from `data` at index `start` (one request per
+// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
+//
+// # Safety
+//
+// `d` is NULL or a live handle; `data` NULL (with `count` 0) or readable
+// for `count` elements.
+int shmpi_dsm_put_range(struct shmpi_dsm *d, size_t start, const uint64_t *data, size_t count);
+
+// Sets element `index` to `desired` if it holds `expected`, atomically.
+// `*previous` gets the value it held and `*swapped` 1 when it was
+// replaced, else 0 (either out-pointer may be NULL).
+//
+// # Safety
+//
+// `d` is NULL or a live handle; the out-pointers NULL or writable.
+int shmpi_dsm_compare_exchange(struct shmpi_dsm *d,
+                               size_t index,
+                               uint64_t expected,
+                               uint64_t desired,
+                               uint64_t *previous,
+                               int *swapped);
 
 // Frees the array (collective: every rank frees it; NULL: nothing).
 //

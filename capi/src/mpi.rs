@@ -515,7 +515,11 @@ pub unsafe extern "C" fn shmpi_node_array_free(a: *mut NodeArrayHandle) -> c_int
 }
 
 /// `shmpi_dsm_create` backend: the owner protocol (requests to the owner
-/// as messages on a duplicate of the hybrid world).
+/// as messages on a duplicate of the hybrid world). An owner serves
+/// requests only while it is inside a call on the array (every call, a
+/// local one too, serves what waits first): a rank that leaves the array
+/// for other work — a world collective, say — while others still need its
+/// elements must first meet them in `shmpi_dsm_barrier`.
 pub const SHMPI_DSM_OWNER: c_int = 0;
 /// `shmpi_dsm_create` backend: MPI one-sided operations.
 pub const SHMPI_DSM_RMA: c_int = 1;
@@ -647,6 +651,108 @@ pub unsafe extern "C" fn shmpi_dsm_len(d: *mut DsmHandle, len: *mut usize) -> c_
         let n = on_array!(d, a => a.len());
         // SAFETY: NULL-checked; writable (caller's contract).
         unsafe { super::out(len, "len", n) }
+    })
+}
+
+/// `count` elements at `ptr` (NULL only with `count` 0; aligned for
+/// `uint64_t`).
+///
+/// # Safety
+///
+/// `ptr` is NULL or valid for `count` elements for `'a` (writes too when
+/// the slice is written).
+unsafe fn elements<'a>(ptr: *mut u64, count: usize, what: &str) -> Result<&'a mut [u64], Failure> {
+    if count == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(Failure::new(
+            super::SHMPI_E_NULL,
+            format!("{what} is NULL with {count} elements"),
+        ));
+    }
+    if !ptr.is_aligned() {
+        return Err(Failure::new(
+            SHMPI_E_INVALID,
+            format!("{what} is not aligned for uint64_t"),
+        ));
+    }
+    // SAFETY: non-NULL, aligned, `count` elements (caller's contract).
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, count) })
+}
+
+/// Reads `count` elements from index `start` into `out` (one request per
+/// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `out` NULL (with `count` 0) or writable
+/// for `count` elements.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_get_range(
+    d: *mut DsmHandle,
+    start: usize,
+    out: *mut u64,
+    count: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (d, out) = unsafe { (arg(d, "array")?, elements(out, count, "out")?) };
+        Ok(on_array!(d, a => a.get_range(start, out))?)
+    })
+}
+
+/// Writes `count` elements from `data` at index `start` (one request per
+/// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `data` NULL (with `count` 0) or readable
+/// for `count` elements.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_put_range(
+    d: *mut DsmHandle,
+    start: usize,
+    data: *const u64,
+    count: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract (the slice is only read).
+        let (d, data) = unsafe { (arg(d, "array")?, elements(data.cast_mut(), count, "data")?) };
+        Ok(on_array!(d, a => a.put_range(start, data))?)
+    })
+}
+
+/// Sets element `index` to `desired` if it holds `expected`, atomically.
+/// `*previous` gets the value it held and `*swapped` 1 when it was
+/// replaced, else 0 (either out-pointer may be NULL).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_compare_exchange(
+    d: *mut DsmHandle,
+    index: usize,
+    expected: u64,
+    desired: u64,
+    previous: *mut u64,
+    swapped: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        let outcome = on_array!(d, a => a.compare_exchange(index, expected, desired))?;
+        let (old, done) = match outcome {
+            Ok(old) => (old, 1),
+            Err(actual) => (actual, 0),
+        };
+        // SAFETY: NULL or writable.
+        unsafe {
+            write_opt(previous, old);
+            write_opt(swapped, done);
+        }
+        Ok(())
     })
 }
 
