@@ -19,6 +19,12 @@
 //! the lengths passed, and a handle must not be used from two threads at
 //! once.
 
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
+
 mod collective;
 mod mailbox;
 #[cfg(feature = "mpi")]
