@@ -390,6 +390,24 @@ pub(crate) unsafe fn write_opt<T>(ptr: *mut T, value: T) {
     }
 }
 
+/// Writes a message's envelope — length, source, tag — through the
+/// out-pointers that are not NULL (every receive and probe reports it).
+///
+/// # Safety
+///
+/// Each pointer is NULL or writable.
+pub(crate) unsafe fn write_envelope(
+    (len, from, tag): (*mut usize, *mut c_int, *mut c_int),
+    status: shmpi::transport::Status,
+) {
+    // SAFETY: NULL or writable (the caller's contract).
+    unsafe {
+        write_opt(len, status.len);
+        write_opt(from, status.source as c_int);
+        write_opt(tag, status.tag);
+    }
+}
+
 /// Writes `value` through a required out-pointer (NULL: `SHMPI_E_NULL`).
 ///
 /// # Safety

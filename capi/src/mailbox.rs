@@ -1,18 +1,17 @@
 //! Mailbox groups through the C API, with zero-copy loans and received
 //! references.
 
-use shmpi::transport::Wait;
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::addr_of_mut;
 
 use super::collective;
 use super::{
-    arg, buffer_arg, bytes_arg, call, give, millis, string_arg, take, write_opt, Failure,
-    SHMPI_E_BUSY, SHMPI_E_INVALID,
+    arg, buffer_arg, bytes_arg, call, give, millis, string_arg, take, write_envelope, write_opt,
+    Failure, SHMPI_E_BUSY, SHMPI_E_INVALID,
 };
 use shmpi::mailbox::{Loan, MailboxGroup, MailboxOptions, RecvRef};
 use shmpi::segment::SegmentName;
-use shmpi::transport::{Source, TagMatch};
+use shmpi::transport::{Source, Status, TagMatch, Wait};
 
 /// Pass as a source to receive from any member.
 pub const SHMPI_ANY_SOURCE: c_int = -1;
@@ -351,12 +350,13 @@ unsafe fn recv(
         };
         match result {
             Ok((s, t, n)) => {
+                let status = Status {
+                    source: s,
+                    tag: t,
+                    len: n,
+                };
                 // SAFETY: NULL or writable.
-                unsafe {
-                    write_opt(len, n);
-                    write_opt(from, s as c_int);
-                    write_opt(got_tag, t);
-                }
+                unsafe { write_envelope((len, from, got_tag), status) };
                 Ok(())
             }
             Err(e) => {
@@ -430,11 +430,7 @@ unsafe fn probe(
         let g = unsafe { group(mb)? };
         let st = g.probe(source_of(source)?, tag_of(tag)?, wait)?;
         // SAFETY: NULL or writable.
-        unsafe {
-            write_opt(len, st.len);
-            write_opt(from, st.source as c_int);
-            write_opt(got_tag, st.tag);
-        }
+        unsafe { write_envelope((len, from, got_tag), st) };
         Ok(())
     })
 }
@@ -552,12 +548,13 @@ pub unsafe extern "C" fn shmpi_mailbox_recv_ref(
         let g = unsafe { group(mb)? };
         let msg = g.recv_ref(source_of(source)?, tag_of(tag)?, Wait::Forever)?;
         *data = msg.as_ptr().cast();
+        let status = Status {
+            source: msg.source(),
+            tag: msg.tag(),
+            len: msg.len(),
+        };
         // SAFETY: NULL or writable.
-        unsafe {
-            write_opt(len, msg.len());
-            write_opt(from, msg.source() as c_int);
-            write_opt(got_tag, msg.tag());
-        }
+        unsafe { write_envelope((len, from, got_tag), status) };
         // SAFETY: as for loans: the handle outlives the reference and
         // `busy` keeps the borrow exclusive.
         let msg = unsafe { std::mem::transmute::<RecvRef<'_>, RecvRef<'static>>(msg) };

@@ -4,16 +4,15 @@
 //! types; shmpi then never finalises MPI. Free every handle before
 //! `MPI_Finalize`; creating and freeing are collective over the ranks.
 
-use shmpi::transport::Wait;
 use std::ffi::{c_int, c_void};
 
 use super::collective;
-use super::{arg, buffer_arg, bytes_arg, call, give, take, write_opt, Failure};
+use super::{arg, buffer_arg, bytes_arg, call, give, take, write_envelope, write_opt, Failure};
 use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
 use shmpi::dsm::{DistArray, OwnerProtocol, Rma};
 use shmpi::hybrid::{HybridWorld, NodeArray};
 use shmpi::mpi::Mpi;
-use shmpi::transport::{Message, Transport};
+use shmpi::transport::{Message, Transport, Wait};
 
 /// A hybrid world over the caller's communicator (opaque): mailboxes
 /// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. Several
@@ -189,14 +188,9 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
                 m
             }
         };
-        // SAFETY: NULL or writable.
-        unsafe { write_opt(len, m.data.len()) };
         buf[..m.data.len()].copy_from_slice(&m.data);
         // SAFETY: NULL or writable.
-        unsafe {
-            write_opt(from, m.source as c_int);
-            write_opt(got_tag, m.tag);
-        }
+        unsafe { write_envelope((len, from, got_tag), m.status()) };
         Ok(())
     })
 }
@@ -345,11 +339,7 @@ pub unsafe extern "C" fn shmpi_comm_recv(
             Err(e) => return Err(e.into()),
         };
         // SAFETY: NULL or writable.
-        unsafe {
-            write_opt(len, st.len);
-            write_opt(from, st.source as c_int);
-            write_opt(got_tag, st.tag);
-        }
+        unsafe { write_envelope((len, from, got_tag), st) };
         Ok(())
     })
 }
