@@ -15,12 +15,13 @@ static size_t draw(int rank, int k) { return (size_t)((rank * 7919 + k * 104729)
 
 static void histogram(shmpi_hybrid *world, int backend, int me, int n) {
     shmpi_dsm *hist = NULL;
-    CHECK(shmpi_dsm_create(world, BINS, backend, &hist));
+    CHECK(shmpi_dsm_create(world, BINS, sizeof(uint64_t), backend, &hist));
     size_t len = 0;
     CHECK(shmpi_dsm_len(hist, &len));
     ASSERT(len == BINS);
     EXPECT(SHMPI_E_NULL, shmpi_dsm_len(hist, NULL));
-    for (int k = 0; k < DRAWS; k++) CHECK(shmpi_dsm_fetch_add(hist, draw(me, k), 1, NULL));
+    const uint64_t one = 1;
+    for (int k = 0; k < DRAWS; k++) CHECK(shmpi_dsm_fetch_add(hist, draw(me, k), &one, NULL));
     CHECK(shmpi_dsm_barrier(hist));
     uint64_t expected[BINS] = {0};
     for (int r = 0; r < n; r++)
@@ -39,9 +40,9 @@ static void histogram(shmpi_hybrid *world, int backend, int me, int n) {
     CHECK(shmpi_dsm_get_range(hist, 0, got, BINS));
     for (size_t b = 0; b < BINS; b++) ASSERT(got[b] == expected[b]);
     CHECK(shmpi_dsm_barrier(hist));
-    uint64_t previous = 0;
+    uint64_t previous = 0, mark = 1000 + (uint64_t)me;
     int swapped = 0, wins = 0;
-    CHECK(shmpi_dsm_compare_exchange(hist, 0, expected[0], 1000 + (uint64_t)me, &previous, &swapped));
+    CHECK(shmpi_dsm_compare_exchange(hist, 0, &expected[0], &mark, &previous, &swapped));
     ASSERT(swapped ? previous == expected[0] : previous >= 1000);
     /* The owner protocol serves only inside calls on the array: meet in
      * the array's barrier before leaving it for the world's allreduce. */
@@ -58,14 +59,73 @@ static void histogram(shmpi_hybrid *world, int backend, int me, int n) {
     EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_get_range(hist, BINS - 2, got, 4));
     EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_put_range(hist, BINS, got, 1));
     EXPECT(SHMPI_E_NULL, shmpi_dsm_get_range(hist, 0, NULL, 4));
-    EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_compare_exchange(hist, BINS, 0, 1, NULL, NULL));
+    EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_compare_exchange(hist, BINS, &v, &v, NULL, NULL));
+    EXPECT(SHMPI_E_NULL, shmpi_dsm_fetch_add(hist, 0, NULL, NULL));
     CHECK(shmpi_dsm_barrier(hist));
-    CHECK(shmpi_dsm_put(hist, (size_t)me, 1000 + (uint64_t)me));
+    CHECK(shmpi_dsm_put(hist, (size_t)me, &mark));
     CHECK(shmpi_dsm_barrier(hist));
     CHECK(shmpi_dsm_get(hist, (size_t)((me + 1) % n), &v));
     ASSERT(v == 1000 + (uint64_t)((me + 1) % n));
     CHECK(shmpi_dsm_barrier(hist));
     CHECK(shmpi_dsm_free(hist));
+}
+
+/* Elements of any size: 4-byte counters (fetch-add, compare-exchange),
+ * 12-byte points (whole elements, ranges across owners through a
+ * misaligned buffer), and what each size refuses. */
+struct point { float x, y, z; };
+
+static void element_sizes(shmpi_hybrid *world, int backend, int me, int n) {
+    shmpi_dsm *counts = NULL;
+    CHECK(shmpi_dsm_create(world, 3, sizeof(int32_t), backend, &counts));
+    size_t elem = 0;
+    CHECK(shmpi_dsm_elem_size(counts, &elem));
+    ASSERT(elem == sizeof(int32_t));
+    const int32_t down = -1;
+    for (int k = 0; k < 100; k++) CHECK(shmpi_dsm_fetch_add(counts, 1, &down, NULL));
+    int32_t seen = 0, next = 0, previous = 0;
+    int swapped = 0;
+    CHECK(shmpi_dsm_get(counts, 2, &seen));
+    do {
+        next = seen + 5;
+        CHECK(shmpi_dsm_compare_exchange(counts, 2, &seen, &next, &previous, &swapped));
+        seen = previous;
+    } while (!swapped);
+    CHECK(shmpi_dsm_barrier(counts));
+    int32_t got[3];
+    CHECK(shmpi_dsm_get_range(counts, 0, got, 3));
+    ASSERT(got[0] == 0 && got[1] == -100 * n && got[2] == 5 * n);
+    CHECK(shmpi_dsm_barrier(counts));
+    CHECK(shmpi_dsm_free(counts));
+
+    shmpi_dsm *points = NULL;
+    const size_t len = 7;
+    CHECK(shmpi_dsm_create(world, len, sizeof(struct point), backend, &points));
+    for (size_t i = (size_t)me; i < len; i += (size_t)n) {
+        struct point p = {(float)i, 2.0f * (float)i, -1.0f};
+        CHECK(shmpi_dsm_put(points, i, &p));
+    }
+    CHECK(shmpi_dsm_barrier(points));
+    unsigned char raw[7 * sizeof(struct point) + 1];
+    CHECK(shmpi_dsm_get_range(points, 0, raw + 1, len)); /* misaligned on purpose */
+    for (size_t i = 0; i < len; i++) {
+        struct point p;
+        memcpy(&p, raw + 1 + i * sizeof p, sizeof p);
+        ASSERT(p.x == (float)i && p.y == 2.0f * (float)i && p.z == -1.0f);
+    }
+    struct point p = {0};
+    EXPECT(SHMPI_E_INVALID, shmpi_dsm_fetch_add(points, 0, &p, &p)); /* not an integer */
+    EXPECT(SHMPI_E_INVALID, shmpi_dsm_compare_exchange(points, 0, &p, &p, NULL, NULL));
+    EXPECT(SHMPI_E_OUT_OF_BOUNDS, shmpi_dsm_get(points, len, &p));
+    EXPECT(SHMPI_E_INVALID, shmpi_dsm_get_range(points, 0, raw, SIZE_MAX));
+    EXPECT(SHMPI_E_NULL, shmpi_dsm_put(points, 0, NULL));
+    EXPECT(SHMPI_E_NULL, shmpi_dsm_elem_size(points, NULL));
+    CHECK(shmpi_dsm_barrier(points));
+    CHECK(shmpi_dsm_free(points));
+
+    shmpi_dsm *none = NULL;
+    EXPECT(SHMPI_E_INVALID, shmpi_dsm_create(world, 4, 0, backend, &none));
+    ASSERT(none == NULL);
 }
 
 /* The world's collectives (hierarchical: the node, then the node leaders
@@ -163,6 +223,8 @@ int main(int argc, char **argv) {
 
     histogram(world, SHMPI_DSM_OWNER, me, n);
     histogram(world, SHMPI_DSM_RMA, me, n);
+    element_sizes(world, SHMPI_DSM_OWNER, me, n);
+    element_sizes(world, SHMPI_DSM_RMA, me, n);
 
     int local = 0;
     if (n > 1) CHECK(shmpi_hybrid_is_local(world, 1, &local));
@@ -170,7 +232,7 @@ int main(int argc, char **argv) {
     EXPECT(SHMPI_E_INVALID, shmpi_hybrid_is_local(world, -1, &local));
     EXPECT(SHMPI_E_NULL, shmpi_hybrid_is_local(NULL, 0, &local));
     if (me == 0)
-        printf("mpi_hybrid: %d ranks (rank 1 %s); ring, collectives, owner-protocol and one-sided histograms checked\n",
+        printf("mpi_hybrid: %d ranks (rank 1 %s); ring, collectives, owner-protocol and one-sided histograms and elements of 4 and 12 bytes checked\n",
                n, local ? "on this node" : "elsewhere");
     CHECK(shmpi_hybrid_free(world));
     MPI_Finalize();

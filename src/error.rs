@@ -419,6 +419,19 @@ pub enum DsmError {
         /// What it said.
         reason: &'static str,
     },
+    /// A [`ByteArray`](crate::dsm::ByteArray) buffer whose length does not
+    /// fit the elements, or an element size the operation does not allow
+    /// (zero; an integer operation on elements other than 1, 2, 4 or 8
+    /// bytes).
+    #[error("{what}: {len} bytes for elements of {elem_size} bytes")]
+    ElementSize {
+        /// What does not fit.
+        what: &'static str,
+        /// The length given, in bytes.
+        len: usize,
+        /// The array's element size, in bytes.
+        elem_size: usize,
+    },
     /// A message on the array's channel that the protocol does not allow
     /// (a malformed reply, an unexpected tag or sender).
     #[error("protocol violation on the array's channel: {0}")]

@@ -10,7 +10,7 @@ use shmpi::transport::{Arrival, Wait};
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use shmpi::dsm::DistArray;
+use shmpi::dsm::{ByteArray, DistArray};
 use shmpi::mpi::{Mpi, MpiTransport, SharedComm, ThreadLevel};
 use shmpi::mpirun::{flavour, launcher, Cluster, Flavour, Mpirun};
 use shmpi::segment::Segment;
@@ -630,6 +630,8 @@ fn role_dsm() -> Result<(), Failed> {
     let hybrid = shmpi::hybrid::HybridWorld::new(&mpi)?;
     common::dsm_suite::run(&mut |len| DistArray::<u64, _>::owner(hybrid.dup()?, len))?;
     common::dsm_suite::run(&mut |len| DistArray::<u64, _>::rma(&world, len))?;
+    common::dsm_suite::run_bytes(&mut |len, elem| ByteArray::owner(hybrid.dup()?, len, elem))?;
+    common::dsm_suite::run_bytes(&mut |len, elem| ByteArray::rma(&world, len, elem))?;
     Ok(())
 }
 

@@ -611,7 +611,7 @@ fn role_dsm() -> Result<(), Failed> {
     let (id, procs) = (launched.rank(), launched.members());
     let base = std::env::var(shmpi::mailbox::GROUP_ENV)?;
     let mut arrays = 0;
-    let mut make = |len| {
+    let mut make = || -> shmpi::Result<MailboxGroup> {
         arrays += 1;
         let bare = format!("{base}.dsm{arrays}");
         let name = SegmentName::new(&bare)
@@ -620,10 +620,12 @@ fn role_dsm() -> Result<(), Failed> {
             ephemeral: true,
             ..MailboxOptions::default()
         };
-        let group = MailboxGroup::create_or_join(&name, id, procs, &options)?;
-        shmpi::dsm::DistArray::owner(group, len)
+        MailboxGroup::create_or_join(&name, id, procs, &options)
     };
-    common::dsm_suite::run(&mut make)?;
+    common::dsm_suite::run(&mut |len| shmpi::dsm::DistArray::owner(make()?, len))?;
+    common::dsm_suite::run_bytes(&mut |len, elem| {
+        shmpi::dsm::ByteArray::owner(make()?, len, elem)
+    })?;
     Ok(())
 }
 

@@ -238,8 +238,8 @@ typedef struct shmpi_barrier shmpi_barrier;
 // it). Freed by `shmpi_comm_free`, which leaves the communicator alone.
 typedef struct shmpi_comm shmpi_comm;
 
-// A distributed array of `uint64_t` (opaque). Freed by `shmpi_dsm_free`
-// (collective).
+// A distributed array of elements of a size chosen at creation (opaque).
+// Freed by `shmpi_dsm_free` (collective).
 typedef struct shmpi_dsm shmpi_dsm;
 
 // A hybrid world over the caller's communicator (opaque): mailboxes
@@ -717,36 +717,85 @@ int shmpi_node_array_barrier(struct shmpi_node_array *a);
 // `a` is NULL or a live handle, not used again.
 int shmpi_node_array_free(struct shmpi_node_array *a);
 
-// Creates a zeroed array of `len` elements distributed over the hybrid
-// world's ranks, with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`.
-// Collective; the ranks must agree on `len` (else `SHMPI_E_INVALID`).
+// Creates a zeroed array of `len` elements of `elem_size` bytes each,
+// distributed over the hybrid world's ranks (every element whole on one
+// rank), with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`. Elements of
+// 1, 2, 4 or 8 bytes are read and written atomically as a whole — the
+// only sizes for which that is promised (a larger element: whole under
+// the owner protocol, per 8-, 4-, 2- or 1-byte word under RMA).
+// Collective; the ranks must agree on `len` and `elem_size` (else
+// `SHMPI_E_INVALID`); `elem_size` 0 is `SHMPI_E_INVALID`.
 //
 // # Safety
 //
 // `h` is NULL or a live handle; `out` is NULL or writable.
-int shmpi_dsm_create(struct shmpi_hybrid *h, size_t len, int backend, struct shmpi_dsm **out);
+int shmpi_dsm_create(struct shmpi_hybrid *h,
+                     size_t len,
+                     size_t elem_size,
+                     int backend,
+                     struct shmpi_dsm **out);
 
-// Reads element `index` into `*value`.
+// Reads element `index` into `value` (`elem_size` bytes, any alignment).
 //
 // # Safety
 //
-// `d` is NULL or a live handle; `value` is NULL or writable.
-int shmpi_dsm_get(struct shmpi_dsm *d, size_t index, uint64_t *value);
+// `d` is NULL or a live handle; `value` NULL or writable for one element.
+int shmpi_dsm_get(struct shmpi_dsm *d, size_t index, void *value);
 
-// Writes `value` to element `index` (complete on return).
+// Writes element `index` from `value` (`elem_size` bytes; complete on
+// return).
 //
 // # Safety
 //
-// `d` is NULL or a live handle.
-int shmpi_dsm_put(struct shmpi_dsm *d, size_t index, uint64_t value);
+// `d` is NULL or a live handle; `value` NULL or readable for one element.
+int shmpi_dsm_put(struct shmpi_dsm *d, size_t index, const void *value);
 
-// Adds `value` to element `index` atomically (wrapping); the previous
-// value goes to `*previous` unless it is NULL.
+// Reads `count` elements from index `start` into `out` (one request per
+// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end, nothing
+// read).
 //
 // # Safety
 //
-// `d` is NULL or a live handle; `previous` is NULL or writable.
-int shmpi_dsm_fetch_add(struct shmpi_dsm *d, size_t index, uint64_t value, uint64_t *previous);
+// `d` is NULL or a live handle; `out` NULL (with `count` 0) or writable
+// for `count` elements.
+int shmpi_dsm_get_range(struct shmpi_dsm *d, size_t start, void *out, size_t count);
+
+// Writes `count` elements from `data` at index `start` (one request per
+// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end, nothing
+// written).
+//
+// # Safety
+//
+// `d` is NULL or a live handle; `data` NULL (with `count` 0) or readable
+// for `count` elements.
+int shmpi_dsm_put_range(struct shmpi_dsm *d, size_t start, const void *data, size_t count);
+
+// Adds `*addend` to element `index` atomically, the elements taken as
+// native-endian integers of 1, 2, 4 or 8 bytes (wrapping: the same for
+// signed and unsigned); the previous value goes to `previous` unless it
+// is NULL. Other element sizes: `SHMPI_E_INVALID`.
+//
+// # Safety
+//
+// `d` is NULL or a live handle; `addend` NULL or readable and `previous`
+// NULL or writable for one element.
+int shmpi_dsm_fetch_add(struct shmpi_dsm *d, size_t index, const void *addend, void *previous);
+
+// Sets element `index` to `*desired` if it holds `*expected` (bitwise),
+// atomically, for elements of 1, 2, 4 or 8 bytes (others:
+// `SHMPI_E_INVALID`). `previous` gets the value it held and `*swapped` 1
+// when it was replaced, else 0 (either out-pointer may be NULL).
+//
+// # Safety
+//
+// `d` is NULL or a live handle; `expected` and `desired` NULL or readable
+// for one element; the out-pointers NULL or writable.
+int shmpi_dsm_compare_exchange(struct shmpi_dsm *d,
+                               size_t index,
+                               const void *expected,
+                               const void *desired,
+                               void *previous,
+                               int *swapped);
 
 // Waits for every rank; afterwards every read sees every earlier write.
 //
@@ -755,44 +804,19 @@ int shmpi_dsm_fetch_add(struct shmpi_dsm *d, size_t index, uint64_t value, uint6
 // `d` is NULL or a live handle.
 int shmpi_dsm_barrier(struct shmpi_dsm *d);
 
-// The array's global length, through `len`.
+// The array's global length in elements, through `len`.
 //
 // # Safety
 //
 // `d` is NULL or a live handle; `len` NULL or writable.
 int shmpi_dsm_len(struct shmpi_dsm *d, size_t *len);
 
-// Reads `count` elements from index `start` into `out` (one request per
-// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
+// The array's element size in bytes, through `elem_size`.
 //
 // # Safety
 //
-// `d` is NULL or a live handle; `out` NULL (with `count` 0) or writable
-// for `count` elements.
-int shmpi_dsm_get_range(struct shmpi_dsm *d, size_t start, uint64_t *out, size_t count);
-
-// Writes `count` elements from `data` at index `start` (one request per
-// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
-//
-// # Safety
-//
-// `d` is NULL or a live handle; `data` NULL (with `count` 0) or readable
-// for `count` elements.
-int shmpi_dsm_put_range(struct shmpi_dsm *d, size_t start, const uint64_t *data, size_t count);
-
-// Sets element `index` to `desired` if it holds `expected`, atomically.
-// `*previous` gets the value it held and `*swapped` 1 when it was
-// replaced, else 0 (either out-pointer may be NULL).
-//
-// # Safety
-//
-// `d` is NULL or a live handle; the out-pointers NULL or writable.
-int shmpi_dsm_compare_exchange(struct shmpi_dsm *d,
-                               size_t index,
-                               uint64_t expected,
-                               uint64_t desired,
-                               uint64_t *previous,
-                               int *swapped);
+// `d` is NULL or a live handle; `elem_size` NULL or writable.
+int shmpi_dsm_elem_size(struct shmpi_dsm *d, size_t *elem_size);
 
 // Frees the array (collective: every rank frees it; NULL: nothing).
 //

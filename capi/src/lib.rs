@@ -193,7 +193,7 @@ fn status_of(e: &Error) -> c_int {
         Error::Transport(_) => SHMPI_E_INVALID,
         Error::Mpi(e) => mpi_status(e),
         Error::Dsm(DsmError::OutOfBounds { .. }) => SHMPI_E_OUT_OF_BOUNDS,
-        Error::Dsm(DsmError::Disagreement { .. }) => SHMPI_E_INVALID,
+        Error::Dsm(DsmError::Disagreement { .. } | DsmError::ElementSize { .. }) => SHMPI_E_INVALID,
         Error::Dsm(_) => SHMPI_E_CORRUPT,
         Error::Hybrid(HybridError::LeaderFailed { .. }) => SHMPI_E_STATE,
         Error::Hybrid(_) => SHMPI_E_INVALID,

@@ -9,7 +9,7 @@ use std::ffi::{c_int, c_void};
 use super::collective;
 use super::{arg, buffer_arg, bytes_arg, call, give, take, write_envelope, write_opt, Failure};
 use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
-use shmpi::dsm::{DistArray, OwnerProtocol, Rma};
+use shmpi::dsm::ByteArray;
 use shmpi::hybrid::{HybridWorld, NodeArray};
 use shmpi::mpi::Mpi;
 use shmpi::transport::{Message, Transport, Wait};
@@ -514,28 +514,18 @@ pub const SHMPI_DSM_OWNER: c_int = 0;
 /// `shmpi_dsm_create` backend: MPI one-sided operations.
 pub const SHMPI_DSM_RMA: c_int = 1;
 
-enum Array {
-    Owner(Box<DistArray<u64, OwnerProtocol<u64, HybridWorld>>>),
-    Rma(DistArray<u64, Rma<u64>>),
-}
+/// A distributed array of elements of a size chosen at creation (opaque).
+/// Freed by `shmpi_dsm_free` (collective).
+pub struct DsmHandle(ByteArray);
 
-/// A distributed array of `uint64_t` (opaque). Freed by `shmpi_dsm_free`
-/// (collective).
-pub struct DsmHandle(Array);
-
-/// Runs the same code on either backend.
-macro_rules! on_array {
-    ($handle:expr, $a:ident => $body:expr) => {
-        match &mut $handle.0 {
-            Array::Owner($a) => $body,
-            Array::Rma($a) => $body,
-        }
-    };
-}
-
-/// Creates a zeroed array of `len` elements distributed over the hybrid
-/// world's ranks, with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`.
-/// Collective; the ranks must agree on `len` (else `SHMPI_E_INVALID`).
+/// Creates a zeroed array of `len` elements of `elem_size` bytes each,
+/// distributed over the hybrid world's ranks (every element whole on one
+/// rank), with backend `SHMPI_DSM_OWNER` or `SHMPI_DSM_RMA`. Elements of
+/// 1, 2, 4 or 8 bytes are read and written atomically as a whole — the
+/// only sizes for which that is promised (a larger element: whole under
+/// the owner protocol, per 8-, 4-, 2- or 1-byte word under RMA).
+/// Collective; the ranks must agree on `len` and `elem_size` (else
+/// `SHMPI_E_INVALID`); `elem_size` 0 is `SHMPI_E_INVALID`.
 ///
 /// # Safety
 ///
@@ -544,6 +534,7 @@ macro_rules! on_array {
 pub unsafe extern "C" fn shmpi_dsm_create(
     h: *mut HybridHandle,
     len: usize,
+    elem_size: usize,
     backend: c_int,
     out: *mut *mut DsmHandle,
 ) -> c_int {
@@ -551,8 +542,8 @@ pub unsafe extern "C" fn shmpi_dsm_create(
         // SAFETY: the caller's contract.
         let (h, out) = unsafe { (arg(h, "hybrid world")?, arg(out, "out")?) };
         let array = match backend {
-            SHMPI_DSM_OWNER => Array::Owner(Box::new(DistArray::owner(h.world.dup()?, len)?)),
-            SHMPI_DSM_RMA => Array::Rma(DistArray::rma(h.world.world(), len)?),
+            SHMPI_DSM_OWNER => ByteArray::owner(h.world.dup()?, len, elem_size)?,
+            SHMPI_DSM_RMA => ByteArray::rma(h.world.world(), len, elem_size)?,
             b => return Err(Failure::new(SHMPI_E_INVALID, format!("backend {b}"))),
         };
         give(out, DsmHandle(array));
@@ -560,55 +551,175 @@ pub unsafe extern "C" fn shmpi_dsm_create(
     })
 }
 
-/// Reads element `index` into `*value`.
-///
-/// # Safety
-///
-/// `d` is NULL or a live handle; `value` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_get(d: *mut DsmHandle, index: usize, value: *mut u64) -> c_int {
-    call(|| {
-        // SAFETY: the caller's contract.
-        let (d, value) = unsafe { (arg(d, "array")?, arg(value, "value")?) };
-        *value = on_array!(d, a => a.get(index))?;
-        Ok(())
+/// The bytes of `count` elements of `d` (the product checked).
+fn span(d: &DsmHandle, count: usize) -> Result<usize, Failure> {
+    count.checked_mul(d.0.elem_size()).ok_or_else(|| {
+        Failure::new(
+            SHMPI_E_INVALID,
+            format!("{count} elements of {} bytes", d.0.elem_size()),
+        )
     })
 }
 
-/// Writes `value` to element `index` (complete on return).
+/// Reads element `index` into `value` (`elem_size` bytes, any alignment).
 ///
 /// # Safety
 ///
-/// `d` is NULL or a live handle.
+/// `d` is NULL or a live handle; `value` NULL or writable for one element.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_put(d: *mut DsmHandle, index: usize, value: u64) -> c_int {
-    call(|| {
-        // SAFETY: the caller's contract.
-        let d = unsafe { arg(d, "array")? };
-        on_array!(d, a => a.put(index, value))?;
-        Ok(())
-    })
-}
-
-/// Adds `value` to element `index` atomically (wrapping); the previous
-/// value goes to `*previous` unless it is NULL.
-///
-/// # Safety
-///
-/// `d` is NULL or a live handle; `previous` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_fetch_add(
+pub unsafe extern "C" fn shmpi_dsm_get(
     d: *mut DsmHandle,
     index: usize,
-    value: u64,
-    previous: *mut u64,
+    value: *mut c_void,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { shmpi_dsm_get_range(d, index, value, 1) }
+}
+
+/// Writes element `index` from `value` (`elem_size` bytes; complete on
+/// return).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `value` NULL or readable for one element.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_put(
+    d: *mut DsmHandle,
+    index: usize,
+    value: *const c_void,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { shmpi_dsm_put_range(d, index, value, 1) }
+}
+
+/// Reads `count` elements from index `start` into `out` (one request per
+/// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end, nothing
+/// read).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `out` NULL (with `count` 0) or writable
+/// for `count` elements.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_get_range(
+    d: *mut DsmHandle,
+    start: usize,
+    out: *mut c_void,
+    count: usize,
 ) -> c_int {
     call(|| {
         // SAFETY: the caller's contract.
         let d = unsafe { arg(d, "array")? };
-        let old = on_array!(d, a => a.fetch_add(index, value))?;
+        let bytes = span(d, count)?;
+        // SAFETY: the caller's contract.
+        let out = unsafe { buffer_arg(out.cast(), bytes, "out")? };
+        Ok(d.0.get_range(start, out)?)
+    })
+}
+
+/// Writes `count` elements from `data` at index `start` (one request per
+/// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end, nothing
+/// written).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `data` NULL (with `count` 0) or readable
+/// for `count` elements.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_put_range(
+    d: *mut DsmHandle,
+    start: usize,
+    data: *const c_void,
+    count: usize,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        let bytes = span(d, count)?;
+        // SAFETY: the caller's contract.
+        let data = unsafe { bytes_arg(data.cast(), bytes, "data")? };
+        Ok(d.0.put_range(start, data)?)
+    })
+}
+
+/// Copies an element's previous value to an optional out-pointer.
+///
+/// # Safety
+///
+/// `ptr` is NULL or writable for `value.len()` bytes.
+unsafe fn write_previous(ptr: *mut c_void, value: &[u8]) {
+    if !ptr.is_null() {
+        // SAFETY: writable for one element (caller's contract); a caller's
+        // buffer never overlaps the library's scratch value.
+        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), ptr.cast(), value.len()) };
+    }
+}
+
+/// Adds `*addend` to element `index` atomically, the elements taken as
+/// native-endian integers of 1, 2, 4 or 8 bytes (wrapping: the same for
+/// signed and unsigned); the previous value goes to `previous` unless it
+/// is NULL. Other element sizes: `SHMPI_E_INVALID`.
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `addend` NULL or readable and `previous`
+/// NULL or writable for one element.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_fetch_add(
+    d: *mut DsmHandle,
+    index: usize,
+    addend: *const c_void,
+    previous: *mut c_void,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        // SAFETY: the caller's contract.
+        let addend = unsafe { bytes_arg(addend.cast(), d.0.elem_size(), "addend")? };
+        let mut old = vec![0u8; d.0.elem_size()];
+        d.0.fetch_add(index, addend, &mut old)?;
+        // SAFETY: NULL or writable for one element.
+        unsafe { write_previous(previous, &old) };
+        Ok(())
+    })
+}
+
+/// Sets element `index` to `*desired` if it holds `*expected` (bitwise),
+/// atomically, for elements of 1, 2, 4 or 8 bytes (others:
+/// `SHMPI_E_INVALID`). `previous` gets the value it held and `*swapped` 1
+/// when it was replaced, else 0 (either out-pointer may be NULL).
+///
+/// # Safety
+///
+/// `d` is NULL or a live handle; `expected` and `desired` NULL or readable
+/// for one element; the out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_dsm_compare_exchange(
+    d: *mut DsmHandle,
+    index: usize,
+    expected: *const c_void,
+    desired: *const c_void,
+    previous: *mut c_void,
+    swapped: *mut c_int,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let d = unsafe { arg(d, "array")? };
+        // SAFETY: the caller's contract.
+        let (expected, desired) = unsafe {
+            let n = d.0.elem_size();
+            (
+                bytes_arg(expected.cast(), n, "expected")?,
+                bytes_arg(desired.cast(), n, "desired")?,
+            )
+        };
+        let mut old = vec![0u8; d.0.elem_size()];
+        let done = d.0.compare_exchange(index, expected, desired, &mut old)?;
         // SAFETY: NULL or writable.
-        unsafe { write_opt(previous, old) };
+        unsafe {
+            write_previous(previous, &old);
+            write_opt(swapped, c_int::from(done));
+        }
         Ok(())
     })
 }
@@ -623,12 +734,11 @@ pub unsafe extern "C" fn shmpi_dsm_barrier(d: *mut DsmHandle) -> c_int {
     call(|| {
         // SAFETY: the caller's contract.
         let d = unsafe { arg(d, "array")? };
-        on_array!(d, a => a.barrier())?;
-        Ok(())
+        Ok(d.0.barrier()?)
     })
 }
 
-/// The array's global length, through `len`.
+/// The array's global length in elements, through `len`.
 ///
 /// # Safety
 ///
@@ -638,111 +748,23 @@ pub unsafe extern "C" fn shmpi_dsm_len(d: *mut DsmHandle, len: *mut usize) -> c_
     call(|| {
         // SAFETY: the caller's contract.
         let d = unsafe { arg(d, "array")? };
-        let n = on_array!(d, a => a.len());
         // SAFETY: NULL-checked; writable (caller's contract).
-        unsafe { super::out(len, "len", n) }
+        unsafe { super::out(len, "len", d.0.len()) }
     })
 }
 
-/// `count` elements at `ptr` (NULL only with `count` 0; aligned for
-/// `uint64_t`).
+/// The array's element size in bytes, through `elem_size`.
 ///
 /// # Safety
 ///
-/// `ptr` is NULL or valid for `count` elements for `'a` (writes too when
-/// the slice is written).
-unsafe fn elements<'a>(ptr: *mut u64, count: usize, what: &str) -> Result<&'a mut [u64], Failure> {
-    if count == 0 {
-        return Ok(&mut []);
-    }
-    if ptr.is_null() {
-        return Err(Failure::new(
-            super::SHMPI_E_NULL,
-            format!("{what} is NULL with {count} elements"),
-        ));
-    }
-    if !ptr.is_aligned() {
-        return Err(Failure::new(
-            SHMPI_E_INVALID,
-            format!("{what} is not aligned for uint64_t"),
-        ));
-    }
-    // SAFETY: non-NULL, aligned, `count` elements (caller's contract).
-    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, count) })
-}
-
-/// Reads `count` elements from index `start` into `out` (one request per
-/// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
-///
-/// # Safety
-///
-/// `d` is NULL or a live handle; `out` NULL (with `count` 0) or writable
-/// for `count` elements.
+/// `d` is NULL or a live handle; `elem_size` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_get_range(
-    d: *mut DsmHandle,
-    start: usize,
-    out: *mut u64,
-    count: usize,
-) -> c_int {
-    call(|| {
-        // SAFETY: the caller's contract.
-        let (d, out) = unsafe { (arg(d, "array")?, elements(out, count, "out")?) };
-        Ok(on_array!(d, a => a.get_range(start, out))?)
-    })
-}
-
-/// Writes `count` elements from `data` at index `start` (one request per
-/// owner; `SHMPI_E_OUT_OF_BOUNDS` when the range passes the end).
-///
-/// # Safety
-///
-/// `d` is NULL or a live handle; `data` NULL (with `count` 0) or readable
-/// for `count` elements.
-#[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_put_range(
-    d: *mut DsmHandle,
-    start: usize,
-    data: *const u64,
-    count: usize,
-) -> c_int {
-    call(|| {
-        // SAFETY: the caller's contract (the slice is only read).
-        let (d, data) = unsafe { (arg(d, "array")?, elements(data.cast_mut(), count, "data")?) };
-        Ok(on_array!(d, a => a.put_range(start, data))?)
-    })
-}
-
-/// Sets element `index` to `desired` if it holds `expected`, atomically.
-/// `*previous` gets the value it held and `*swapped` 1 when it was
-/// replaced, else 0 (either out-pointer may be NULL).
-///
-/// # Safety
-///
-/// `d` is NULL or a live handle; the out-pointers NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn shmpi_dsm_compare_exchange(
-    d: *mut DsmHandle,
-    index: usize,
-    expected: u64,
-    desired: u64,
-    previous: *mut u64,
-    swapped: *mut c_int,
-) -> c_int {
+pub unsafe extern "C" fn shmpi_dsm_elem_size(d: *mut DsmHandle, elem_size: *mut usize) -> c_int {
     call(|| {
         // SAFETY: the caller's contract.
         let d = unsafe { arg(d, "array")? };
-        let outcome = on_array!(d, a => a.compare_exchange(index, expected, desired))?;
-        let (old, done) = match outcome {
-            Ok(old) => (old, 1),
-            Err(actual) => (actual, 0),
-        };
-        // SAFETY: NULL or writable.
-        unsafe {
-            write_opt(previous, old);
-            write_opt(swapped, done);
-        }
-        Ok(())
+        // SAFETY: NULL-checked; writable (caller's contract).
+        unsafe { super::out(elem_size, "elem_size", d.0.elem_size()) }
     })
 }
 

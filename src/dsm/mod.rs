@@ -73,6 +73,7 @@
 //! # Ok::<(), shmpi::Error>(())
 //! ```
 
+mod bytes;
 mod owner;
 #[cfg(feature = "mpi")]
 mod rma;
@@ -88,6 +89,7 @@ use bytemuck::Pod;
 use crate::error::{DsmError, Error};
 use crate::partition::split_range;
 
+pub use bytes::ByteArray;
 pub use owner::OwnerProtocol;
 #[cfg(feature = "mpi")]
 pub use owner::SharedChannel;
@@ -273,16 +275,20 @@ pub trait Backend<T: Pod> {
 #[derive(Debug)]
 pub struct DistArray<T: Pod, B: Backend<T>> {
     dist: Distribution,
+    /// `T`s per element: 1 for a typed array; a [`ByteArray`]'s elements
+    /// are several words of `T`, each element whole on one owner.
+    words: usize,
     backend: B,
     _t: std::marker::PhantomData<T>,
 }
 
 impl<T: Pod, B: Backend<T>> DistArray<T, B> {
-    /// An array of `len` elements over `backend` (which has checked that
-    /// all ranks agree on `len` and `T`).
-    pub(crate) fn from_backend(backend: B, len: usize) -> DistArray<T, B> {
+    /// An array of `len` elements of `words` `T`s each over `backend`
+    /// (which has checked that all ranks agree on `len` and the element).
+    pub(crate) fn from_backend(backend: B, len: usize, words: usize) -> DistArray<T, B> {
         DistArray {
             dist: Distribution::new(len, backend.size()),
+            words: words.max(1),
             backend,
             _t: std::marker::PhantomData,
         }
@@ -313,11 +319,30 @@ impl<T: Pod, B: Backend<T>> DistArray<T, B> {
         &self.backend
     }
 
+    /// The owner of element `index` and the element's first word in the
+    /// owner's block.
     fn locate(&self, index: usize) -> Result<(usize, usize), DsmError> {
-        self.dist.owner_of(index).ok_or(DsmError::OutOfBounds {
+        let (owner, at) = self.dist.owner_of(index).ok_or(DsmError::OutOfBounds {
             index,
             len: self.dist.len(),
-        })
+        })?;
+        Ok((owner, at * self.words))
+    }
+
+    /// The parts of `count` elements from `start` in words: (owner, first
+    /// word in its block, the part's words within the buffer).
+    fn word_parts(
+        &self,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<(usize, usize, Range<usize>)>, DsmError> {
+        let w = self.words;
+        Ok(self
+            .dist
+            .parts(start, count)?
+            .into_iter()
+            .map(|(owner, at, part)| (owner, at * w, part.start * w..part.end * w))
+            .collect())
     }
 
     /// Element `index`.
@@ -350,7 +375,7 @@ impl<T: Pod, B: Backend<T>> DistArray<T, B> {
     /// [`DsmError::OutOfBounds`] when the range passes the end (nothing is
     /// read); the backend's errors.
     pub fn get_range(&mut self, start: usize, out: &mut [T]) -> Result<(), Error> {
-        let parts = self.dist.parts(start, out.len())?;
+        let parts = self.word_parts(start, out.len() / self.words)?;
         self.backend.read_parts(&parts, out)
     }
 
@@ -361,7 +386,7 @@ impl<T: Pod, B: Backend<T>> DistArray<T, B> {
     /// As [`get_range`](Self::get_range) (nothing is written when the
     /// range passes the end).
     pub fn put_range(&mut self, start: usize, data: &[T]) -> Result<(), Error> {
-        let parts = self.dist.parts(start, data.len())?;
+        let parts = self.word_parts(start, data.len() / self.words)?;
         self.backend.write_parts(&parts, data)
     }
 

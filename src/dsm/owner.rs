@@ -84,17 +84,18 @@ where
     }
 }
 
-/// Checks over `channel` that all ranks agree on `T`'s size and alignment
-/// and on `len`.
+/// Checks over `channel` that all ranks agree on the element's size (`words`
+/// `T`s) and alignment and on `len`.
 pub(super) fn check_agreement<T: Pod, C: Transport>(
     channel: &mut C,
     len: usize,
+    words: usize,
 ) -> Result<(), Error>
 where
     Error: From<C::Error>,
 {
     let mine = [
-        std::mem::size_of::<T>() as u64,
+        (std::mem::size_of::<T>() * words) as u64,
         std::mem::align_of::<T>() as u64,
         len as u64,
     ];
@@ -142,11 +143,17 @@ where
     ///
     /// [`DsmError::Disagreement`] when the ranks' `len` or `T`'s size or
     /// alignment differ; the channel's errors.
-    pub fn owner(mut channel: C, len: usize) -> Result<Self, Error> {
-        check_agreement::<T, _>(&mut channel, len)?;
+    pub fn owner(channel: C, len: usize) -> Result<Self, Error> {
+        Self::owner_words(channel, len, 1)
+    }
+
+    /// As [`owner`](Self::owner), each element `words` `T`s.
+    pub(super) fn owner_words(mut channel: C, len: usize, words: usize) -> Result<Self, Error> {
+        check_agreement::<T, _>(&mut channel, len, words)?;
         let block_len = super::Distribution::new(len, channel.size())
             .block(channel.rank())
-            .len();
+            .len()
+            * words;
         let backend = OwnerProtocol {
             channel,
             block: Arc::new(Mutex::new(vec![T::zeroed(); block_len])),
@@ -155,7 +162,7 @@ where
             #[cfg(feature = "mpi")]
             server: None,
         };
-        Ok(DistArray::from_backend(backend, len))
+        Ok(DistArray::from_backend(backend, len, words))
     }
 }
 

@@ -28,14 +28,20 @@ impl<T: Pod> DistArray<T, Rma<T>> {
     /// one-sided setup would crash; [`DsmError::Disagreement`](crate::DsmError::Disagreement) when the
     /// ranks' `len` or `T` differ; MPI's errors.
     pub fn rma(comm: &Comm, len: usize) -> Result<Self, Error> {
+        Self::rma_words(comm, len, 1)
+    }
+
+    /// As [`rma`](Self::rma), each element `words` `T`s.
+    pub(super) fn rma_words(comm: &Comm, len: usize, words: usize) -> Result<Self, Error> {
         crate::mpi::check_one_sided()?;
         let mut check = MpiTransport::new(comm.dup()?);
-        super::owner::check_agreement::<T, _>(&mut check, len)?;
+        super::owner::check_agreement::<T, _>(&mut check, len, words)?;
         let block = super::Distribution::new(len, comm.size())
             .block(comm.rank())
-            .len();
+            .len()
+            * words;
         let window = RmaWindow::new(comm, block)?;
-        Ok(DistArray::from_backend(Rma { window }, len))
+        Ok(DistArray::from_backend(Rma { window }, len, words))
     }
 }
 

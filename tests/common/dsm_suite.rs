@@ -4,7 +4,7 @@
 //! and without a progress thread, RMA), the hybrid world, and across the
 //! network-namespace hosts.
 
-use shmpi::dsm::{Backend, DistArray};
+use shmpi::dsm::{Backend, ByteArray, DistArray};
 use shmpi::{DsmError, Error};
 
 /// A small deterministic generator (xorshift64*), seeded per rank so any
@@ -147,4 +147,170 @@ pub fn run<B: Backend<u64>>(
         Ok(_) => panic!("rank {me}: a disagreeing array was created"),
     }
     Ok(())
+}
+
+/// The suite for arrays whose element size is chosen at run time:
+/// `make(len, elem_size)` creates a [`ByteArray`] collectively.
+pub fn run_bytes(
+    make: &mut dyn FnMut(usize, usize) -> shmpi::Result<ByteArray>,
+) -> shmpi::Result<()> {
+    // 1. Elements of 12, 24 and 3 bytes (moved as 4-, 8- and 1-byte
+    //    words): whole elements written by their writers, read back as
+    //    ranges across owners through unaligned buffers.
+    for elem in [12usize, 24, 3] {
+        let len = 23;
+        let mut a = make(len, elem)?;
+        let (me, ranks) = (a.rank(), a.size());
+        assert_eq!(a.elem_size(), elem);
+        let pattern = |i: usize| -> Vec<u8> { (0..elem).map(|b| (i * 7 + b) as u8).collect() };
+        for i in (me..len).step_by(ranks) {
+            a.put(i, &pattern(i))?;
+        }
+        a.barrier()?;
+        let mut buf = vec![0u8; len * elem + 1];
+        a.get_range(0, &mut buf[1..])?; // misaligned on purpose
+        for i in 0..len {
+            assert_eq!(
+                &buf[1 + i * elem..1 + (i + 1) * elem],
+                &pattern(i)[..],
+                "rank {me}: element {i} of {elem} bytes"
+            );
+        }
+        let mut one = vec![0u8; elem];
+        a.get(len - 1, &mut one)?;
+        assert_eq!(one, pattern(len - 1));
+        a.barrier()?;
+        // A range across owners written by one rank, read by all.
+        if me == 0 {
+            let data: Vec<u8> = (0..len * elem).map(|b| (b % 251) as u8).collect();
+            a.put_range(0, &data)?;
+        }
+        a.barrier()?;
+        a.get_range(0, &mut buf[..len * elem])?;
+        assert!(buf[..len * elem]
+            .iter()
+            .enumerate()
+            .all(|(b, &v)| v == (b % 251) as u8));
+        // Wrong sizes are refused and do nothing.
+        let bad = |r: shmpi::Result<()>| matches!(r, Err(Error::Dsm(DsmError::ElementSize { elem_size, .. })) if elem_size == elem);
+        assert!(bad(a.get(0, &mut vec![0u8; elem + 1])));
+        assert!(bad(a.put(0, &[])));
+        assert!(bad(a.get_range(0, &mut vec![0u8; elem * 2 - 1])));
+        assert!(
+            bad(a.fetch_add(0, &one, &mut one.clone())),
+            "not an integer"
+        );
+        assert!(matches!(
+            a.get_range(len - 1, &mut vec![0u8; 2 * elem]),
+            Err(Error::Dsm(DsmError::OutOfBounds { .. }))
+        ));
+        a.barrier()?;
+    }
+
+    // 2. Integers of 1, 2, 4 and 8 bytes: concurrent fetch-adds wrap in
+    //    their own width; compare-exchange counts; concurrent whole-element
+    //    writes never tear.
+    for elem in [1usize, 2, 4, 8] {
+        let mut a = make(3, elem)?;
+        let (me, ranks) = (a.rank(), a.size());
+        let one = 1u64.to_ne_bytes();
+        let one = if cfg!(target_endian = "little") {
+            &one[..elem]
+        } else {
+            &one[8 - elem..]
+        };
+        let adds = 300;
+        let mut prev = vec![0u8; elem];
+        for _ in 0..adds {
+            a.fetch_add(0, one, &mut prev)?;
+        }
+        for _ in 0..40 {
+            let mut seen = vec![0u8; elem];
+            a.get(1, &mut seen)?;
+            loop {
+                let next = add_ne(&seen, 1);
+                if a.compare_exchange(1, &seen, &next, &mut prev)? {
+                    break;
+                }
+                seen.copy_from_slice(&prev);
+            }
+        }
+        // Rank r writes the element of all bytes r + 1, over and over;
+        // every read sees one writer's value whole.
+        let mine = vec![me as u8 + 1; elem];
+        let mut got = vec![0u8; elem];
+        for _ in 0..100 {
+            a.put(2, &mine)?;
+            a.get(2, &mut got)?;
+            assert!(
+                got.iter().all(|&b| b == got[0]) && (1..=ranks as u8).contains(&got[0]),
+                "rank {me}: torn {elem}-byte element {got:?}"
+            );
+        }
+        a.barrier()?;
+        let total = (ranks * adds) as u64;
+        let mut v = vec![0u8; elem];
+        a.get(0, &mut v)?;
+        assert_eq!(
+            widen_ne(&v),
+            total & mask(elem),
+            "rank {me}: {elem}-byte sum"
+        );
+        a.get(1, &mut v)?;
+        assert_eq!(widen_ne(&v), (ranks * 40) as u64 & mask(elem));
+        a.barrier()?;
+    }
+
+    // 3. No element size, and ranks that disagree on it.
+    assert!(matches!(
+        make(4, 0),
+        Err(Error::Dsm(DsmError::ElementSize { elem_size: 0, .. }))
+    ));
+    let probe = make(1, 8)?;
+    let (me, ranks) = (probe.rank(), probe.size());
+    drop(probe);
+    match make(4, if me == 0 { 4 } else { 8 }) {
+        Err(Error::Dsm(DsmError::Disagreement {
+            what: "element size",
+            min: 4,
+            max: 8,
+        })) => {}
+        Err(e) => panic!("rank {me}: expected a disagreement, got {e}"),
+        Ok(_) if ranks == 1 => {}
+        Ok(_) => panic!("rank {me}: a disagreeing array was created"),
+    }
+    Ok(())
+}
+
+/// `v + k` for a native-endian unsigned integer of `v.len()` bytes,
+/// wrapping in its width.
+fn add_ne(v: &[u8], k: u64) -> Vec<u8> {
+    narrow_ne(widen_ne(v).wrapping_add(k), v.len())
+}
+
+fn widen_ne(v: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    if cfg!(target_endian = "little") {
+        w[..v.len()].copy_from_slice(v);
+    } else {
+        w[8 - v.len()..].copy_from_slice(v);
+    }
+    u64::from_ne_bytes(w) & mask(v.len())
+}
+
+fn narrow_ne(x: u64, len: usize) -> Vec<u8> {
+    let b = x.to_ne_bytes();
+    if cfg!(target_endian = "little") {
+        b[..len].to_vec()
+    } else {
+        b[8 - len..].to_vec()
+    }
+}
+
+fn mask(bytes: usize) -> u64 {
+    if bytes >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * bytes)) - 1
+    }
 }
