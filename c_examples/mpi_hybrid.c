@@ -1,8 +1,10 @@
 /* An ordinary C MPI program: it initialises MPI itself (MPI_THREAD_MULTIPLE),
  * hands MPI_COMM_WORLD to shmpi as a Fortran handle, passes messages around
  * a ring through the hybrid world (shared-memory mailboxes on a node, MPI
- * between nodes), and builds a histogram in a distributed array with both
- * backends, checked against a local computation. */
+ * between nodes), blocking and with requests, runs the world's
+ * collectives, and builds a histogram in a distributed array with both
+ * backends, checked against a local computation, then arrays of 4- and
+ * 12-byte elements. */
 #include <mpi.h>
 #include <string.h>
 
@@ -128,6 +130,97 @@ static void element_sizes(shmpi_hybrid *world, int backend, int me, int n) {
     ASSERT(none == NULL);
 }
 
+/* Non-blocking sends and receives: requests are matched in the order they
+ * were posted (whichever is tested first) and before a later blocking
+ * receive; a message too long for a request's buffer stays until the
+ * request is freed; a large send over MPI overlaps with polling. */
+static void nonblocking(shmpi_hybrid *world, int me, int n) {
+    int left = (me + n - 1) % n, right = (me + 1) % n;
+    int32_t first = 0, second = 0, any = 0;
+    shmpi_request *r_first = NULL, *r_second = NULL, *r_any = NULL;
+    CHECK(shmpi_hybrid_irecv(world, left, 30, &first, sizeof first, &r_first));
+    CHECK(shmpi_hybrid_irecv(world, left, 30, &second, sizeof second, &r_second));
+    CHECK(shmpi_hybrid_irecv(world, SHMPI_ANY_SOURCE, 31, &any, sizeof any, &r_any));
+    const int32_t values[4] = {1, 2, 3, 4};
+    shmpi_request *sends[4] = {NULL};
+    for (int k = 0; k < 4; k++)
+        CHECK(shmpi_hybrid_isend(world, right, 30 + k / 2, &values[k], sizeof values[k], &sends[k]));
+    int done = 0, from = -1, tag = -1;
+    size_t len = 0;
+    while (!done) CHECK(shmpi_hybrid_test(world, r_second, &done, &len, &from, &tag));
+    ASSERT(second == 2 && len == sizeof second && from == left && tag == 30);
+    int32_t blocking = 0;
+    CHECK(shmpi_hybrid_recv(world, left, 31, &blocking, sizeof blocking, &len, NULL, NULL));
+    ASSERT(blocking == 4); /* the open ANY_SOURCE request took the 3 */
+    CHECK(shmpi_hybrid_wait(world, r_any, NULL, &from, NULL));
+    ASSERT(any == 3 && from == left);
+    CHECK(shmpi_hybrid_wait(world, r_first, NULL, NULL, NULL));
+    ASSERT(first == 1);
+    CHECK(shmpi_hybrid_wait(world, r_first, &len, NULL, NULL)); /* again: at once */
+    ASSERT(len == sizeof first);
+    for (int k = 0; k < 4; k++) {
+        CHECK(shmpi_hybrid_wait(world, sends[k], NULL, NULL, NULL));
+        CHECK(shmpi_request_free(sends[k]));
+    }
+    CHECK(shmpi_request_free(r_first));
+    CHECK(shmpi_request_free(r_second));
+    CHECK(shmpi_request_free(r_any));
+
+    /* Too long for the request's buffer: kept; freeing the request hands
+     * the message to the next receive. */
+    int16_t small = 0;
+    double big[8] = {0}, eight[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    shmpi_request *r_small = NULL, *r_send = NULL;
+    CHECK(shmpi_hybrid_irecv(world, left, 32, &small, sizeof small, &r_small));
+    CHECK(shmpi_hybrid_isend(world, right, 32, eight, sizeof eight, &r_send));
+    len = 0;
+    EXPECT(SHMPI_E_TOO_LONG, shmpi_hybrid_wait(world, r_small, &len, NULL, NULL));
+    ASSERT(len == sizeof eight);
+    CHECK(shmpi_request_free(r_small));
+    CHECK(shmpi_hybrid_recv(world, left, 32, big, sizeof big, &len, NULL, NULL));
+    ASSERT(len == sizeof big && big[7] == 8.0);
+    CHECK(shmpi_hybrid_wait(world, r_send, NULL, NULL, NULL));
+    CHECK(shmpi_request_free(r_send));
+
+    /* A large message over whichever path, polled while "computing". */
+    enum { LARGE = 300000 };
+    unsigned char *out = malloc(LARGE), *in = malloc(LARGE);
+    ASSERT(out && in);
+    memset(out, me, LARGE);
+    shmpi_request *r_in = NULL, *r_out = NULL;
+    CHECK(shmpi_hybrid_irecv(world, left, 33, in, LARGE, &r_in));
+    CHECK(shmpi_hybrid_isend(world, right, 33, out, LARGE, &r_out));
+    int in_done = 0, out_done = 0;
+    while (!in_done || !out_done) {
+        if (!in_done) CHECK(shmpi_hybrid_test(world, r_in, &in_done, NULL, NULL, NULL));
+        if (!out_done) CHECK(shmpi_hybrid_test(world, r_out, &out_done, NULL, NULL, NULL));
+    }
+    ASSERT(in[0] == (unsigned char)left && in[LARGE - 1] == (unsigned char)left);
+    CHECK(shmpi_request_free(r_in));
+    CHECK(shmpi_request_free(r_out));
+    free(out);
+    free(in);
+
+    /* Bad arguments. */
+    shmpi_request *bad = NULL;
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_irecv(world, n, 1, &small, sizeof small, &bad));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_irecv(world, left, -7, &small, sizeof small, &bad));
+    EXPECT(SHMPI_E_NULL, shmpi_hybrid_irecv(world, left, 1, NULL, 4, &bad));
+    EXPECT(SHMPI_E_NULL, shmpi_hybrid_irecv(world, left, 1, &small, sizeof small, NULL));
+    EXPECT(SHMPI_E_INVALID, shmpi_hybrid_isend(world, -1, 1, &small, sizeof small, &bad));
+    EXPECT(SHMPI_E_NULL, shmpi_hybrid_test(world, NULL, &done, NULL, NULL, NULL));
+    EXPECT(SHMPI_E_NULL, shmpi_hybrid_wait(NULL, bad, NULL, NULL, NULL));
+    ASSERT(bad == NULL);
+    CHECK(shmpi_request_free(NULL));
+    /* An open request with nothing to match: test says not done; freeing
+     * it withdraws it. */
+    CHECK(shmpi_hybrid_irecv(world, left, 34, &small, sizeof small, &bad));
+    CHECK(shmpi_hybrid_test(world, bad, &done, NULL, NULL, NULL));
+    ASSERT(done == 0);
+    CHECK(shmpi_request_free(bad));
+    CHECK(shmpi_hybrid_barrier(world));
+}
+
 /* The world's collectives (hierarchical: the node, then the node leaders
  * over MPI), every rank in the same order, each result checked; bad
  * arguments are refused before anything is sent. */
@@ -221,6 +314,7 @@ int main(int argc, char **argv) {
     ASSERT(len == 7 && strcmp(in, "second") == 0);
     CHECK(shmpi_hybrid_free(second));
 
+    nonblocking(world, me, n);
     histogram(world, SHMPI_DSM_OWNER, me, n);
     histogram(world, SHMPI_DSM_RMA, me, n);
     element_sizes(world, SHMPI_DSM_OWNER, me, n);
@@ -232,7 +326,7 @@ int main(int argc, char **argv) {
     EXPECT(SHMPI_E_INVALID, shmpi_hybrid_is_local(world, -1, &local));
     EXPECT(SHMPI_E_NULL, shmpi_hybrid_is_local(NULL, 0, &local));
     if (me == 0)
-        printf("mpi_hybrid: %d ranks (rank 1 %s); ring, collectives, owner-protocol and one-sided histograms and elements of 4 and 12 bytes checked\n",
+        printf("mpi_hybrid: %d ranks (rank 1 %s); ring, requests in posting order, collectives, owner-protocol and one-sided histograms and elements of 4 and 12 bytes checked\n",
                n, local ? "on this node" : "elsewhere");
     CHECK(shmpi_hybrid_free(world));
     MPI_Finalize();

@@ -421,8 +421,7 @@ pub enum DsmError {
     },
     /// A [`ByteArray`](crate::dsm::ByteArray) buffer whose length does not
     /// fit the elements, or an element size the operation does not allow
-    /// (zero; an integer operation on elements other than 1, 2, 4 or 8
-    /// bytes).
+    /// (zero; an integer operation on elements other than 4 or 8 bytes).
     #[error("{what}: {len} bytes for elements of {elem_size} bytes")]
     ElementSize {
         /// What does not fit.

@@ -6,6 +6,12 @@ use bytemuck::Pod;
 
 /// Integers a distributed array can add and compare remotely: 1, 2, 4 or
 /// 8 bytes, wrapping addition.
+///
+/// Between hosts, Open MPI's one-sided transport (UCX) has atomics for 4-
+/// and 8-byte integers only: a 1- or 2-byte `fetch_add` or
+/// `compare_exchange` on an `Rma` array there fails inside UCX (it logs
+/// `invalid atomic operation datatype` and does not return). Count in 4 or
+/// 8 bytes across hosts; the owner protocol has no such limit.
 pub trait DsmInteger: Pod + Eq {
     /// `self + other`, wrapping.
     fn wrapping_add(self, other: Self) -> Self;

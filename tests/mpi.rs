@@ -310,11 +310,11 @@ fn run_role(role: &str) -> Result<(), Failed> {
             let n = shmpi::transport::Transport::size(&world);
             let (l, r) = ((me + n - 1) % n, (me + 1) % n);
             let (small, large) = (vec![me as u8; 1000], vec![me as u8; 200_000]);
-            let mut from_left = world.irecv(l, 61);
-            let from_right = world.irecv(r, 60);
+            let from_left = world.irecv(l, 61)?;
+            let from_right = world.irecv(r, 60)?;
             let to_left = world.isend(l, 60, &small)?;
             let to_right = world.isend(r, 61, &large)?;
-            let _ = world.test_recv(&mut from_left)?; // overlap: poll while "computing"
+            let _ = world.test_recv(&from_left)?; // overlap: poll while "computing"
             world.wait_send(to_left)?;
             world.wait_send(to_right)?;
             let got_left = world.wait_recv(from_left)?;
@@ -325,6 +325,7 @@ fn run_role(role: &str) -> Result<(), Failed> {
             ensure(got_right.data == vec![r as u8; 1000], || {
                 format!("rank {me}: halo from the right")
             })?;
+            requests_in_posting_order(&mut world, me)?;
             shmpi::transport::Transport::barrier(&mut world)?;
             Ok(())
         }
@@ -699,5 +700,97 @@ fn role_big() -> Result<(), Failed> {
         )?;
     }
     world.barrier()?;
+    Ok(())
+}
+
+/// Receive requests on a hybrid world are matched in posting order and
+/// before later blocking receives, whichever is tested first; a request
+/// dropped after matching gives its message back; a message too long for
+/// a buffer stays; another world's request and bad arguments are refused.
+fn requests_in_posting_order(
+    world: &mut shmpi::hybrid::HybridWorld,
+    me: usize,
+) -> Result<(), Failed> {
+    use shmpi::transport::Transport;
+    let n = world.size();
+    let (l, r) = ((me + n - 1) % n, (me + 1) % n);
+    let first = world.irecv(l, 70)?;
+    let second = world.irecv(l, 70)?;
+    let any = world.irecv(Source::Any, 71)?;
+    for (tag, byte) in [(70, 1u8), (70, 2), (71, 3), (71, 4)] {
+        world.send(r, tag, &[byte])?;
+    }
+    let status = world.await_recv(&second, Wait::Forever)?;
+    ensure(status.len == 1 && status.source == l, || {
+        format!("rank {me}: {status:?}")
+    })?;
+    let got = world.wait_recv(second)?.data;
+    ensure(got == [2], || {
+        format!("rank {me}: the second request got {got:?}")
+    })?;
+    let blocking = world.recv(l, 71, Wait::Forever)?.data;
+    ensure(blocking == [4], || {
+        format!("rank {me}: a blocking receive after an open request got {blocking:?}")
+    })?;
+    let m = world.wait_recv(any)?;
+    ensure(m.data == [3] && m.source == l, || {
+        format!("rank {me}: {m:?}")
+    })?;
+    let got = world.wait_recv(first)?.data;
+    ensure(got == [1], || {
+        format!("rank {me}: the first request got {got:?}")
+    })?;
+
+    // A request dropped after it matched gives its message back, kept
+    // while it does not fit.
+    let dropped = world.irecv(l, 72)?;
+    world.send(r, 72, &[5; 100])?;
+    ensure(
+        world.await_recv(&dropped, Wait::Forever)?.len == 100,
+        || format!("rank {me}: length"),
+    )?;
+    drop(dropped);
+    let mut small = [0u8; 10];
+    ensure(
+        matches!(
+            world.recv_into(l, 72, &mut small, Wait::Now),
+            Err(shmpi::Error::Mpi(shmpi::MpiError::MessageTooLong {
+                len: 100,
+                capacity: 10
+            }))
+        ),
+        || format!("rank {me}: too long"),
+    )?;
+    let mut big = [0u8; 100];
+    let (from, tag, len) = world.recv_into(l, 72, &mut big, Wait::Now)?;
+    ensure((from, tag, len) == (l, 72, 100) && big == [5; 100], || {
+        format!("rank {me}: the given-back message")
+    })?;
+
+    // Requests belong to their world; arguments are checked.
+    let mut other = world.dup()?;
+    let foreign = other.irecv(l, 73)?;
+    ensure(world.test_recv(&foreign).is_err(), || {
+        format!("rank {me}: another world's request accepted")
+    })?;
+    drop(foreign);
+    ensure(
+        world.irecv(n, 1).is_err() && world.irecv(l, -1).is_err(),
+        || format!("rank {me}: bad irecv arguments accepted"),
+    )?;
+    let nothing = world.irecv(l, 74)?;
+    ensure(world.test_recv(&nothing)?.is_none(), || {
+        format!("rank {me}: phantom")
+    })?;
+    ensure(
+        matches!(
+            world.await_recv(&nothing, std::time::Duration::from_millis(5)),
+            Err(shmpi::Error::Mpi(shmpi::MpiError::Timeout { .. }))
+        ),
+        || format!("rank {me}: timeout"),
+    )?;
+    drop(nothing);
+    Transport::barrier(&mut other)?;
+    Transport::barrier(world)?;
     Ok(())
 }

@@ -16,12 +16,15 @@
  * OWNERSHIP. Handles are opaque. Each is made by one function that writes
  * it through an out-pointer, and freed by exactly one function,
  * shmpi_X_free (X: segment, semaphore, mutex, barrier, mailbox, recvref,
- * hybrid, comm, node_array, dsm), which accepts NULL. A loan is not freed
+ * hybrid, comm, node_array, dsm, request), which accepts NULL. A loan is not freed
  * but ended: shmpi_loan_commit (sends it) or shmpi_loan_abandon. A handle
  * is invalid after its free; pointers into shared memory it gave
  * (shmpi_segment_data, shmpi_node_array_ptr, a received reference's data)
  * are valid until the handle is freed. Objects placed in a segment keep it
- * mapped until they are freed.
+ * mapped until they are freed. A request (shmpi_hybrid_isend, _irecv) is
+ * freed before its world and MPI_Finalize, and its buffer stays valid
+ * until it completes or is freed (freeing waits for a send, withdraws a
+ * receive).
  *
  * THREADS. A handle may be used by one thread at a time unless the table
  * says otherwise; handles of different objects are independent.
@@ -30,7 +33,7 @@
  *   barrier     wait from any threads at once (each call is one party)
  *   mutex       one thread: the thread that locked it unlocks it
  *   mailbox     one thread at a time (with its loans and received references)
- *   hybrid, comm, dsm, node_array
+ *   hybrid, comm, dsm, node_array, request (with its world)
  *               one thread at a time, and within what MPI's thread level
  *               allows (MPI_THREAD_MULTIPLE for calls from several threads)
  * shmpi_status_str, shmpi_last_error and shmpi_version: any thread.
@@ -277,6 +280,12 @@ typedef struct shmpi_node_array shmpi_node_array;
 // (opaque). `shmpi_recvref_free` frees it and the ring space. Until then
 // the mailbox is busy (`SHMPI_E_BUSY`).
 typedef struct shmpi_recvref shmpi_recvref;
+
+// A non-blocking send or receive on a hybrid world (opaque), from
+// `shmpi_hybrid_isend` or `shmpi_hybrid_irecv`; completed through
+// `shmpi_hybrid_test` / `shmpi_hybrid_wait` with its world, freed by
+// `shmpi_request_free` (before its world, and before `MPI_Finalize`).
+typedef struct shmpi_request shmpi_request;
 
 // A mapped segment (opaque). Freed by `shmpi_segment_free`; semaphores,
 // mutexes and barriers placed in it keep it mapped until they are freed.
@@ -771,7 +780,7 @@ int shmpi_dsm_get_range(struct shmpi_dsm *d, size_t start, void *out, size_t cou
 int shmpi_dsm_put_range(struct shmpi_dsm *d, size_t start, const void *data, size_t count);
 
 // Adds `*addend` to element `index` atomically, the elements taken as
-// native-endian integers of 1, 2, 4 or 8 bytes (wrapping: the same for
+// native-endian integers of 4 or 8 bytes (wrapping: the same for
 // signed and unsigned); the previous value goes to `previous` unless it
 // is NULL. Other element sizes: `SHMPI_E_INVALID`.
 //
@@ -782,7 +791,7 @@ int shmpi_dsm_put_range(struct shmpi_dsm *d, size_t start, const void *data, siz
 int shmpi_dsm_fetch_add(struct shmpi_dsm *d, size_t index, const void *addend, void *previous);
 
 // Sets element `index` to `*desired` if it holds `*expected` (bitwise),
-// atomically, for elements of 1, 2, 4 or 8 bytes (others:
+// atomically, for elements of 4 or 8 bytes (others:
 // `SHMPI_E_INVALID`). `previous` gets the value it held and `*swapped` 1
 // when it was replaced, else 0 (either out-pointer may be NULL).
 //
@@ -864,6 +873,85 @@ int shmpi_hybrid_gather(struct shmpi_hybrid *h,
                         const void *input,
                         size_t len,
                         void *output);
+
+// Starts a send of `len` bytes at `data` to `dest` with `tag`: through
+// MPI a real non-blocking send; through the node's mailbox the message is
+// written at once (as MPI's eager sends), so sends to one rank keep their
+// order. `data` must stay valid and unchanged until the request
+// completes (`shmpi_hybrid_test` reports done, `shmpi_hybrid_wait`
+// returns) or is freed (which waits for it).
+//
+// # Safety
+//
+// `h` is NULL or a live handle; `data` NULL (with `len` 0) or readable
+// for `len` bytes until the request completes; `req` NULL or writable.
+int shmpi_hybrid_isend(struct shmpi_hybrid *h,
+                       int dest,
+                       int tag,
+                       const void *data,
+                       size_t len,
+                       struct shmpi_request **req);
+
+// Starts a receive from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes). Requests are matched as MPI
+// matches receives: a message goes to the earliest-posted open request
+// that accepts it, whichever request is tested first, and a blocking
+// `shmpi_hybrid_recv` made while requests are open is matched after them.
+// A matched message longer than `cap` makes test and wait return
+// `SHMPI_E_TOO_LONG` with its length; it stays in the request, and
+// freeing the request hands it to the next receive that accepts it (one
+// with a larger buffer).
+//
+// # Safety
+//
+// `h` is NULL or a live handle; `buf` NULL (with `cap` 0) or writable for
+// `cap` bytes until the request completes or is freed; `req` NULL or
+// writable.
+int shmpi_hybrid_irecv(struct shmpi_hybrid *h,
+                       int source,
+                       int tag,
+                       void *buf,
+                       size_t cap,
+                       struct shmpi_request **req);
+
+// Polls a request of world `h`: `*done` 1 once it has completed (then a
+// receive's length, source and tag go to the out-pointers that are not
+// NULL), else 0. Testing a completed request again reports it again.
+// A receive whose message is longer than its buffer: `SHMPI_E_TOO_LONG`
+// with the length in `*len` (see `shmpi_hybrid_irecv`).
+//
+// # Safety
+//
+// `h` and `req` are NULL or live handles, `req` made on `h`; the
+// out-pointers NULL or writable.
+int shmpi_hybrid_test(struct shmpi_hybrid *h,
+                      struct shmpi_request *req,
+                      int *done,
+                      size_t *len,
+                      int *source,
+                      int *tag);
+
+// Waits until a request of world `h` completes; a receive's length,
+// source and tag go to the out-pointers that are not NULL. Waiting for a
+// completed request again returns at once. Errors as `shmpi_hybrid_test`.
+//
+// # Safety
+//
+// As [`shmpi_hybrid_test`].
+int shmpi_hybrid_wait(struct shmpi_hybrid *h,
+                      struct shmpi_request *req,
+                      size_t *len,
+                      int *source,
+                      int *tag);
+
+// Frees a request (NULL: nothing). An unfinished send is waited for; an
+// unfinished receive is withdrawn, and a message it had matched goes to
+// the next receive that accepts it.
+//
+// # Safety
+//
+// `req` is NULL or a live handle, not used again; its world still live.
+int shmpi_request_free(struct shmpi_request *req);
 
 // Creates segment `name` (exclusively) with `size` bytes of data, mode
 // `mode` (0: 0600, owner only), and maps it. The creator's close removes

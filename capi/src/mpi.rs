@@ -10,9 +10,9 @@ use super::collective;
 use super::{arg, buffer_arg, bytes_arg, call, give, take, write_envelope, write_opt, Failure};
 use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
 use shmpi::dsm::ByteArray;
-use shmpi::hybrid::{HybridWorld, NodeArray};
+use shmpi::hybrid::{HybridRecvRequest, HybridSendRequest, HybridWorld, NodeArray};
 use shmpi::mpi::Mpi;
-use shmpi::transport::{Message, Transport, Wait};
+use shmpi::transport::{Status, Transport, Wait};
 
 /// A hybrid world over the caller's communicator (opaque): mailboxes
 /// inside a node, MPI between nodes. Freed by `shmpi_hybrid_free`. Several
@@ -20,9 +20,6 @@ use shmpi::transport::{Message, Transport, Wait};
 /// MPI).
 pub struct HybridHandle {
     world: HybridWorld,
-    /// Messages too long for the buffer they were received into, in
-    /// arrival order, kept for later receives (which look here first).
-    kept: Vec<Message>,
     _mpi: Mpi,
 }
 
@@ -40,14 +37,7 @@ pub unsafe extern "C" fn shmpi_hybrid_create(comm: c_int, out: *mut *mut HybridH
         let out = unsafe { arg(out, "out")? };
         let mpi = Mpi::attach()?;
         let world = HybridWorld::from_comm(mpi.comm_from_fortran(comm)?)?;
-        give(
-            out,
-            HybridHandle {
-                world,
-                kept: Vec::new(),
-                _mpi: mpi,
-            },
-        );
+        give(out, HybridHandle { world, _mpi: mpi });
         Ok(())
     })
 }
@@ -165,33 +155,33 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
             super::mailbox::source_of(source)?,
             super::mailbox::tag_of(tag)?,
         );
-        let matches = |m: &Message| source.accepts(m.source) && tag.accepts(m.tag);
-        // A kept message arrived before anything still in the world: it
-        // comes first, and stays kept while it does not fit.
-        let m = match h.kept.iter().position(matches) {
-            Some(i) => {
-                let needed = h.kept[i].data.len();
-                if needed > buf.len() {
-                    // SAFETY: `len` is NULL or writable (caller's contract).
-                    return Err(unsafe { too_long(needed, buf.len(), len) });
-                }
-                h.kept.remove(i)
+        // A message too long for `buf` is kept by the world, in its place.
+        match h.world.recv_into(source, tag, buf, Wait::Forever) {
+            Ok((from_rank, got, n)) => {
+                let status = Status {
+                    source: from_rank,
+                    tag: got,
+                    len: n,
+                };
+                // SAFETY: NULL or writable.
+                unsafe { write_envelope((len, from, got_tag), status) };
+                Ok(())
             }
-            None => {
-                let m = h.world.recv_matching(source, tag, Wait::Forever)?;
-                if m.data.len() > buf.len() {
-                    // SAFETY: `len` is NULL or writable (caller's contract).
-                    let err = unsafe { too_long(m.data.len(), buf.len(), len) };
-                    h.kept.push(m);
-                    return Err(err);
-                }
-                m
+            Err(
+                shmpi::Error::Mpi(shmpi::MpiError::MessageTooLong {
+                    len: needed,
+                    capacity,
+                })
+                | shmpi::Error::Mailbox(shmpi::MailboxError::MessageTooLong {
+                    len: needed,
+                    capacity,
+                }),
+            ) => {
+                // SAFETY: `len` is NULL or writable (caller's contract).
+                Err(unsafe { too_long(needed, capacity, len) })
             }
-        };
-        buf[..m.data.len()].copy_from_slice(&m.data);
-        // SAFETY: NULL or writable.
-        unsafe { write_envelope((len, from, got_tag), m.status()) };
-        Ok(())
+            Err(e) => Err(e.into()),
+        }
     })
 }
 
@@ -656,7 +646,7 @@ unsafe fn write_previous(ptr: *mut c_void, value: &[u8]) {
 }
 
 /// Adds `*addend` to element `index` atomically, the elements taken as
-/// native-endian integers of 1, 2, 4 or 8 bytes (wrapping: the same for
+/// native-endian integers of 4 or 8 bytes (wrapping: the same for
 /// signed and unsigned); the previous value goes to `previous` unless it
 /// is NULL. Other element sizes: `SHMPI_E_INVALID`.
 ///
@@ -685,7 +675,7 @@ pub unsafe extern "C" fn shmpi_dsm_fetch_add(
 }
 
 /// Sets element `index` to `*desired` if it holds `*expected` (bitwise),
-/// atomically, for elements of 1, 2, 4 or 8 bytes (others:
+/// atomically, for elements of 4 or 8 bytes (others:
 /// `SHMPI_E_INVALID`). `previous` gets the value it held and `*swapped` 1
 /// when it was replaced, else 0 (either out-pointer may be NULL).
 ///
@@ -854,4 +844,278 @@ pub unsafe extern "C" fn shmpi_hybrid_gather(
         // SAFETY: the caller's contract.
         unsafe { collective::gather(&mut arg(h, "hybrid world")?.world, root, input, len, output) }
     })
+}
+
+/// A non-blocking send or receive on a hybrid world (opaque), from
+/// `shmpi_hybrid_isend` or `shmpi_hybrid_irecv`; completed through
+/// `shmpi_hybrid_test` / `shmpi_hybrid_wait` with its world, freed by
+/// `shmpi_request_free` (before its world, and before `MPI_Finalize`).
+pub struct RequestHandle(Request);
+
+enum Request {
+    /// `None` once complete.
+    Send(Option<HybridSendRequest<'static>>),
+    Recv {
+        /// `None` once complete.
+        request: Option<HybridRecvRequest>,
+        buf: *mut u8,
+        cap: usize,
+        /// The message's envelope once complete.
+        status: Option<Status>,
+    },
+}
+
+/// Starts a send of `len` bytes at `data` to `dest` with `tag`: through
+/// MPI a real non-blocking send; through the node's mailbox the message is
+/// written at once (as MPI's eager sends), so sends to one rank keep their
+/// order. `data` must stay valid and unchanged until the request
+/// completes (`shmpi_hybrid_test` reports done, `shmpi_hybrid_wait`
+/// returns) or is freed (which waits for it).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `data` NULL (with `len` 0) or readable
+/// for `len` bytes until the request completes; `req` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_isend(
+    h: *mut HybridHandle,
+    dest: c_int,
+    tag: c_int,
+    data: *const c_void,
+    len: usize,
+    req: *mut *mut RequestHandle,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract: `data` outlives the request.
+        let (h, data, req) = unsafe {
+            (
+                arg(h, "hybrid world")?,
+                bytes_arg(data.cast(), len, "data")?,
+                arg(req, "req")?,
+            )
+        };
+        let sending = h.world.isend(rank_arg(dest)?, tag, data)?;
+        give(req, RequestHandle(Request::Send(Some(sending))));
+        Ok(())
+    })
+}
+
+/// Starts a receive from `source` (or `SHMPI_ANY_SOURCE`) with `tag` (or
+/// `SHMPI_ANY_TAG`) into `buf` (`cap` bytes). Requests are matched as MPI
+/// matches receives: a message goes to the earliest-posted open request
+/// that accepts it, whichever request is tested first, and a blocking
+/// `shmpi_hybrid_recv` made while requests are open is matched after them.
+/// A matched message longer than `cap` makes test and wait return
+/// `SHMPI_E_TOO_LONG` with its length; it stays in the request, and
+/// freeing the request hands it to the next receive that accepts it (one
+/// with a larger buffer).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle; `buf` NULL (with `cap` 0) or writable for
+/// `cap` bytes until the request completes or is freed; `req` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_irecv(
+    h: *mut HybridHandle,
+    source: c_int,
+    tag: c_int,
+    buf: *mut c_void,
+    cap: usize,
+    req: *mut *mut RequestHandle,
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, req) = unsafe { (arg(h, "hybrid world")?, arg(req, "req")?) };
+        if buf.is_null() && cap > 0 {
+            return Err(Failure::new(
+                super::SHMPI_E_NULL,
+                format!("buffer is NULL with length {cap}"),
+            ));
+        }
+        let (source, tag) = (
+            super::mailbox::source_of(source)?,
+            super::mailbox::tag_of(tag)?,
+        );
+        let request = h.world.irecv(source, tag)?;
+        give(
+            req,
+            RequestHandle(Request::Recv {
+                request: Some(request),
+                buf: buf.cast(),
+                cap,
+                status: None,
+            }),
+        );
+        Ok(())
+    })
+}
+
+/// Completes a request if it can (`wait`: waiting as long as it takes);
+/// true once complete. A receive's message too long for its buffer stays
+/// in the request, its length written through `len`.
+///
+/// # Safety
+///
+/// A receive's buffer is writable for its capacity (irecv's contract);
+/// `len` is NULL or writable.
+unsafe fn complete(
+    world: &mut HybridWorld,
+    req: &mut Request,
+    wait: Wait,
+    len: *mut usize,
+) -> Result<bool, Failure> {
+    match req {
+        Request::Send(sending) => {
+            let Some(mut s) = sending.take() else {
+                return Ok(true);
+            };
+            if wait == Wait::Forever {
+                world.wait_send(s)?;
+                return Ok(true);
+            }
+            let done = world.test_send(&mut s);
+            if !matches!(done, Ok(true)) {
+                *sending = Some(s); // still running, or to report again
+            }
+            Ok(done?)
+        }
+        Request::Recv {
+            request,
+            buf,
+            cap,
+            status,
+        } => {
+            let Some(r) = request.as_ref() else {
+                return Ok(true);
+            };
+            let found = match wait {
+                Wait::Forever => Some(world.await_recv(r, Wait::Forever)?),
+                _ => world.test_recv(r)?,
+            };
+            let Some(found) = found else {
+                return Ok(false);
+            };
+            if found.len > *cap {
+                // SAFETY: `len` is NULL or writable (this function's contract).
+                return Err(unsafe { too_long(found.len, *cap, len) });
+            }
+            let Some(r) = request.take() else {
+                return Ok(true);
+            };
+            let message = world.wait_recv(r)?;
+            if !message.data.is_empty() {
+                // SAFETY: `buf` is writable for `cap` ≥ the message's bytes
+                // (this function's contract); a message's own allocation
+                // never overlaps it.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(message.data.as_ptr(), *buf, message.data.len())
+                };
+            }
+            *status = Some(message.status());
+            Ok(true)
+        }
+    }
+}
+
+/// The envelope of a completed receive (a send has none: the out-pointers
+/// are left alone).
+fn envelope(req: &Request) -> Option<Status> {
+    match req {
+        Request::Recv { status, .. } => *status,
+        Request::Send(_) => None,
+    }
+}
+
+/// Polls a request of world `h`: `*done` 1 once it has completed (then a
+/// receive's length, source and tag go to the out-pointers that are not
+/// NULL), else 0. Testing a completed request again reports it again.
+/// A receive whose message is longer than its buffer: `SHMPI_E_TOO_LONG`
+/// with the length in `*len` (see `shmpi_hybrid_irecv`).
+///
+/// # Safety
+///
+/// `h` and `req` are NULL or live handles, `req` made on `h`; the
+/// out-pointers NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_test(
+    h: *mut HybridHandle,
+    req: *mut RequestHandle,
+    done: *mut c_int,
+    len: *mut usize,
+    source: *mut c_int,
+    tag: *mut c_int,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { finish(h, req, Wait::Now, done, (len, source, tag)) }
+}
+
+/// Waits until a request of world `h` completes; a receive's length,
+/// source and tag go to the out-pointers that are not NULL. Waiting for a
+/// completed request again returns at once. Errors as `shmpi_hybrid_test`.
+///
+/// # Safety
+///
+/// As [`shmpi_hybrid_test`].
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_hybrid_wait(
+    h: *mut HybridHandle,
+    req: *mut RequestHandle,
+    len: *mut usize,
+    source: *mut c_int,
+    tag: *mut c_int,
+) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        finish(
+            h,
+            req,
+            Wait::Forever,
+            std::ptr::null_mut(),
+            (len, source, tag),
+        )
+    }
+}
+
+/// `shmpi_hybrid_test` and `_wait`.
+///
+/// # Safety
+///
+/// As [`shmpi_hybrid_test`].
+unsafe fn finish(
+    h: *mut HybridHandle,
+    req: *mut RequestHandle,
+    wait: Wait,
+    done: *mut c_int,
+    out: (*mut usize, *mut c_int, *mut c_int),
+) -> c_int {
+    call(|| {
+        // SAFETY: the caller's contract.
+        let (h, req) = unsafe { (arg(h, "hybrid world")?, arg(req, "request")?) };
+        // SAFETY: the receive's buffer per irecv's contract; `out.0` NULL
+        // or writable (caller's contract).
+        let complete = unsafe { complete(&mut h.world, &mut req.0, wait, out.0)? };
+        // SAFETY: NULL or writable (caller's contract).
+        unsafe {
+            write_opt(done, c_int::from(complete));
+            if let (true, Some(status)) = (complete, envelope(&req.0)) {
+                write_envelope(out, status);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Frees a request (NULL: nothing). An unfinished send is waited for; an
+/// unfinished receive is withdrawn, and a message it had matched goes to
+/// the next receive that accepts it.
+///
+/// # Safety
+///
+/// `req` is NULL or a live handle, not used again; its world still live.
+#[no_mangle]
+pub unsafe extern "C" fn shmpi_request_free(req: *mut RequestHandle) -> c_int {
+    // SAFETY: the caller's contract.
+    drop(unsafe { take(req) });
+    super::SHMPI_OK
 }

@@ -20,9 +20,11 @@ use crate::transport::Transport;
 /// request at once) but only per word with `rma` (MPI's accumulate
 /// operations are atomic per basic element): two ranks writing one 12-byte
 /// element at once may leave words of each. [`fetch_add`](Self::fetch_add)
-/// and [`compare_exchange`](Self::compare_exchange) take elements of 1, 2,
-/// 4 or 8 bytes as native-endian integers (wrapping addition, the same for
-/// signed and unsigned).
+/// and [`compare_exchange`](Self::compare_exchange) take elements of 4 or
+/// 8 bytes as native-endian integers (wrapping addition, the same for
+/// signed and unsigned): the sizes network atomics have — UCX, Open MPI's
+/// one-sided transport between hosts, has no 1- or 2-byte atomic
+/// operations.
 ///
 /// The consistency model and the owner protocol's serving rule are the
 /// [module's](super).
@@ -251,11 +253,11 @@ impl ByteArray {
 
     /// Checks that the elements are integers the array can add and compare.
     fn integers(&self) -> Result<(), DsmError> {
-        if [1, 2, 4, 8].contains(&self.elem_size) {
+        if [4, 8].contains(&self.elem_size) {
             Ok(())
         } else {
             Err(DsmError::ElementSize {
-                what: "integer operations need elements of 1, 2, 4 or 8 bytes",
+                what: "integer operations need elements of 4 or 8 bytes",
                 len: self.elem_size,
                 elem_size: self.elem_size,
             })
@@ -267,7 +269,7 @@ impl ByteArray {
     ///
     /// # Errors
     ///
-    /// [`DsmError::ElementSize`] unless the elements are 1, 2, 4 or 8 bytes
+    /// [`DsmError::ElementSize`] unless the elements are 4 or 8 bytes
     /// and both buffers one element; as [`get`](Self::get).
     pub fn fetch_add(
         &mut self,

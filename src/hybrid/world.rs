@@ -39,7 +39,13 @@ pub struct HybridWorld {
     mailbox_first: bool,
     /// The node leaders (node rank 0 of every node), on leaders only.
     leaders: Option<MpiTransport>,
+    /// Open receive requests and held messages: receives are matched in
+    /// posting order ([`requests`]).
+    matching: requests::SharedMatching,
 }
+
+mod requests;
+pub use requests::{HybridRecvRequest, HybridSendRequest};
 
 /// Tag of the hop from a broadcast's root to its node leader (reserved:
 /// above `TAG_MAX`, never matched by an any-tag receive).
@@ -204,6 +210,7 @@ impl HybridWorld {
             mailbox,
             mailbox_first: true,
             leaders,
+            matching: Default::default(),
         })
     }
 
@@ -299,6 +306,58 @@ impl HybridWorld {
         )
     }
 
+    /// A receive straight from the paths: the mailbox for a rank of
+    /// this node, MPI for another, both in turn for any source.
+    fn recv_from_paths(
+        &mut self,
+        source: Source,
+        tag: TagMatch,
+        wait: Wait,
+    ) -> Result<Message, Error> {
+        match source {
+            Source::Rank(r) => {
+                if let Some(local) = self.local_member(r)? {
+                    let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+                    return match group.recv(local, tag, wait) {
+                        Ok(m) => Ok(self.with_world_source(m)),
+                        Err(e) => Err(self.local_error(e)),
+                    };
+                }
+                Ok(self.world.recv(r, tag, wait)?)
+            }
+            // Both paths once (local peers gone still leave MPI's).
+            Source::Any if wait == Wait::Now => self
+                .poll_any(tag)?
+                .ok_or_else(|| MpiError::WouldBlock.into()),
+            Source::Any if self.all_local() => {
+                // Every peer is on this node: only the mailbox can bring a
+                // message, and its wait sleeps on the doorbell.
+                let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
+                match group.recv(Source::Any, tag, wait) {
+                    Ok(m) => Ok(self.with_world_source(m)),
+                    Err(e) => Err(self.local_error(e)),
+                }
+            }
+            Source::Any => {
+                let timeout = wait.timeout();
+                let mut waiter = Waiter::new(&self.wait_policy(), timeout);
+                loop {
+                    if let Some(m) = self.poll_any(tag)? {
+                        return Ok(m);
+                    }
+                    // No one doorbell covers both paths: a blocking step
+                    // sleeps a backoff and polls both again.
+                    if !waiter.idle() {
+                        return Err(MpiError::Timeout {
+                            waited: timeout.unwrap_or_default(),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+    }
+
     fn poll_any(&mut self, tag: TagMatch) -> Result<Option<Message>, Error> {
         self.mailbox_first = !self.mailbox_first;
         for mailbox_turn in [self.mailbox_first, !self.mailbox_first] {
@@ -357,53 +416,18 @@ impl Transport for HybridWorld {
         self.wait_mpi(req)
     }
 
+    /// Receives are matched in posting order while receive requests are
+    /// open (see [`HybridWorld::irecv`]).
     fn recv_matching(
         &mut self,
         source: Source,
         tag: TagMatch,
         wait: Wait,
     ) -> Result<Message, Error> {
-        match source {
-            Source::Rank(r) => {
-                if let Some(local) = self.local_member(r)? {
-                    let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-                    return match group.recv(local, tag, wait) {
-                        Ok(m) => Ok(self.with_world_source(m)),
-                        Err(e) => Err(self.local_error(e)),
-                    };
-                }
-                Ok(self.world.recv(r, tag, wait)?)
-            }
-            // Both paths once (local peers gone still leave MPI's).
-            Source::Any if wait == Wait::Now => self
-                .poll_any(tag)?
-                .ok_or_else(|| MpiError::WouldBlock.into()),
-            Source::Any if self.all_local() => {
-                // Every peer is on this node: only the mailbox can bring a
-                // message, and its wait sleeps on the doorbell.
-                let group = self.mailbox.as_mut().ok_or(MailboxError::AllPeersGone)?;
-                match group.recv(Source::Any, tag, wait) {
-                    Ok(m) => Ok(self.with_world_source(m)),
-                    Err(e) => Err(self.local_error(e)),
-                }
-            }
-            Source::Any => {
-                let timeout = wait.timeout();
-                let mut waiter = Waiter::new(&self.wait_policy(), timeout);
-                loop {
-                    if let Some(m) = self.poll_any(tag)? {
-                        return Ok(m);
-                    }
-                    // No one doorbell covers both paths: a blocking step
-                    // sleeps a backoff and polls both again.
-                    if !waiter.idle() {
-                        return Err(MpiError::Timeout {
-                            waited: timeout.unwrap_or_default(),
-                        }
-                        .into());
-                    }
-                }
-            }
+        if self.matching.borrow().is_idle() {
+            self.recv_from_paths(source, tag, wait)
+        } else {
+            self.recv_ordered(source, tag, wait, None)
         }
     }
 
@@ -577,56 +601,7 @@ impl std::fmt::Debug for HybridWorld {
     }
 }
 
-/// A send started by [`HybridWorld::isend`].
-///
-/// Over MPI it is a real non-blocking send. Through the node's mailbox the
-/// message is copied into the receiver's ring by `isend` itself (waiting,
-/// with both paths kept moving, only while the ring is full): a mailbox
-/// send completes as soon as it is written, and doing it at once keeps the
-/// order of sends to one rank the order of the `isend` calls.
-#[must_use]
-pub struct HybridSendRequest<'a> {
-    state: SendState<'a>,
-}
-
-enum SendState<'a> {
-    Done,
-    Mpi(crate::mpi::SendRequest<'a>),
-}
-
-/// A receive started by [`HybridWorld::irecv`]: polled by
-/// [`HybridWorld::test_recv`], finished by [`HybridWorld::wait_recv`].
-#[derive(Debug)]
-#[must_use]
-pub struct HybridRecvRequest {
-    source: Source,
-    tag: TagMatch,
-    done: Option<Message>,
-}
-
 impl HybridWorld {
-    /// Starts a send of `data` to `dest`; the request borrows the world's
-    /// MPI side and `data` until it completes.
-    ///
-    /// # Errors
-    ///
-    /// An invalid rank or tag, or a failure of the path.
-    pub fn isend<'a>(
-        &mut self,
-        dest: usize,
-        tag: i32,
-        data: &'a [u8],
-    ) -> Result<HybridSendRequest<'a>, Error> {
-        let state = match self.local_member(dest)? {
-            None => SendState::Mpi(self.world.isend(dest, tag, data)?),
-            Some(_) => {
-                self.send(dest, tag, data)?;
-                SendState::Done
-            }
-        };
-        Ok(HybridSendRequest { state })
-    }
-
     /// Receives into `buf` without allocating: from a rank of this node
     /// straight out of its mailbox lane ([`MailboxGroup::recv_into`]), from
     /// another node through MPI ([`Comm::recv_into`]), from any source by
@@ -646,6 +621,11 @@ impl HybridWorld {
         wait: impl Into<Wait>,
     ) -> Result<(usize, i32, usize), Error> {
         let (source, tag, wait) = (source.into(), tag.into(), wait.into());
+        if !self.matching.borrow().is_idle() {
+            let m = self.recv_ordered(source, tag, wait, Some(buf.len()))?;
+            buf[..m.data.len()].copy_from_slice(&m.data);
+            return Ok((m.source, m.tag, m.data.len()));
+        }
         let Source::Rank(r) = source else {
             return self.recv_any_into(tag, buf, wait);
         };
@@ -702,31 +682,6 @@ impl HybridWorld {
         }
     }
 
-    /// Starts a receive from `source` with `tag`.
-    pub fn irecv(
-        &mut self,
-        source: impl Into<Source>,
-        tag: impl Into<TagMatch>,
-    ) -> HybridRecvRequest {
-        HybridRecvRequest {
-            source: source.into(),
-            tag: tag.into(),
-            done: None,
-        }
-    }
-
-    /// Completes a send request (see [`HybridSendRequest`]).
-    ///
-    /// # Errors
-    ///
-    /// A failure of the path.
-    pub fn wait_send(&mut self, request: HybridSendRequest<'_>) -> Result<(), Error> {
-        match request.state {
-            SendState::Done => Ok(()),
-            SendState::Mpi(r) => self.wait_mpi(r),
-        }
-    }
-
     /// Waits for an MPI send while both paths keep moving: MPI arrivals go
     /// to the communicator's queue, mailbox arrivals to the group's.
     fn wait_mpi(&mut self, req: crate::mpi::SendRequest<'_>) -> Result<(), Error> {
@@ -741,32 +696,6 @@ impl HybridWorld {
             return Err(self.local_error(e));
         }
         Ok(sent?)
-    }
-
-    /// Polls a receive request; true once its message is there.
-    ///
-    /// # Errors
-    ///
-    /// A failure of the path.
-    pub fn test_recv(&mut self, request: &mut HybridRecvRequest) -> Result<bool, Error> {
-        if request.done.is_none() {
-            request.done = self
-                .recv_matching(request.source, request.tag, Wait::Now)
-                .arrived()?;
-        }
-        Ok(request.done.is_some())
-    }
-
-    /// Completes a receive request.
-    ///
-    /// # Errors
-    ///
-    /// A failure of the path.
-    pub fn wait_recv(&mut self, request: HybridRecvRequest) -> Result<Message, Error> {
-        match request.done {
-            Some(m) => Ok(m),
-            None => self.recv_matching(request.source, request.tag, Wait::Forever),
-        }
     }
 }
 

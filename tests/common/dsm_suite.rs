@@ -207,34 +207,13 @@ pub fn run_bytes(
         a.barrier()?;
     }
 
-    // 2. Integers of 1, 2, 4 and 8 bytes: concurrent fetch-adds wrap in
-    //    their own width; compare-exchange counts; concurrent whole-element
-    //    writes never tear.
+    // 2. Elements of 1, 2, 4 and 8 bytes: concurrent whole-element writes
+    //    never tear; integers of 4 and 8 bytes: concurrent fetch-adds wrap
+    //    in their width, compare-exchange counts; 1 and 2 bytes refuse
+    //    integer operations.
     for elem in [1usize, 2, 4, 8] {
         let mut a = make(3, elem)?;
         let (me, ranks) = (a.rank(), a.size());
-        let one = 1u64.to_ne_bytes();
-        let one = if cfg!(target_endian = "little") {
-            &one[..elem]
-        } else {
-            &one[8 - elem..]
-        };
-        let adds = 300;
-        let mut prev = vec![0u8; elem];
-        for _ in 0..adds {
-            a.fetch_add(0, one, &mut prev)?;
-        }
-        for _ in 0..40 {
-            let mut seen = vec![0u8; elem];
-            a.get(1, &mut seen)?;
-            loop {
-                let next = add_ne(&seen, 1);
-                if a.compare_exchange(1, &seen, &next, &mut prev)? {
-                    break;
-                }
-                seen.copy_from_slice(&prev);
-            }
-        }
         // Rank r writes the element of all bytes r + 1, over and over;
         // every read sees one writer's value whole.
         let mine = vec![me as u8 + 1; elem];
@@ -247,6 +226,35 @@ pub fn run_bytes(
                 "rank {me}: torn {elem}-byte element {got:?}"
             );
         }
+        let one = narrow_ne(1, elem);
+        let mut prev = vec![0u8; elem];
+        if elem < 4 {
+            assert!(matches!(
+                a.fetch_add(0, &one, &mut prev),
+                Err(Error::Dsm(DsmError::ElementSize { .. }))
+            ));
+            assert!(matches!(
+                a.compare_exchange(0, &one, &one, &mut prev),
+                Err(Error::Dsm(DsmError::ElementSize { .. }))
+            ));
+            a.barrier()?;
+            continue;
+        }
+        let adds = 300;
+        for _ in 0..adds {
+            a.fetch_add(0, &one, &mut prev)?;
+        }
+        for _ in 0..40 {
+            let mut seen = vec![0u8; elem];
+            a.get(1, &mut seen)?;
+            loop {
+                let next = add_ne(&seen, 1);
+                if a.compare_exchange(1, &seen, &next, &mut prev)? {
+                    break;
+                }
+                seen.copy_from_slice(&prev);
+            }
+        }
         a.barrier()?;
         let total = (ranks * adds) as u64;
         let mut v = vec![0u8; elem];
@@ -258,6 +266,16 @@ pub fn run_bytes(
         );
         a.get(1, &mut v)?;
         assert_eq!(widen_ne(&v), (ranks * 40) as u64 & mask(elem));
+        a.barrier()?; // everyone has read before rank 0 changes it
+                      // Wrapping in the element's width: add the two's complement of the
+                      // sum, leaving zero.
+        if me == 0 {
+            let back = narrow_ne(total.wrapping_neg(), elem);
+            a.fetch_add(0, &back, &mut prev)?;
+        }
+        a.barrier()?;
+        a.get(0, &mut v)?;
+        assert_eq!(widen_ne(&v), 0, "rank {me}: {elem}-byte wrap");
         a.barrier()?;
     }
 
