@@ -3,16 +3,21 @@
 ! right and checks what comes from the left; the ranks of each node fill
 ! their share of one node array of real64, through a Fortran pointer on
 ! the shared memory, and every rank checks the whole array after the
-! node's barrier. Bad input gets its status through `ierror`. Run:
+! node's barrier; the world's collectives and distributed arrays (int64
+! counters, 12-byte points) on both backends. Bad input gets its status
+! through `ierror`. Run:
 !   shmpi mpirun -n 2 hybrid_ring
 !   SHMPI_RANKS_PER_NODE=2 shmpi mpirun -n 4 hybrid_ring   (2 emulated nodes)
 program hybrid_ring
-  use, intrinsic :: iso_c_binding, only: c_size_t
+  use, intrinsic :: iso_c_binding, only: c_float, c_size_t
   use, intrinsic :: iso_fortran_env, only: int64, real64, error_unit
   use mpi_f08
   use shmpi
   implicit none
   integer, parameter :: laps = 100, cells = 1000
+  type, bind(C) :: point
+    real(c_float) :: x, y, z
+  end type point
   type(shmpi_hybrid) :: world, second
   type(shmpi_node_array) :: array
   integer(int64) :: token(4), got(4), small(1)
@@ -23,6 +28,16 @@ program hybrid_ring
   integer :: node_rank, node_size, major, minor, patch, i
   integer :: owner(cells)
   logical :: local
+  ! Collectives and distributed arrays.
+  type(shmpi_dsm) :: counters, points
+  type(point) :: p
+  type(point), allocatable :: all_points(:)
+  real(real64) :: grid(4), lowest
+  integer :: counts(2), sums(2), backend, k
+  integer(int64) :: pair(2), before, seen, totals(8), expected
+  integer(int64), allocatable :: gathered(:, :)
+  integer(c_size_t) :: elem
+  logical :: swapped
 
   call MPI_Init_thread(MPI_THREAD_MULTIPLE, provided)
   call check(provided == MPI_THREAD_MULTIPLE, "MPI_THREAD_MULTIPLE")
@@ -102,6 +117,73 @@ program hybrid_ring
   call check(len == 8 .and. small(1) == 42, "second world")
   call shmpi_hybrid_free(second)
 
+  ! The world's collectives: the element type is the arrays' own.
+  grid = 0
+  if (me == 0) grid = [(1.5_real64 * i, i = 1, 4)]
+  call shmpi_hybrid_broadcast(world, 0, grid)
+  call check(all(grid == [(1.5_real64 * i, i = 1, 4)]), "broadcast")
+  counts = [me + 1, -me]
+  call shmpi_hybrid_allreduce(world, counts, sums, SHMPI_SUM)
+  call check(all(sums == [n * (n + 1) / 2, -(n * (n - 1) / 2)]), "allreduce sum")
+  lowest = 10.0_real64 - me
+  call shmpi_hybrid_allreduce(world, [lowest], grid(1:1), SHMPI_MIN)
+  call check(grid(1) == 10.0_real64 - (n - 1), "allreduce min")
+  pair = [int(me, int64), int(100 + me, int64)]
+  allocate (gathered(2, n))
+  call shmpi_hybrid_gather(world, n - 1, pair, gathered)
+  if (me == n - 1) call check(all(gathered(1, :) == [(int(i, int64), i = 0, n - 1)]) .and. &
+                              all(gathered(2, :) == [(int(100 + i, int64), i = 0, n - 1)]), "gather")
+  deallocate (gathered)
+  call shmpi_hybrid_allreduce(world, counts, grid(1:2), SHMPI_SUM, ierror=ierr)
+  call check(ierr == SHMPI_E_INVALID, "allreduce of int32 into real64")
+  call shmpi_hybrid_allreduce(world, grid, grid, SHMPI_BAND, ierror=ierr)
+  call check(ierr == SHMPI_E_INVALID, "bitwise and of reals")
+
+  ! Distributed arrays, both backends: counters of int64 (fetch-add,
+  ! compare-exchange) and points of three real32 (12-byte elements).
+  do backend = SHMPI_DSM_OWNER, SHMPI_DSM_RMA
+    call shmpi_dsm_create(world, 8_c_size_t, 8_c_size_t, backend, counters)
+    call shmpi_dsm_shape(counters, len, elem)
+    call check(len == 8 .and. elem == 8, "dsm shape")
+    do i = 1, 50
+      call shmpi_dsm_fetch_add(counters, int(modulo(i, 8) + 1, c_size_t), 1_int64, before)
+    end do
+    seen = 0
+    do
+      call shmpi_dsm_compare_exchange(counters, 8_c_size_t, seen, seen + 100, before, swapped)
+      if (swapped) exit
+      seen = before
+    end do
+    call shmpi_dsm_barrier(counters)
+    call shmpi_dsm_get(counters, 1_c_size_t, totals)
+    do i = 1, 8
+      expected = n * count([(modulo(k, 8) + 1 == i, k = 1, 50)])
+      if (i == 8) expected = expected + 100 * n
+      call check(totals(i) == expected, "dsm counters")
+    end do
+    call shmpi_dsm_get(counters, 0_c_size_t, before, ierror=ierr)
+    call check(ierr == SHMPI_E_OUT_OF_BOUNDS, "index 0")
+    call shmpi_dsm_get(counters, 8_c_size_t, totals(1:2), ierror=ierr)
+    call check(ierr == SHMPI_E_OUT_OF_BOUNDS, "range past the end")
+    call shmpi_dsm_barrier(counters)
+    call shmpi_dsm_free(counters)
+
+    call shmpi_dsm_create(world, int(n + 1, c_size_t), int(storage_size(p) / 8, c_size_t), backend, points)
+    p = point(real(me), 2.0 * me, -1.0)
+    call shmpi_dsm_put(points, int(me + 1, c_size_t), p)
+    call shmpi_dsm_barrier(points)
+    allocate (all_points(n))
+    call shmpi_dsm_get(points, 1_c_size_t, all_points)
+    call check(all(all_points%x == [(real(i), i = 0, n - 1)]) .and. all(all_points%z == -1.0), "dsm points")
+    deallocate (all_points)
+    call shmpi_dsm_fetch_add(points, 1_c_size_t, p, p, ierror=ierr)
+    call check(ierr == SHMPI_E_INVALID, "fetch-add on a 12-byte element")
+    call shmpi_dsm_put(points, 1_c_size_t, counts, ierror=ierr)
+    call check(ierr == SHMPI_E_INVALID, "8 bytes for a 12-byte element")
+    call shmpi_dsm_barrier(points)
+    call shmpi_dsm_free(points)
+  end do
+
   ! The node array, updated in place: each node rank writes its share.
   call shmpi_node_array_create(world, int(cells * 8, c_size_t), array)
   call shmpi_node_array_pointer(array, x)
@@ -125,7 +207,7 @@ program hybrid_ring
   call shmpi_hybrid_barrier(world)
   call shmpi_hybrid_free(world)
   if (me == 0) write (*, '(a, i0, a, i0, a)') "hybrid_ring: ", n, " ranks, ", node_size, &
-    " per node; ring, matrices, too-long, node array in place: checked"
+    " per node; ring, matrices, too-long, collectives, distributed arrays, node array in place: checked"
   call MPI_Finalize()
 
 contains

@@ -222,6 +222,14 @@ slurm_tests() {
     SHMPI_MPIRUN=srun target/release/shmpi mpirun -n 2 --timeout 120 $ex/dsm_histogram --draws 200'
 }
 
+# valgrind memcheck as the C and Fortran examples run under it: Open
+# MPI's suppressions plus ours (each entry says why); any other error or
+# a definite leak fails.
+MEMCHECK=(valgrind -q --num-callers=40 --error-exitcode=97 --leak-check=full
+  --errors-for-leak-kinds=definite --show-leak-kinds=definite
+  --suppressions=/usr/share/openmpi/openmpi-valgrind.supp
+  --suppressions=c_examples/shmpi-valgrind.supp)
+
 # The C API: the C examples built against the build tree, each run under
 # valgrind memcheck (Open MPI's suppressions plus ours, each entry saying
 # why; any other error or definite leak fails), the MPI one under mpirun
@@ -232,10 +240,7 @@ slurm_tests() {
 c_api() {
   cargo build --locked --release -q --lib --bin shmpi || return 1
   make -s -C c_examples || return 1
-  local vg=(valgrind -q --num-callers=40 --error-exitcode=97 --leak-check=full
-    --errors-for-leak-kinds=definite --show-leak-kinds=definite
-    --suppressions=/usr/share/openmpi/openmpi-valgrind.supp
-    --suppressions=c_examples/shmpi-valgrind.supp)
+  local vg=("${MEMCHECK[@]}")
   timeout 300 "${vg[@]}" target/c_examples/shm_pingpong &&
     timeout 300 "${vg[@]}" target/c_examples/mailbox_ring 4 &&
     timeout 300 "${vg[@]}" target/c_examples/mutex_crash &&
@@ -261,7 +266,8 @@ c_api() {
 # The Fortran module as its users get it: installed with the C library
 # into a prefix, found through pkg-config's fmoddir, and its example — a
 # ring over the hybrid world, matrices sent as they are, bad input through
-# ierror, a node array updated in place — run under mpirun with 2 ranks
+# ierror, the world's collectives, distributed arrays on both backends, a
+# node array updated in place — run under valgrind and mpirun with 2 ranks
 # and with 4 as two emulated nodes.
 fortran_module() {
   cargo build --locked --release -q --bin shmpi || return 1
@@ -271,8 +277,8 @@ fortran_module() {
     moddir=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --variable=fmoddir shmpi) &&
     [ -f "$moddir/shmpi.mod" ] && [ -f "$prefix/lib/libshmpi_f.a" ] &&
     PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C c_examples OUT="$prefix/examples" fortran &&
-    target/release/shmpi mpirun -n 2 --timeout 120 "$prefix/examples/hybrid_ring" &&
-    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 120 "$prefix/examples/hybrid_ring"
+    target/release/shmpi mpirun -n 2 --timeout 300 "${MEMCHECK[@]}" "$prefix/examples/hybrid_ring" &&
+    SHMPI_RANKS_PER_NODE=2 target/release/shmpi mpirun -n 4 --timeout 300 "${MEMCHECK[@]}" "$prefix/examples/hybrid_ring"
   local status=$?
   rm -rf "$prefix"
   return $status

@@ -1,5 +1,6 @@
-! shmpi for Fortran 2008 (+ TS 29113): the hybrid world and node arrays
-! over the C API (shmpi.h), with MPI's conventions.
+! shmpi for Fortran 2008 (+ TS 29113): the hybrid world (point-to-point
+! and collectives), node arrays and distributed arrays over the C API
+! (shmpi.h), with MPI's conventions.
 !
 !   use mpi_f08
 !   use shmpi
@@ -15,7 +16,10 @@
 ! and rank, passed without a copy; they must be contiguous (a strided
 ! section is SHMPI_E_INVALID). A node array is seen as a Fortran pointer
 ! array on the shared memory itself (`shmpi_node_array_pointer`), valid
-! until `shmpi_node_array_free`.
+! until `shmpi_node_array_free`. A distributed array's elements are any
+! type (`storage_size(x) / 8` bytes each) and its indices 1-based (0 or
+! less is SHMPI_E_OUT_OF_BOUNDS); an allreduce takes its element type from
+! its arrays (integers of 1-8 bytes, real32, real64).
 !
 ! Built and installed with the C library by scripts/install.sh:
 ! PREFIX/lib/libshmpi_f.a and this module's .mod under
@@ -37,6 +41,11 @@ module shmpi
   type, public :: shmpi_node_array
     type(c_ptr), private :: ptr = c_null_ptr
   end type shmpi_node_array
+
+  !> A distributed array: every element owned by one rank of the world.
+  type, public :: shmpi_dsm
+    type(c_ptr), private :: ptr = c_null_ptr
+  end type shmpi_dsm
 
   ! The statuses of shmpi.h (c_examples/hybrid_ring.f90 checks each
   ! against the library's own name for it, shmpi_status_name).
@@ -64,12 +73,24 @@ module shmpi
   integer, parameter, public :: SHMPI_E_STATE = -21
   integer, parameter, public :: SHMPI_ANY_SOURCE = -1
   integer, parameter, public :: SHMPI_ANY_TAG = -1
+  integer, parameter, public :: SHMPI_SUM = 1
+  integer, parameter, public :: SHMPI_PROD = 2
+  integer, parameter, public :: SHMPI_MIN = 3
+  integer, parameter, public :: SHMPI_MAX = 4
+  integer, parameter, public :: SHMPI_BAND = 5
+  integer, parameter, public :: SHMPI_BOR = 6
+  integer, parameter, public :: SHMPI_BXOR = 7
+  integer, parameter, public :: SHMPI_DSM_OWNER = 0
+  integer, parameter, public :: SHMPI_DSM_RMA = 1
 
   public :: shmpi_version, shmpi_status_name, shmpi_last_error
   public :: shmpi_hybrid_create, shmpi_hybrid_rank, shmpi_hybrid_is_local
   public :: shmpi_hybrid_send, shmpi_hybrid_recv, shmpi_hybrid_barrier, shmpi_hybrid_free
   public :: shmpi_node_array_create, shmpi_node_array_pointer, shmpi_node_array_part
   public :: shmpi_node_array_barrier, shmpi_node_array_free
+  public :: shmpi_hybrid_broadcast, shmpi_hybrid_allreduce, shmpi_hybrid_gather
+  public :: shmpi_dsm_create, shmpi_dsm_get, shmpi_dsm_put, shmpi_dsm_fetch_add
+  public :: shmpi_dsm_compare_exchange, shmpi_dsm_barrier, shmpi_dsm_shape, shmpi_dsm_free
 
   !> A hybrid world over a communicator: `type(MPI_Comm)` (mpi_f08) or
   !> an integer handle (`use mpi`). Collective.
@@ -167,6 +188,79 @@ module shmpi
       import :: c_int, c_ptr
       type(c_ptr), value :: a
     end function c_node_array_free
+    integer(c_int) function f_hybrid_broadcast(h, root, buf) bind(C, name="shmpi_f_hybrid_broadcast")
+      import :: c_int, c_ptr
+      type(c_ptr), value :: h
+      integer(c_int), value :: root
+      type(*), dimension(..), intent(inout) :: buf
+    end function f_hybrid_broadcast
+    integer(c_int) function f_hybrid_allreduce(h, input, output, op) bind(C, name="shmpi_f_hybrid_allreduce")
+      import :: c_int, c_ptr
+      type(c_ptr), value :: h
+      type(*), dimension(..), intent(in) :: input
+      type(*), dimension(..), intent(inout) :: output
+      integer(c_int), value :: op
+    end function f_hybrid_allreduce
+    integer(c_int) function f_hybrid_gather(h, root, input, output) bind(C, name="shmpi_f_hybrid_gather")
+      import :: c_int, c_ptr
+      type(c_ptr), value :: h
+      integer(c_int), value :: root
+      type(*), dimension(..), intent(in) :: input
+      type(*), dimension(..), intent(inout) :: output
+    end function f_hybrid_gather
+    integer(c_int) function c_dsm_create(h, len, elem_size, backend, out) bind(C, name="shmpi_dsm_create")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: h
+      integer(c_size_t), value :: len, elem_size
+      integer(c_int), value :: backend
+      type(c_ptr), intent(out) :: out
+    end function c_dsm_create
+    integer(c_int) function f_dsm_get(d, start, buf) bind(C, name="shmpi_f_dsm_get")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: d
+      integer(c_size_t), value :: start
+      type(*), dimension(..), intent(inout) :: buf
+    end function f_dsm_get
+    integer(c_int) function f_dsm_put(d, start, buf) bind(C, name="shmpi_f_dsm_put")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: d
+      integer(c_size_t), value :: start
+      type(*), dimension(..), intent(in) :: buf
+    end function f_dsm_put
+    integer(c_int) function f_dsm_fetch_add(d, index, addend, previous) bind(C, name="shmpi_f_dsm_fetch_add")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: d
+      integer(c_size_t), value :: index
+      type(*), dimension(..), intent(in) :: addend
+      type(*), dimension(..), intent(inout) :: previous
+    end function f_dsm_fetch_add
+    integer(c_int) function f_dsm_compare_exchange(d, index, expected, desired, previous, swapped) &
+        bind(C, name="shmpi_f_dsm_compare_exchange")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: d
+      integer(c_size_t), value :: index
+      type(*), dimension(..), intent(in) :: expected, desired
+      type(*), dimension(..), intent(inout) :: previous
+      integer(c_int), intent(out) :: swapped
+    end function f_dsm_compare_exchange
+    integer(c_int) function c_dsm_barrier(d) bind(C, name="shmpi_dsm_barrier")
+      import :: c_int, c_ptr
+      type(c_ptr), value :: d
+    end function c_dsm_barrier
+    integer(c_int) function c_dsm_len(d, len) bind(C, name="shmpi_dsm_len")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: d
+      integer(c_size_t), intent(out) :: len
+    end function c_dsm_len
+    integer(c_int) function c_dsm_elem_size(d, elem_size) bind(C, name="shmpi_dsm_elem_size")
+      import :: c_int, c_ptr, c_size_t
+      type(c_ptr), value :: d
+      integer(c_size_t), intent(out) :: elem_size
+    end function c_dsm_elem_size
+    integer(c_int) function c_dsm_free(d) bind(C, name="shmpi_dsm_free")
+      import :: c_int, c_ptr
+      type(c_ptr), value :: d
+    end function c_dsm_free
   end interface
 
 contains
@@ -277,10 +371,7 @@ contains
     integer, intent(in) :: dest, tag
     type(*), dimension(..), intent(in) :: buf
     integer, optional, intent(out) :: ierror
-    if (.not. is_contiguous(buf)) then
-      call finish(int(SHMPI_E_INVALID, c_int), ierror, "shmpi_hybrid_send: the buffer is not contiguous")
-      return
-    end if
+    if (strided(is_contiguous(buf), "shmpi_hybrid_send", ierror)) return
     call finish(f_hybrid_send(world%ptr, int(dest, c_int), int(tag, c_int), buf), ierror)
   end subroutine shmpi_hybrid_send
 
@@ -297,10 +388,7 @@ contains
     integer, optional, intent(out) :: ierror
     integer(c_size_t) :: n
     integer(c_int) :: f, t, status
-    if (.not. is_contiguous(buf)) then
-      call finish(int(SHMPI_E_INVALID, c_int), ierror, "shmpi_hybrid_recv: the buffer is not contiguous")
-      return
-    end if
+    if (strided(is_contiguous(buf), "shmpi_hybrid_recv", ierror)) return
     n = 0
     f = -1
     t = -1
@@ -439,5 +527,145 @@ contains
     array%ptr = c_null_ptr
     call finish(status, ierror)
   end subroutine shmpi_node_array_free
+
+  !> Fails with SHMPI_E_INVALID, saying which call's buffer is strided.
+  logical function strided(contiguous, what, ierror)
+    logical, intent(in) :: contiguous
+    character(len=*), intent(in) :: what
+    integer, optional, intent(out) :: ierror
+    strided = .not. contiguous
+    if (strided) call finish(int(SHMPI_E_INVALID, c_int), ierror, what // ": a buffer is not contiguous")
+  end function strided
+
+  !> Makes every rank's `buf` equal to rank `root`'s (same size on every
+  !> rank). Collective.
+  subroutine shmpi_hybrid_broadcast(world, root, buf, ierror)
+    type(shmpi_hybrid), intent(in) :: world
+    integer, intent(in) :: root
+    type(*), dimension(..), intent(inout) :: buf
+    integer, optional, intent(out) :: ierror
+    if (strided(is_contiguous(buf), "shmpi_hybrid_broadcast", ierror)) return
+    call finish(f_hybrid_broadcast(world%ptr, int(root, c_int), buf), ierror)
+  end subroutine shmpi_hybrid_broadcast
+
+  !> Combines every rank's `input` element-wise with `op` (SHMPI_SUM ...
+  !> SHMPI_BXOR, in rank order); every rank gets the result in `output`.
+  !> The element type is the arrays' own: integer of 1, 2, 4 or 8 bytes,
+  !> real32 or real64, the same for both, with the same size. Collective.
+  subroutine shmpi_hybrid_allreduce(world, input, output, op, ierror)
+    type(shmpi_hybrid), intent(in) :: world
+    type(*), dimension(..), intent(in) :: input
+    type(*), dimension(..), intent(inout) :: output
+    integer, intent(in) :: op
+    integer, optional, intent(out) :: ierror
+    if (strided(is_contiguous(input) .and. is_contiguous(output), "shmpi_hybrid_allreduce", ierror)) return
+    call finish(f_hybrid_allreduce(world%ptr, input, output, int(op, c_int)), ierror)
+  end subroutine shmpi_hybrid_allreduce
+
+  !> Collects every rank's `input` at rank `root`, in rank order, into
+  !> `output` (at the root at least size × input's bytes; ignored
+  !> elsewhere). Collective.
+  subroutine shmpi_hybrid_gather(world, root, input, output, ierror)
+    type(shmpi_hybrid), intent(in) :: world
+    integer, intent(in) :: root
+    type(*), dimension(..), intent(in) :: input
+    type(*), dimension(..), intent(inout) :: output
+    integer, optional, intent(out) :: ierror
+    if (strided(is_contiguous(input) .and. is_contiguous(output), "shmpi_hybrid_gather", ierror)) return
+    call finish(f_hybrid_gather(world%ptr, int(root, c_int), input, output), ierror)
+  end subroutine shmpi_hybrid_gather
+
+  !> A zeroed distributed array of `len` elements of `elem_size` bytes
+  !> (`storage_size(x) / 8`) over the world's ranks, with backend
+  !> SHMPI_DSM_OWNER or SHMPI_DSM_RMA. Collective. The owner protocol
+  !> serves only inside calls on the array: meet in shmpi_dsm_barrier
+  !> before leaving it for other collectives.
+  subroutine shmpi_dsm_create(world, len, elem_size, backend, array, ierror)
+    type(shmpi_hybrid), intent(in) :: world
+    integer(c_size_t), intent(in) :: len, elem_size
+    integer, intent(in) :: backend
+    type(shmpi_dsm), intent(out) :: array
+    integer, optional, intent(out) :: ierror
+    call finish(c_dsm_create(world%ptr, len, elem_size, int(backend, c_int), array%ptr), ierror)
+  end subroutine shmpi_dsm_create
+
+  !> Reads elements `first`, `first + 1`, ... (1-based) into `buf`, as many
+  !> as it holds (a scalar: one); its bytes must be whole elements.
+  subroutine shmpi_dsm_get(array, first, buf, ierror)
+    type(shmpi_dsm), intent(in) :: array
+    integer(c_size_t), intent(in) :: first
+    type(*), dimension(..), intent(inout) :: buf
+    integer, optional, intent(out) :: ierror
+    if (strided(is_contiguous(buf), "shmpi_dsm_get", ierror)) return
+    call finish(f_dsm_get(array%ptr, first - 1, buf), ierror)
+  end subroutine shmpi_dsm_get
+
+  !> Writes `buf`'s elements at `first`, `first + 1`, ... (1-based).
+  subroutine shmpi_dsm_put(array, first, buf, ierror)
+    type(shmpi_dsm), intent(in) :: array
+    integer(c_size_t), intent(in) :: first
+    type(*), dimension(..), intent(in) :: buf
+    integer, optional, intent(out) :: ierror
+    if (strided(is_contiguous(buf), "shmpi_dsm_put", ierror)) return
+    call finish(f_dsm_put(array%ptr, first - 1, buf), ierror)
+  end subroutine shmpi_dsm_put
+
+  !> Adds `addend` to element `index` atomically (integers of 4 or 8
+  !> bytes, wrapping); `previous` gets the value it had.
+  subroutine shmpi_dsm_fetch_add(array, index, addend, previous, ierror)
+    type(shmpi_dsm), intent(in) :: array
+    integer(c_size_t), intent(in) :: index
+    type(*), dimension(..), intent(in) :: addend
+    type(*), dimension(..), intent(inout) :: previous
+    integer, optional, intent(out) :: ierror
+    call finish(f_dsm_fetch_add(array%ptr, index - 1, addend, previous), ierror)
+  end subroutine shmpi_dsm_fetch_add
+
+  !> Sets element `index` to `desired` if it holds `expected`, atomically
+  !> (integers of 4 or 8 bytes); `previous` gets the value it held,
+  !> `swapped` whether it was replaced.
+  subroutine shmpi_dsm_compare_exchange(array, index, expected, desired, previous, swapped, ierror)
+    type(shmpi_dsm), intent(in) :: array
+    integer(c_size_t), intent(in) :: index
+    type(*), dimension(..), intent(in) :: expected, desired
+    type(*), dimension(..), intent(inout) :: previous
+    logical, intent(out) :: swapped
+    integer, optional, intent(out) :: ierror
+    integer(c_int) :: s
+    s = 0
+    call finish(f_dsm_compare_exchange(array%ptr, index - 1, expected, desired, previous, s), ierror)
+    swapped = s /= 0
+  end subroutine shmpi_dsm_compare_exchange
+
+  !> Waits for every rank; afterwards every read sees every earlier
+  !> write. Collective.
+  subroutine shmpi_dsm_barrier(array, ierror)
+    type(shmpi_dsm), intent(in) :: array
+    integer, optional, intent(out) :: ierror
+    call finish(c_dsm_barrier(array%ptr), ierror)
+  end subroutine shmpi_dsm_barrier
+
+  !> The array's length in elements and their size in bytes.
+  subroutine shmpi_dsm_shape(array, len, elem_size, ierror)
+    type(shmpi_dsm), intent(in) :: array
+    integer(c_size_t), intent(out) :: len, elem_size
+    integer, optional, intent(out) :: ierror
+    integer(c_int) :: status
+    len = 0
+    elem_size = 0
+    status = c_dsm_len(array%ptr, len)
+    if (status == SHMPI_OK) status = c_dsm_elem_size(array%ptr, elem_size)
+    call finish(status, ierror)
+  end subroutine shmpi_dsm_shape
+
+  !> Frees the array. Collective.
+  subroutine shmpi_dsm_free(array, ierror)
+    type(shmpi_dsm), intent(inout) :: array
+    integer, optional, intent(out) :: ierror
+    integer(c_int) :: status
+    status = c_dsm_free(array%ptr)
+    array%ptr = c_null_ptr
+    call finish(status, ierror)
+  end subroutine shmpi_dsm_free
 
 end module shmpi
