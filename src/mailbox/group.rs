@@ -240,6 +240,20 @@ fn end_error(peer: usize, status: PeerStatus) -> Option<MailboxError> {
     }
 }
 
+/// How long a member that found work after an unrung sleep waits for the
+/// waker's ring before counting a lost wake-up: one check period for each
+/// member per CPU (at most 32). A waker preempted between publishing and
+/// ringing is off its CPU for about a scheduling period, which grows with
+/// the runnable processes per CPU: with a flat 10 ms, a stress run of 64
+/// members on 2 CPUs counted a late ring as lost. The wait ends as soon as
+/// the ring comes, so only a real lost wake-up waits it all.
+fn late_ring_grace(members: usize) -> Duration {
+    let per_cpu = members
+        .div_ceil(crate::sync::wait::online_cpus())
+        .clamp(1, 32);
+    LIVENESS_SLICE * per_cpu as u32
+}
+
 /// Polls `came` under `waiter` (yielding, then sleeping a backoff) until it
 /// holds — true — or the waiter's time runs out — false.
 fn late_ring(mut waiter: Waiter, came: impl Fn() -> bool) -> bool {
@@ -984,6 +998,7 @@ impl MailboxGroup {
             Watch::Source(s) => &lane_control(&seg, &self.layout, s, self.id).recv_sleeps,
             Watch::Dest(d) => &lane_control(&seg, &self.layout, self.id, d).send_sleeps,
         };
+        let members = self.members();
         let bell = Doorbell::new(&me.doorbell);
         // The ticket is taken before the last look for work: a ring after
         // it changes the word and the sleep returns at once.
@@ -1009,8 +1024,8 @@ impl MailboxGroup {
             },
             || {
                 // A waker that published while the flag was up is bound to
-                // ring; give it a grace of one check period.
-                let grace = Waiter::new(&WaitPolicy::block_only(), Some(LIVENESS_SLICE));
+                // ring; give it the grace of a preempted process.
+                let grace = Waiter::new(&WaitPolicy::block_only(), Some(late_ring_grace(members)));
                 late_ring(grace, || bell.ticket() != ticket)
             },
         );
