@@ -25,6 +25,10 @@
 //! - `Rma` (feature `mpi`, `DistArray::rma`): MPI one-sided operations,
 //!   passive target, on an `RmaWindow`: the owner takes no part.
 //!
+//! [`ByteArray`] is the same array with an element size chosen at run time
+//! (elements as byte strings; what the C and Fortran APIs use), on either
+//! backend.
+//!
 //! # Consistency
 //!
 //! Every operation is complete when it returns (a put is acknowledged, an
