@@ -408,6 +408,35 @@ pub(crate) unsafe fn write_envelope(
     }
 }
 
+/// Ends a receive into the caller's buffer: the message's envelope through
+/// the optional out-pointers; for a message too long for the buffer (it is
+/// kept for a later receive) its length through `len` with the error.
+///
+/// # Safety
+///
+/// The out-pointers are NULL or writable.
+pub(crate) unsafe fn finish_recv_into<E: Into<Error>>(
+    received: Result<shmpi::transport::Status, E>,
+    out: (*mut usize, *mut c_int, *mut c_int),
+) -> Result<(), Failure> {
+    match received.map_err(Into::into) {
+        Ok(status) => {
+            // SAFETY: NULL or writable (this function's contract).
+            unsafe { write_envelope(out, status) };
+            Ok(())
+        }
+        Err(e) => {
+            if let Error::Mailbox(MailboxError::MessageTooLong { len, .. })
+            | Error::Mpi(MpiError::MessageTooLong { len, .. }) = &e
+            {
+                // SAFETY: NULL or writable (this function's contract).
+                unsafe { write_opt(out.0, *len) };
+            }
+            Err(e.into())
+        }
+    }
+}
+
 /// Writes `value` through a required out-pointer (NULL: `SHMPI_E_NULL`).
 ///
 /// # Safety

@@ -6,8 +6,8 @@ use std::ptr::addr_of_mut;
 
 use super::collective;
 use super::{
-    arg, buffer_arg, bytes_arg, call, give, millis, string_arg, take, write_envelope, write_opt,
-    Failure, SHMPI_E_BUSY, SHMPI_E_INVALID,
+    arg, buffer_arg, bytes_arg, call, finish_recv_into, give, millis, string_arg, take,
+    write_envelope, write_opt, Failure, SHMPI_E_BUSY, SHMPI_E_INVALID,
 };
 use shmpi::mailbox::{Loan, MailboxGroup, MailboxOptions, RecvRef};
 use shmpi::segment::SegmentName;
@@ -348,25 +348,9 @@ unsafe fn recv(
             None => g.recv_into(source, tag, buf, Wait::Forever),
             Some(ms) => g.recv_into(source, tag, buf, millis(ms)),
         };
-        match result {
-            Ok((s, t, n)) => {
-                let status = Status {
-                    source: s,
-                    tag: t,
-                    len: n,
-                };
-                // SAFETY: NULL or writable.
-                unsafe { write_envelope((len, from, got_tag), status) };
-                Ok(())
-            }
-            Err(e) => {
-                if let shmpi::MailboxError::MessageTooLong { len: n, .. } = e {
-                    // SAFETY: NULL or writable.
-                    unsafe { write_opt(len, n) };
-                }
-                Err(e.into())
-            }
-        }
+        let received = result.map(|(source, tag, len)| Status { source, tag, len });
+        // SAFETY: the out-pointers are NULL or writable (caller's contract).
+        unsafe { finish_recv_into(received, (len, from, got_tag)) }
     })
 }
 

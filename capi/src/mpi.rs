@@ -7,7 +7,10 @@
 use std::ffi::{c_int, c_void};
 
 use super::collective;
-use super::{arg, buffer_arg, bytes_arg, call, give, take, write_envelope, write_opt, Failure};
+use super::{
+    arg, buffer_arg, bytes_arg, call, finish_recv_into, give, take, write_envelope, write_opt,
+    Failure,
+};
 use super::{SHMPI_E_INVALID, SHMPI_E_TOO_LONG};
 use shmpi::dsm::ByteArray;
 use shmpi::hybrid::{HybridRecvRequest, HybridSendRequest, HybridWorld, NodeArray};
@@ -156,32 +159,12 @@ pub unsafe extern "C" fn shmpi_hybrid_recv(
             super::mailbox::tag_of(tag)?,
         );
         // A message too long for `buf` is kept by the world, in its place.
-        match h.world.recv_into(source, tag, buf, Wait::Forever) {
-            Ok((from_rank, got, n)) => {
-                let status = Status {
-                    source: from_rank,
-                    tag: got,
-                    len: n,
-                };
-                // SAFETY: NULL or writable.
-                unsafe { write_envelope((len, from, got_tag), status) };
-                Ok(())
-            }
-            Err(
-                shmpi::Error::Mpi(shmpi::MpiError::MessageTooLong {
-                    len: needed,
-                    capacity,
-                })
-                | shmpi::Error::Mailbox(shmpi::MailboxError::MessageTooLong {
-                    len: needed,
-                    capacity,
-                }),
-            ) => {
-                // SAFETY: `len` is NULL or writable (caller's contract).
-                Err(unsafe { too_long(needed, capacity, len) })
-            }
-            Err(e) => Err(e.into()),
-        }
+        let received = h
+            .world
+            .recv_into(source, tag, buf, Wait::Forever)
+            .map(|(source, tag, len)| Status { source, tag, len });
+        // SAFETY: the out-pointers are NULL or writable (caller's contract).
+        unsafe { finish_recv_into(received, (len, from, got_tag)) }
     })
 }
 
@@ -317,20 +300,9 @@ pub unsafe extern "C" fn shmpi_comm_recv(
             super::mailbox::source_of(source)?,
             super::mailbox::tag_of(tag)?,
         );
-        let st = match c.comm.recv_into(source, tag, buf, Wait::Forever) {
-            Ok(st) => st,
-            Err(shmpi::MpiError::MessageTooLong {
-                len: needed,
-                capacity,
-            }) => {
-                // SAFETY: `len` is NULL or writable (caller's contract).
-                return Err(unsafe { too_long(needed, capacity, len) });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // SAFETY: NULL or writable.
-        unsafe { write_envelope((len, from, got_tag), st) };
-        Ok(())
+        let received = c.comm.recv_into(source, tag, buf, Wait::Forever);
+        // SAFETY: the out-pointers are NULL or writable (caller's contract).
+        unsafe { finish_recv_into(received, (len, from, got_tag)) }
     })
 }
 

@@ -57,6 +57,16 @@ const HIER_GATHER_TAG: i32 = crate::transport::TAG_MAX + 65;
 /// Tag of the hop from a reduction's node leader to its root.
 const HIER_REDUCE_TAG: i32 = crate::transport::TAG_MAX + 66;
 
+/// The error of a wait on the world that ran out: `Timeout` for
+/// `Wait::For`, `WouldBlock` for a look (`Wait::Now`).
+fn out_of_time(wait: Wait) -> Error {
+    match wait {
+        Wait::For(waited) => MpiError::Timeout { waited },
+        Wait::Now | Wait::Forever => MpiError::WouldBlock,
+    }
+    .into()
+}
+
 /// `(world rank, bytes)` pairs as one buffer: rank and length as u64, then
 /// the bytes, for each pair.
 fn pack<'a>(parts: impl Iterator<Item = (usize, &'a [u8])>) -> Vec<u8> {
@@ -348,10 +358,7 @@ impl HybridWorld {
                     // No one doorbell covers both paths: a blocking step
                     // sleeps a backoff and polls both again.
                     if !waiter.idle() {
-                        return Err(MpiError::Timeout {
-                            waited: timeout.unwrap_or_default(),
-                        }
-                        .into());
+                        return Err(out_of_time(wait));
                     }
                 }
             }
@@ -673,11 +680,7 @@ impl HybridWorld {
                 Err(e) => return Err(e.into()),
             }
             if !waiter.idle() {
-                return Err(match wait {
-                    Wait::For(waited) => MpiError::Timeout { waited },
-                    Wait::Now | Wait::Forever => MpiError::WouldBlock,
-                }
-                .into());
+                return Err(out_of_time(wait));
             }
         }
     }

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
-use super::HybridWorld;
+use super::{out_of_time, HybridWorld};
 use crate::error::{Error, HybridError, MpiError};
 use crate::sync::Waiter;
 use crate::transport::{Arrival, Message, Source, Status, TagMatch, Transport, Wait, TAG_MAX};
@@ -436,13 +436,4 @@ impl HybridWorld {
             };
         }
     }
-}
-
-/// The error of a wait that ran out.
-fn out_of_time(wait: Wait) -> Error {
-    match wait {
-        Wait::For(waited) => MpiError::Timeout { waited },
-        Wait::Now | Wait::Forever => MpiError::WouldBlock,
-    }
-    .into()
 }
