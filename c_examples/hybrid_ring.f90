@@ -129,6 +129,12 @@ program hybrid_ring
   call shmpi_hybrid_allreduce(world, [lowest], grid(1:1), SHMPI_MIN)
   call check(grid(1) == 10.0_real64 - (n - 1), "allreduce min")
   pair = [int(me, int64), int(100 + me, int64)]
+  ! Too little room at the root: only the root can tell; the gather still
+  ! completes for everyone and the root alone gets the status.
+  allocate (gathered(2, n - 1))
+  call shmpi_hybrid_gather(world, n - 1, pair, gathered, ierror=ierr)
+  call check(ierr == merge(SHMPI_E_INVALID, SHMPI_OK, me == n - 1), "gather into too little at the root")
+  deallocate (gathered)
   allocate (gathered(2, n))
   call shmpi_hybrid_gather(world, n - 1, pair, gathered)
   if (me == n - 1) call check(all(gathered(1, :) == [(int(i, int64), i = 0, n - 1)]) .and. &

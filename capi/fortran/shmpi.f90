@@ -564,7 +564,9 @@ contains
 
   !> Collects every rank's `input` at rank `root`, in rank order, into
   !> `output` (at the root at least size × input's bytes; ignored
-  !> elsewhere). Collective.
+  !> elsewhere). Collective. A smaller `output` at the root is
+  !> SHMPI_E_INVALID there, the output untouched, after the gather has
+  !> completed for every rank.
   subroutine shmpi_hybrid_gather(world, root, input, output, ierror)
     type(shmpi_hybrid), intent(in) :: world
     integer, intent(in) :: root

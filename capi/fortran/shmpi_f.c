@@ -7,6 +7,7 @@
 #include <ISO_Fortran_binding.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <shmpi.h>
 
@@ -81,7 +82,10 @@ int shmpi_f_hybrid_allreduce(shmpi_hybrid *h, const CFI_cdesc_t *input, const CF
 }
 
 /* `output` is the root's (size × input's bytes); elsewhere it may be any
- * array, even of size 0. */
+ * array, even of size 0. Only the root can see that its output is too
+ * small: it still takes part, into room of its own, so that the others
+ * finish and no part is left queued to confuse a later gather, and then
+ * reports SHMPI_E_INVALID with its output untouched. */
 int shmpi_f_hybrid_gather(shmpi_hybrid *h, int root, const CFI_cdesc_t *input, const CFI_cdesc_t *output) {
     void *in = NULL, *out = NULL;
     size_t in_bytes = 0, out_bytes = 0;
@@ -91,8 +95,13 @@ int shmpi_f_hybrid_gather(shmpi_hybrid *h, int root, const CFI_cdesc_t *input, c
     int me = -1, n = 0;
     rc = shmpi_hybrid_rank(h, &me, &n);
     if (rc != SHMPI_OK) return rc;
-    if (me == root && out_bytes / (size_t)n < in_bytes) return SHMPI_E_INVALID;
-    return shmpi_hybrid_gather(h, root, in, in_bytes, out);
+    if (me != root || out_bytes / (size_t)n >= in_bytes) return shmpi_hybrid_gather(h, root, in, in_bytes, out);
+    if (in_bytes > SIZE_MAX / (size_t)n) return SHMPI_E_INVALID;
+    void *room = malloc(in_bytes * (size_t)n);
+    if (room == NULL) return SHMPI_E_OS;
+    rc = shmpi_hybrid_gather(h, root, in, in_bytes, room);
+    free(room);
+    return rc != SHMPI_OK ? rc : SHMPI_E_INVALID;
 }
 
 /* The elements a buffer holds for array `d`, or SHMPI_E_INVALID when its
